@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv and install medtune with its test extras when missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared/data
+DEMO_DATA ?= $(SHARED)/pneumoniamnist/pneumoniamnist.npz
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	@test -f "$(DEMO_DATA)" || { echo "demo data $(DEMO_DATA) is absent: put ../shared/data beside this folder,"; \
+	  echo "or download pneumoniamnist.npz (pip install medmnist; it saves to ~/.medmnist) and run"; \
+	  echo "  make demo DEMO_DATA=~/.medmnist/pneumoniamnist.npz"; exit 1; }
+	$(VENV)/bin/medtune data summary "$(DEMO_DATA)"
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/store.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,36 @@
+"""Pieces every command shares: reading ``--config`` plus ``key=value`` into a `Config`, and progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from medtune.config import Config, load_config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def build_config(config_file: Path | None, overrides: list[str] | None, **values: Any) -> Config:
+    """defaults < ``--config`` YAML < ``key=value`` arguments < values the command fixes (such as ``data``)."""
+    return load_config(config_file, overrides or [], **{k: v for k, v in values.items() if v is not None})
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)

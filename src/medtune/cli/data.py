@@ -1,0 +1,82 @@
+"""``medtune data ...``: look at data before training on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table as RichTable
+
+from medtune._io import write_json
+from medtune.cli._common import build_config, console, progress_bar
+from medtune.data import load_table
+from medtune.data.summary import Summary, summarize
+
+data_app = typer.Typer(help="Inspect data: counts, sizes, problems, one sample walked through.", no_args_is_help=True)
+
+
+@data_app.command("summary")
+def summary_command(
+    data: str = typer.Argument(..., help="A folder of class folders, a CSV/TSV manifest or an .npz file."),
+    overrides: list[str] = typer.Argument(None, help="key=value settings, e.g. label=diagnosis group=patient_id"),
+    config_file: Path = typer.Option(None, "--config", "-c", help="YAML file with the same keys."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
+) -> None:
+    """Counts per class and split, image sizes, problems, and one sample walked through preprocessing.
+
+    Exits 1 when the data cannot be used as it is (each problem is named with its fix).
+    """
+    config = build_config(config_file, overrides, data=data)
+    table = load_table(config)
+    with progress_bar("scanning images", total=len(table)) as advance:
+        summary = summarize(table, config, on_progress=advance)
+    render_summary(summary)
+    if json_out:
+        write_json(json_out, summary.to_dict())
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def render_summary(summary: Summary) -> None:
+    """Print a summary as rich tables."""
+    table = summary.table
+    kind = "multi-label" if table.multilabel else "single-label"
+    console.print(f"[bold]{table.source}[/]  reader: {table.reader}, {len(table)} images, "
+                  f"{len(table.classes)} classes ({kind})", highlight=False)  # fmt: skip
+    for note in table.notes:
+        console.print(f"  note: {note}", highlight=False)
+    counts = table.class_counts()
+    grid = RichTable(title="Images per class and split", title_justify="left")
+    grid.add_column("class")
+    for split in counts.columns:
+        grid.add_column(split, justify="right")
+    grid.add_column("total", justify="right")
+    grid.add_column("share", justify="right")
+    totals = counts.sum(axis=1)
+    all_labels = max(1, int(totals.sum()))
+    for name, row in counts.iterrows():
+        grid.add_row(str(name), *(str(int(v)) for v in row), str(int(totals[name])), f"{totals[name] / all_labels:.1%}")
+    grid.add_row("[bold]all images[/]", *(str(int((table.frame["split"].fillna("(none)") == s).sum())) for s in counts.columns),
+                 str(len(table)), "")  # fmt: skip
+    console.print(grid)
+    sizes = summary.size_table()
+    size_grid = RichTable(title="Image sizes (most common first)", title_justify="left")
+    for column in ("height", "width", "channels", "dtype", "images"):
+        size_grid.add_column(column, justify="right")
+    for row in sizes.head(5).itertuples(index=False):
+        size_grid.add_row(*(str(v) for v in row))
+    if len(sizes) > 5:
+        size_grid.add_row("...", "", "", "", f"{int(sizes['images'].iloc[5:].sum())} in {len(sizes) - 5} other sizes")
+    console.print(size_grid)
+    if summary.steps:
+        walk = RichTable(title=f"One sample through preprocessing: {summary.sample_id}", title_justify="left")
+        for column in ("step", "shape", "dtype", "min", "max"):
+            walk.add_column(column, justify="left" if column == "step" else "right")
+        for step in summary.steps:
+            walk.add_row(step.name, str(step.shape), step.dtype, f"{step.low:.3g}", f"{step.high:.3g}")
+        console.print(walk)
+    if not summary.problems:
+        console.print("[green]no problems found[/]")
+    for problem in summary.problems:
+        colour = "red" if problem.level == "error" else "yellow"
+        console.print(f"[{colour}]{problem.level}[/]: [bold]{problem.title}[/]: {problem.message}", highlight=False)

@@ -1,0 +1,67 @@
+"""The ``medtune`` command line: a thin layer that turns arguments into a `Config` and calls the library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from medtune import __version__
+from medtune.cli.data import data_app
+from medtune.errors import ConfigError, MedtuneError
+
+app = typer.Typer(
+    name="medtune",
+    help="Labelled medical images to a trained, evaluated and explained classifier.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medtune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """medtune: transfer learning for medical images, from the command line."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a `MedtuneError` prints its message (no traceback) and sets the exit code.
+
+    Exit codes: 0 success, 1 unusable data or a failed step, 2 a configuration or usage error.
+    """
+    err = Console(stderr=True)
+    try:
+        code = app(args=argv, standalone_mode=False)  # returns the exit code of typer.Exit
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except MedtuneError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        return 130
+    except Exception as exc:  # click usage errors carry their own exit code and message
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

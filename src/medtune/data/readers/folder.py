@@ -1,0 +1,106 @@
+"""Folder readers: a folder per class (``root/<class>/*``), split folders (``root/{train,val,test}/<class>/*``,
+the torchvision ImageFolder and Kaggle layouts), and an unlabelled folder for prediction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from medtune.config import Config
+from medtune.data.images import is_image_file
+from medtune.data.readers._base import register_reader
+from medtune.data.table import Table, create_table
+from medtune.errors import DataError
+
+SPLIT_DIRS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+              "test": "test", "testing": "test"}  # fmt: skip
+
+
+def _visible_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "__")))
+
+
+def _walk_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """All files under `path` in a stable order, split into images and others; hidden entries skipped."""
+    images, others = [], []
+    for folder, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "__")))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            file = Path(folder) / name
+            (images if is_image_file(file) else others).append(file)
+    return images, others
+
+
+def _skipped_note(others: list[Path], root: Path) -> list[str]:
+    if not others:
+        return []
+    examples = ", ".join(str(p.relative_to(root)) for p in others[:3])
+    return [f"ignored {len(others)} file(s) that are not images ({examples})"]
+
+
+def _class_rows(class_dir: Path, root: Path, label: str, split: str | None, notes: list[str]) -> list[dict]:
+    images, others = _walk_files(class_dir)
+    notes += _skipped_note(others, root)
+    return [{"id": img.relative_to(root).as_posix(), "path": str(img), "label": label, "split": split}
+            for img in images]  # fmt: skip
+
+
+def _is_split_layout(root: Path) -> bool:
+    names = {d.name.lower() for d in _visible_dirs(root)}
+    return bool(names) and names <= set(SPLIT_DIRS) and any(SPLIT_DIRS[n] == "train" for n in names)
+
+
+def read_class_folders(root: Path, config: Config) -> Table:
+    """Read ``root/<class>/*`` or ``root/<split>/<class>/*`` into a table; class names are folder names."""
+    rows: list[dict] = []
+    notes: list[str] = []
+    classes: set[str] = set()
+    if _is_split_layout(root):
+        notes.append("split folders found: their train/val/test assignment is kept")
+        for split_dir in _visible_dirs(root):
+            class_dirs = _visible_dirs(split_dir)
+            if not class_dirs:
+                loose, _ = _walk_files(split_dir)
+                notes.append(f"{split_dir.name}/ has no class folders: its {len(loose)} image(s) are unlabelled "
+                             "and left out (predict them with medtune predict)")
+                continue
+            for class_dir in class_dirs:
+                classes.add(class_dir.name)
+                rows += _class_rows(class_dir, root, class_dir.name, SPLIT_DIRS[split_dir.name.lower()], notes)
+    else:
+        loose = [p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")]
+        for class_dir in _visible_dirs(root):
+            classes.add(class_dir.name)
+            rows += _class_rows(class_dir, root, class_dir.name, None, notes)
+        loose_images = [p for p in loose if is_image_file(p)]
+        if loose_images and not rows:
+            raise DataError(
+                f"{root} holds {len(loose_images)} image(s) but no class folders; for training put each class in "
+                f"its own folder ({root}/<class>/image.png), or give a CSV of labels"
+            )
+        notes += _skipped_note(loose, root) if loose else []
+    if not rows:
+        raise DataError(
+            f"no images found in {root}: expected {root}/<class>/*.png (or .jpg, .tif, .bmp), optionally inside "
+            "train/, val/ and test/ folders"
+        )
+    order = config.classes or sorted(classes)
+    return create_table(pd.DataFrame(rows), classes=order, source=root, reader="folder", notes=notes)
+
+
+register_reader("folder", detect=Path.is_dir, describe="a folder per class, optionally inside train/val/test")(
+    read_class_folders
+)
+
+
+def read_unlabelled(root: Path) -> Table:
+    """Every image under `root` (recursive), without labels: the input of prediction."""
+    images, others = _walk_files(root)
+    if not images:
+        raise DataError(f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif or .bmp")
+    rows = [{"id": img.relative_to(root).as_posix(), "path": str(img)} for img in images]
+    return create_table(pd.DataFrame(rows), classes=(), source=root, reader="folder", notes=_skipped_note(others, root))

@@ -1,0 +1,127 @@
+"""MedMNIST-style ``.npz`` reader: ``{train,val,test}_images`` and ``{train,val,test}_labels`` (or plain
+``images`` / ``labels``); grayscale ``(N, H, W)`` or colour ``(N, H, W, 3)``; one label ``(N,)``/``(N, 1)`` or
+several ``(N, C)`` 0/1 columns. Class names come from ``classes=``, a sidecar file, or MedMNIST's own names."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medtune.config import Config
+from medtune.data.readers._base import register_reader
+from medtune.data.table import LABEL_SEP, Table, create_table
+from medtune.errors import DataError
+
+# Class names of the MedMNIST v2 datasets (medmnist.INFO), so their files read with names, not numbers.
+MEDMNIST_CLASSES: dict[str, list[str]] = {
+    "pneumoniamnist": ["normal", "pneumonia"],
+    "breastmnist": ["malignant", "normal, benign"],
+    "octmnist": ["choroidal neovascularization", "diabetic macular edema", "drusen", "normal"],
+    "chestmnist": ["atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",
+                   "pneumothorax", "consolidation", "edema", "emphysema", "fibrosis", "pleural", "hernia"],
+    "pathmnist": ["adipose", "background", "debris", "lymphocytes", "mucus", "smooth muscle",
+                  "normal colon mucosa", "cancer-associated stroma", "colorectal adenocarcinoma epithelium"],
+    "dermamnist": ["actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
+                   "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
+                   "vascular lesions"],
+}  # fmt: skip
+
+
+def _sidecar_classes(path: Path) -> list[str] | None:
+    """Class names from ``<stem>.json`` (a list, or MedMNIST's ``{"label": {"0": name}}``) or ``<stem>.txt``."""
+    json_file, txt_file = path.with_suffix(".json"), path.with_suffix(".txt")
+    if json_file.is_file():
+        data = json.loads(json_file.read_text(encoding="utf-8"))
+        data = data.get("label", data.get("classes", data)) if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            return [str(data[k]) for k in sorted(data, key=int)]
+        if isinstance(data, list):
+            return [str(v) for v in data]
+        raise DataError(f"{json_file}: expected a list of class names or {{'label': {{'0': name, ...}}}}")
+    if txt_file.is_file():
+        return [line.strip() for line in txt_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return None
+
+
+def _class_names(path: Path, config: Config, n_classes: int) -> tuple[list[str], str]:
+    stem = re.sub(r"_\d+$", "", path.stem.lower())  # pneumoniamnist_64.npz is MedMNIST+ at 64 px
+    for names, origin in (
+        (config.classes, "classes="),
+        (_sidecar_classes(path), "the sidecar file"),
+        (MEDMNIST_CLASSES.get(stem), f"MedMNIST's names for {stem}"),
+    ):
+        if names is not None:
+            if len(names) < n_classes:
+                raise DataError(
+                    f"{path}: labels go up to {n_classes - 1} but {origin} names only {len(names)} classes "
+                    f"({names}); give one name per class"
+                )
+            return list(names), f"class names from {origin}"
+    return [str(i) for i in range(n_classes)], "no class names given: classes are numbered (set classes=a,b,...)"
+
+
+def _arrays(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    try:
+        data = np.load(path, allow_pickle=False)
+        keys = set(data.files)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"cannot read {path} as an .npz archive: {exc}; the file is truncated or not .npz") from None
+    prefixes = [s for s in ("train", "val", "test") if f"{s}_images" in keys]
+    if not prefixes and "images" in keys:
+        prefixes = [""]
+    if not prefixes:
+        raise DataError(
+            f"{path} holds arrays {sorted(keys)}; expected train_images/train_labels (and val_, test_), "
+            "or images/labels"
+        )
+    out = {}
+    for split in prefixes:
+        stem = f"{split}_" if split else ""
+        if f"{stem}labels" not in keys:
+            raise DataError(f"{path} has {stem}images but no {stem}labels; add the labels array")
+        images, labels = data[f"{stem}images"], data[f"{stem}labels"]
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+            raise DataError(
+                f"{path}: {stem}images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)"
+            )
+        if len(labels) != len(images):
+            raise DataError(f"{path}: {len(images)} {stem}images but {len(labels)} {stem}labels; they must match")
+        out[split] = (images, labels.reshape(len(labels), -1))
+    return out
+
+
+def read_npz(path: Path, config: Config) -> Table:
+    """Read a MedMNIST-style archive into a table (``path`` is the archive, ``array``/``index`` the image)."""
+    arrays = _arrays(path)
+    widths = {labels.shape[1] for _, labels in arrays.values()}
+    if len(widths) != 1:
+        raise DataError(f"{path}: label arrays have different widths {sorted(widths)}; they must match")
+    multilabel = widths.pop() > 1
+    all_labels = np.concatenate([labels for _, labels in arrays.values()])
+    if all_labels.min() < 0:
+        raise DataError(f"{path}: labels must be class indices >= 0 (or 0/1 columns), found {all_labels.min()}")
+    n_classes = all_labels.shape[1] if multilabel else int(all_labels.max()) + 1
+    classes, note = _class_names(path, config, n_classes)
+    rows = []
+    for split, (images, labels) in arrays.items():
+        prefix = f"{split}_" if split else ""
+        for i, row in enumerate(labels):
+            if multilabel:
+                label = LABEL_SEP.join(classes[c] for c in np.flatnonzero(row))
+            else:
+                label = classes[int(row[0])]
+            rows.append({"id": f"{split or 'all'}/{i}", "path": str(path), "array": f"{prefix}images", "index": i,
+                         "label": label, "split": split or None})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["index"] = frame["index"].astype("Int64")
+    return create_table(frame, classes=classes, multilabel=multilabel, source=path, reader="npz", notes=[note])
+
+
+register_reader(
+    "npz", detect=lambda p: p.is_file() and p.suffix.lower() == ".npz", describe="a MedMNIST-style .npz archive"
+)(read_npz)

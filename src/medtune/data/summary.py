@@ -1,0 +1,146 @@
+"""`medtune data summary`: what is in the data, what is wrong with it, and one sample walked through every
+preprocessing step with its shape and value range (like fastai's ``DataBlock.summary``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medtune.config import Config
+from medtune.data.checks import Problem, check_table, scan_images
+from medtune.data.images import read_entry, resize, to_channels, to_uint8
+from medtune.data.table import Table
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of the sample walk-through."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The findings of `summarize`.
+
+    Attributes:
+        table: the table with splits assigned.
+        scan: per-image height, width, channels, dtype, hash and error.
+        problems: errors first, then warnings.
+        steps: the sample walk-through.
+        sample_id: the id of the image walked through.
+        channels: the channel count the data will be stored with.
+        image_size: the working size.
+    """
+
+    table: Table
+    scan: pd.DataFrame
+    problems: list[Problem]
+    steps: list[Step]
+    sample_id: str
+    channels: int
+    image_size: int
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem is an error."""
+        return not any(p.level == "error" for p in self.problems)
+
+    def size_table(self) -> pd.DataFrame:
+        """Image count per (height, width, channels, dtype), most common first."""
+        readable = self.scan[self.scan["error"].isna()]
+        if readable.empty:
+            return pd.DataFrame(columns=["height", "width", "channels", "dtype", "images"])
+        keys = ["height", "width", "channels", "dtype"]
+        sizes = readable.groupby(keys).size().reset_index(name="images")
+        return sizes.sort_values("images", ascending=False).reset_index(drop=True)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready form of the summary."""
+        readable = self.scan[self.scan["error"].isna()]
+        return {
+            "source": self.table.source,
+            "reader": self.table.reader,
+            "images": len(self.table),
+            "classes": list(self.table.classes),
+            "multilabel": self.table.multilabel,
+            "counts": {s: {c: int(n) for c, n in col.items()} for s, col in self.table.class_counts().items()},
+            "height": _range(readable["height"]),
+            "width": _range(readable["width"]),
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "notes": list(self.table.notes),
+            "problems": [{"level": p.level, "title": p.title, "message": p.message} for p in self.problems],
+            "sample": {"id": self.sample_id, "steps": [s.__dict__ for s in self.steps]},
+        }
+
+
+def _range(values: pd.Series) -> dict:
+    if values.empty:
+        return {}
+    return {"min": int(values.min()), "median": float(values.median()), "max": int(values.max())}
+
+
+def _step(name: str, value: np.ndarray | torch.Tensor) -> Step:
+    array = value.numpy() if isinstance(value, torch.Tensor) else value
+    return Step(name, tuple(int(s) for s in array.shape), str(array.dtype), float(array.min()), float(array.max()))
+
+
+def walk_sample(entry: pd.Series, size: int, channels: int, resize_mode: str, interpolation: str,
+                mean: tuple[float, ...], std: tuple[float, ...]) -> list[Step]:  # fmt: skip
+    """Take one table row through every stage from file to network input, recording each result."""
+    array = read_entry(entry["path"], entry["array"], entry["index"])
+    steps = [_step("decoded", array)]
+    array = to_uint8(array)
+    steps.append(_step("to uint8", array))
+    array = to_channels(array, channels)
+    steps.append(_step(f"to {channels} channel(s)", array))
+    array = resize(array, size, resize_mode, interpolation)
+    steps.append(_step(f"resized ({resize_mode}) -> store", array))
+    tensor = torch.from_numpy(np.array(array)).permute(2, 0, 1).float() / 255.0
+    steps.append(_step("tensor C,H,W in [0, 1]", tensor))
+    tensor = (tensor - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+    steps.append(_step("normalised (backbone mean/std)", tensor))
+    steps.append(_step("batch N,C,H,W", tensor.unsqueeze(0)))
+    return steps
+
+
+def summarize(table: Table, config: Config, on_progress: Callable[[int], None] | None = None) -> Summary:
+    """Scan and check a table, and walk its first readable image through preprocessing.
+
+    Args:
+        table: the table, splits assigned (`medtune.data.load_table`).
+        config: the store and backbone settings.
+        on_progress: called with the number of images scanned after each chunk.
+
+    Returns:
+        The `Summary`; its ``ok`` is False when the data cannot be used as it is.
+
+    >>> config = load_config(data="../shared/data/cxr3")
+    >>> summarize(load_table(config), config).ok  # doctest: +SKIP
+    ('covid', 'normal', 'pneumonia')
+    """
+    from medtune.models import resolve_preprocessing
+
+    scan = scan_images(table, workers=config.workers, on_progress=on_progress)
+    problems = check_table(table, scan)
+    readable = scan["error"].isna().to_numpy()
+    channels = config.channels if config.channels != "auto" else (3 if (scan["channels"] == 3).any() else 1)
+    pre = resolve_preprocessing(config.backbone, in_chans=channels)
+    size = config.image_size or int(pre.input_size[-1])
+    steps: list[Step] = []
+    sample_id = ""
+    if readable.any():
+        first = int(np.flatnonzero(readable)[0])
+        sample_id = str(table.frame["id"].iat[first])
+        steps = walk_sample(table.frame.iloc[first], size, channels, config.resize,
+                            config.interpolation or pre.interpolation, pre.mean, pre.std)  # fmt: skip
+    return Summary(table, scan, problems, steps, sample_id, channels, size)

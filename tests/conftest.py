@@ -1,0 +1,33 @@
+"""Shared fixtures: CPU only, a temporary cache, and the real datasets in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MEDTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def shared_path(*parts: str) -> Path:
+    """Return a path inside ../shared/data, skipping the test with a clear reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real dataset {path} is absent: put ../shared/data beside the repository to run this test")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """The whole test session uses its own medtune cache (never the user's) and runs on the CPU."""
+    saved = {k: os.environ.get(k) for k in ("MEDTUNE_CACHE", "CUDA_VISIBLE_DEVICES")}
+    os.environ["MEDTUNE_CACHE"] = str(tmp_path_factory.mktemp("medtune-cache"))
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

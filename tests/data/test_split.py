@@ -1,0 +1,82 @@
+"""Splitting on real tables: stratified, seeded, grouped by patient, saved and reloaded."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from medtune.config import load_config
+from medtune.data import load_table
+from medtune.data.readers import read_table
+from medtune.data.split import assign_splits, load_split, save_split
+from medtune.errors import DataError
+from tests.conftest import shared_path
+
+
+@pytest.fixture
+def cxr3_grouped():
+    return read_table(shared_path("cxr3", "labels.csv"), load_config(label="label", group="patient_id"))
+
+
+def test_no_patient_in_two_splits(cxr3_grouped):
+    table = assign_splits(cxr3_grouped, 0.15, 0.15, seed=3)
+    grouped = table.frame[table.frame["group"].notna()]
+    assert (grouped.groupby("group")["split"].nunique() == 1).all()
+    # the 21 patients that have both a normal and a pneumonia image stay whole too
+    both = grouped.groupby("group")["label"].nunique()
+    assert (both > 1).sum() == 21
+
+
+def test_stratified_fractions(cxr3_grouped):
+    counts = assign_splits(cxr3_grouped, 0.15, 0.15, seed=0).class_counts()
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    assert shares["test"].between(0.10, 0.20).all(), shares
+    assert shares["val"].between(0.10, 0.20).all(), shares
+    assert (counts["val"] > 0).all() and (counts["test"] > 0).all()
+
+
+def test_seed_repeats_and_changes(cxr3_grouped):
+    a = assign_splits(cxr3_grouped, seed=1).frame["split"]
+    b = assign_splits(cxr3_grouped, seed=1).frame["split"]
+    c = assign_splits(cxr3_grouped, seed=2).frame["split"]
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_given_splits_are_kept():
+    table = read_table(shared_path("pneumoniamnist", "pneumoniamnist.npz"))
+    assert assign_splits(table).frame["split"].equals(table.frame["split"])
+
+
+def test_val_is_carved_from_train_when_missing(tmp_path):
+    for split in ("train", "test"):
+        for name in ("normal", "pneumonia"):
+            dst = tmp_path / split / name
+            dst.mkdir(parents=True)
+            for f in sorted((shared_path("cxr3") / name).glob("*.png"))[:20]:
+                shutil.copy(f, dst / f.name)
+    table = assign_splits(read_table(tmp_path), 0.2, 0.2, seed=0)
+    counts = table.class_counts()
+    assert counts["test"].tolist() == [20, 20]  # the given test split is untouched
+    assert counts["val"].sum() > 0 and counts["train"].sum() + counts["val"].sum() == 40
+
+
+def test_save_and_load_split_round_trip(tmp_path, cxr3_grouped):
+    table = assign_splits(cxr3_grouped, seed=5)
+    save_split(table, tmp_path / "split.csv")
+    again = load_table(load_config(data=str(shared_path("cxr3", "labels.csv")), label="label",
+                                   split_file=str(tmp_path / "split.csv"), seed=99))  # fmt: skip
+    assert again.frame["split"].equals(table.frame["split"])
+
+
+def test_split_file_for_other_data(tmp_path, cxr3_grouped):
+    table = assign_splits(cxr3_grouped, seed=5)
+    save_split(table.with_frame(table.frame.iloc[:100]), tmp_path / "split.csv")
+    with pytest.raises(DataError, match=r"does not list 1024 image\(s\).*drop split_file="):
+        load_split(cxr3_grouped, tmp_path / "split.csv")
+
+
+def test_too_few_patients(cxr3_grouped):
+    few = cxr3_grouped.frame[cxr3_grouped.frame["group"].isin(["3140", "1684", "1543"])]
+    with pytest.raises(DataError, match=r"only 3 patient groups for a 15% split"):
+        assign_splits(cxr3_grouped.with_frame(few))
