@@ -10,10 +10,7 @@ def cache_dir(sub: str = "") -> Path:
     """Return medtune's cache folder (``$MEDTUNE_CACHE``, else ``$XDG_CACHE_HOME/medtune``, else
     ``~/.cache/medtune``), with `sub` appended, created if missing."""
     root = os.environ.get("MEDTUNE_CACHE")
-    if root:
-        base = Path(root)
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medtune"
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medtune"
     path = base / sub if sub else base
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -80,7 +80,10 @@ def test_duplicate_copied_into_test_is_caught(tmp_path):
     files = sorted((shared_path("cxr3") / "normal").glob("*.png"))
     for i, f in enumerate(files[:6]):
         shutil.copy(f, tmp_path / ("train" if i < 4 else "test") / "normal" / f.name)
-        shutil.copy(sorted((shared_path("cxr3") / "pneumonia").glob("*.png"))[i], tmp_path / ("train" if i < 4 else "test") / "pneumonia" / f"p{i}.png")
+        shutil.copy(
+            sorted((shared_path("cxr3") / "pneumonia").glob("*.png"))[i],
+            tmp_path / ("train" if i < 4 else "test") / "pneumonia" / f"p{i}.png",
+        )
     shutil.copy(files[0], tmp_path / "test" / "normal" / "copy.png")
     table = read_table(tmp_path)
     across = _titles(check_table(table, scan_images(table, workers=0)))["duplicates across splits"]

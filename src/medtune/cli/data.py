@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
@@ -17,10 +18,12 @@ data_app = typer.Typer(help="Inspect data: counts, sizes, problems, one sample w
 
 @data_app.command("summary")
 def summary_command(
-    data: str = typer.Argument(..., help="A folder of class folders, a CSV/TSV manifest or an .npz file."),
-    overrides: list[str] = typer.Argument(None, help="key=value settings, e.g. label=diagnosis group=patient_id"),
-    config_file: Path = typer.Option(None, "--config", "-c", help="YAML file with the same keys."),
-    json_out: Path = typer.Option(None, "--json", help="Also write the summary as JSON to this file."),
+    data: Annotated[str, typer.Argument(help="A folder of class folders, a CSV/TSV manifest or an .npz file.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="key=value settings, e.g. label=diagnosis group=patient_id")
+    ] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON here.")] = None,
 ) -> None:
     """Counts per class and split, image sizes, problems, and one sample walked through preprocessing.
 
@@ -56,8 +59,8 @@ def render_summary(summary: Summary) -> None:
     all_labels = max(1, int(totals.sum()))
     for name, row in counts.iterrows():
         grid.add_row(str(name), *(str(int(v)) for v in row), str(int(totals[name])), f"{totals[name] / all_labels:.1%}")
-    grid.add_row("[bold]all images[/]", *(str(int((table.frame["split"].fillna("(none)") == s).sum())) for s in counts.columns),
-                 str(len(table)), "")  # fmt: skip
+    per_split = table.frame["split"].fillna("(none)").value_counts()
+    grid.add_row("[bold]all images[/]", *(str(int(per_split.get(s, 0))) for s in counts.columns), str(len(table)), "")
     console.print(grid)
     sizes = summary.size_table()
     size_grid = RichTable(title="Image sizes (most common first)", title_justify="left")

@@ -43,8 +43,7 @@ def _describe(array: np.ndarray) -> dict:
         "width": int(array.shape[1]),
         "channels": 1 if array.ndim == 2 else int(array.shape[2]),
         "dtype": str(array.dtype),
-        "hash": hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest()
-        + f"{array.shape}",
+        "hash": hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest() + f"{array.shape}",
         "error": None,
     }
 

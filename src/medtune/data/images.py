@@ -96,7 +96,9 @@ def _read_with_pil(path: Path) -> np.ndarray:
                 image = ImageOps.exif_transpose(image)  # JPEG orientation as the camera meant it
                 return _pil_to_array(image)
     except UnidentifiedImageError:
-        raise ImageReadError(path, "not a recognised image (corrupt file, or another format with an image suffix)") from None
+        raise ImageReadError(
+            path, "not a recognised image (corrupt file, or another format with an image suffix)"
+        ) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise ImageReadError(path, f"{exc}; the file is truncated or corrupt: re-export or remove it") from None
 
@@ -172,7 +174,9 @@ def resize(array: np.ndarray, size: int, mode: str = "squash", interpolation: st
     return result[..., None] if result.ndim == 2 else result
 
 
-def prepare(array: np.ndarray, size: int, channels: int, mode: str = "squash", interpolation: str = "bicubic") -> np.ndarray:
+def prepare(
+    array: np.ndarray, size: int, channels: int, mode: str = "squash", interpolation: str = "bicubic"
+) -> np.ndarray:
     """The whole store preprocessing of one decoded image: uint8, channel count, then size."""
     return resize(to_channels(to_uint8(array), channels), size, mode, interpolation)
 

@@ -172,7 +172,9 @@ def _check_splits(frame: pd.DataFrame, source: str) -> None:
         frame["split"] = None
         return
     aliases = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
-    normalised = frame["split"].map(lambda v: aliases.get(str(v).strip().lower(), str(v).strip().lower()), na_action="ignore")
+    normalised = frame["split"].map(
+        lambda v: aliases.get(str(v).strip().lower(), str(v).strip().lower()), na_action="ignore"
+    )
     unknown = sorted(set(normalised.dropna()) - set(SPLITS))
     if unknown:
         raise DataError(

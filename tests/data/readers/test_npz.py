@@ -60,7 +60,9 @@ def test_length_mismatch_and_bad_shape(tmp_path, small):
     np.savez(tmp_path / "a.npz", train_images=small["train_images"], train_labels=small["train_labels"][:10])
     with pytest.raises(DataError, match=r"40 train_images but 10 train_labels"):
         read_table(tmp_path / "a.npz")
-    np.savez(tmp_path / "b.npz", train_images=small["train_images"][:, :, :, None, None], train_labels=small["train_labels"])
+    np.savez(
+        tmp_path / "b.npz", train_images=small["train_images"][:, :, :, None, None], train_labels=small["train_labels"]
+    )
     with pytest.raises(DataError, match=r"expected \(N, H, W\) or \(N, H, W, 3\)"):
         read_table(tmp_path / "b.npz")
 

@@ -65,8 +65,10 @@ def read_class_folders(root: Path, config: Config) -> Table:
             class_dirs = _visible_dirs(split_dir)
             if not class_dirs:
                 loose, _ = _walk_files(split_dir)
-                notes.append(f"{split_dir.name}/ has no class folders: its {len(loose)} image(s) are unlabelled "
-                             "and left out (predict them with medtune predict)")
+                notes.append(
+                    f"{split_dir.name}/ has no class folders: its {len(loose)} image(s) are unlabelled "
+                    "and left out (predict them with medtune predict)"
+                )
                 continue
             for class_dir in class_dirs:
                 classes.add(class_dir.name)

@@ -86,9 +86,7 @@ def _arrays(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise DataError(f"{path} has {stem}images but no {stem}labels; add the labels array")
         images, labels = data[f"{stem}images"], data[f"{stem}labels"]
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-            raise DataError(
-                f"{path}: {stem}images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)"
-            )
+            raise DataError(f"{path}: {stem}images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)")
         if len(labels) != len(images):
             raise DataError(f"{path}: {len(images)} {stem}images but {len(labels)} {stem}labels; they must match")
         out[split] = (images, labels.reshape(len(labels), -1))
@@ -108,13 +106,10 @@ def read_npz(path: Path, config: Config) -> Table:
     n_classes = all_labels.shape[1] if multilabel else int(all_labels.max()) + 1
     classes, note = _class_names(path, config, n_classes)
     rows = []
-    for split, (images, labels) in arrays.items():
+    for split, (_, labels) in arrays.items():
         prefix = f"{split}_" if split else ""
         for i, row in enumerate(labels):
-            if multilabel:
-                label = LABEL_SEP.join(classes[c] for c in np.flatnonzero(row))
-            else:
-                label = classes[int(row[0])]
+            label = LABEL_SEP.join(classes[c] for c in np.flatnonzero(row)) if multilabel else classes[int(row[0])]
             rows.append({"id": f"{split or 'all'}/{i}", "path": str(path), "array": f"{prefix}images", "index": i,
                          "label": label, "split": split or None})  # fmt: skip
     frame = pd.DataFrame(rows)

@@ -81,9 +81,7 @@ def _multi_hot_labels(frame: pd.DataFrame, columns: list[str], path: Path) -> pd
                 "fix that cell, or leave the column out of labels="
             )
         flags[column] = values.isin(TRUE).to_numpy()
-    return pd.Series(
-        [LABEL_SEP.join(c for c in columns if flags[c][i]) for i in range(len(frame))], index=frame.index
-    )
+    return pd.Series([LABEL_SEP.join(c for c in columns if flags[c][i]) for i in range(len(frame))], index=frame.index)
 
 
 def _delimited_labels(values: pd.Series, sep: str, no_finding: str) -> pd.Series:

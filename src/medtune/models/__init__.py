@@ -1,0 +1,12 @@
+"""Networks: timm backbones with a classification head, their weights and their preprocessing.
+
+>>> from medtune.models import create_model, resolve_preprocessing
+>>> model = create_model("tf_efficientnet_lite0", num_classes=2)
+>>> resolve_preprocessing("tf_efficientnet_lite0").input_size
+(3, 224, 224)
+"""
+
+from medtune.models.backbones import DEFAULT_BACKBONES, create_model, list_models
+from medtune.models.preprocessing import Preprocessing, resolve_preprocessing
+
+__all__ = ["DEFAULT_BACKBONES", "Preprocessing", "create_model", "list_models", "resolve_preprocessing"]
