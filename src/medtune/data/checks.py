@@ -264,8 +264,8 @@ def _check_duplicates(table: Table, scan: pd.DataFrame) -> list[Problem]:
             Problem(
                 "warning",
                 "duplicate images",
-                f"{within['hash'].nunique()} image(s) are stored more than once within a split "
-                f"(e.g. {_listing(list(within['id']), 4)}); they weigh double in training",
+                f"{within['hash'].nunique()} image(s) are stored more than once within a split ({len(within)} rows, "
+                f"e.g. {_listing(list(within['id']), 4)}); they weigh double in training",
                 tuple(within["id"]),
             )
         )
