@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medtune.data.images import read_image
+from medtune.data._decode import Entry, decode_entries, table_entries
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
 
@@ -48,20 +48,11 @@ def _describe(array: np.ndarray) -> dict:
     }
 
 
-def _scan_files(paths: list[str]) -> list[dict]:
+def _scan_chunk(entries: list[Entry]) -> list[tuple[int, dict]]:
     out = []
-    for path in paths:
-        try:
-            out.append(_describe(read_image(path)))
-        except ImageReadError as exc:
-            out.append({"error": exc.reason})
+    for entry, image in decode_entries(entries):
+        out.append((entry.position, {"error": image.reason} if isinstance(image, ImageReadError) else _describe(image)))
     return out
-
-
-def _scan_archive(path: str, array: str, indices: list[int]) -> list[dict]:
-    with np.load(path, allow_pickle=False) as archive:
-        images = archive[array]
-        return [_describe(images[i]) for i in indices]
 
 
 def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], None] | None = None) -> pd.DataFrame:
@@ -76,33 +67,24 @@ def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], Non
         One row per table row (same order): height, width, channels, dtype, hash (of the decoded pixels) and
         error (None, or why the image could not be read).
     """
-    frame = table.frame
-    is_array = frame["array"].map(lambda v: isinstance(v, str)).to_numpy()
-    jobs: list[tuple[np.ndarray, Callable, tuple]] = []
-    file_rows = np.flatnonzero(~is_array)
-    for chunk in np.array_split(file_rows, max(1, len(file_rows) // 64)):
-        if len(chunk):
-            jobs.append((chunk, _scan_files, ([frame["path"].iat[i] for i in chunk],)))
-    for (path, array), part in frame[is_array].groupby(["path", "array"], sort=False):
-        rows = frame.index.get_indexer(part.index)
-        jobs.append((rows, _scan_archive, (path, array, [int(i) for i in part["index"]])))
-    results: list[dict | None] = [None] * len(frame)
-    if workers and len(jobs) > 1:
+    entries = table_entries(table)
+    chunks = [entries[start : start + 64] for start in range(0, len(entries), 64)]
+    results: list[dict | None] = [None] * len(entries)
+
+    def place(found: list[tuple[int, dict]]) -> None:
+        for position, item in found:
+            results[position] = item
+        if on_progress:
+            on_progress(len(found))
+
+    if workers and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [(rows, pool.submit(fn, *args)) for rows, fn, args in jobs]
-            for rows, future in futures:
-                _place(results, rows, future.result(), on_progress)
+            for found in pool.map(_scan_chunk, chunks):
+                place(found)
     else:
-        for rows, fn, args in jobs:
-            _place(results, rows, fn(*args), on_progress)
+        for chunk in chunks:
+            place(_scan_chunk(chunk))
     return pd.DataFrame(results, columns=["height", "width", "channels", "dtype", "hash", "error"])
-
-
-def _place(results: list, rows: np.ndarray, found: list[dict], on_progress: Callable[[int], None] | None) -> None:
-    for row, item in zip(rows, found, strict=True):
-        results[row] = item
-    if on_progress:
-        on_progress(len(rows))
 
 
 def check_table(table: Table, scan: pd.DataFrame | None = None) -> list[Problem]:
