@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from medtune._progress import create_progress
 from medtune.config import Config, load_config
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def build_config(config_file: Path | None, overrides: list[str] | None, **values: Any) -> Config:
@@ -22,15 +21,8 @@ def build_config(config_file: Path | None, overrides: list[str] | None, **values
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as progress:
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar for one task; yields ``advance(n)``."""
+    with create_progress() as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)

@@ -31,6 +31,7 @@ from torch.utils.data import Dataset
 from medtune import __version__
 from medtune._io import write_json
 from medtune._paths import cache_dir as default_cache_dir
+from medtune._progress import create_progress
 from medtune.data._decode import Entry, decode_entries, table_entries
 from medtune.data.images import INTERPOLATIONS, prepare
 from medtune.data.table import Table
@@ -332,22 +333,6 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _progress_bar(enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    console = Console(stderr=True)
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    )
-
-
 def _build(
     entries: list[Entry], ids: list[str], spec: StoreSpec, key: str, final: Path, workers: int, progress: bool
 ) -> ImageStore:
@@ -358,7 +343,7 @@ def _build(
         shape = (len(entries), spec.size, spec.size, spec.channels)
         np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape).flush()  # a sparse file
         failures: list[tuple[str, str]] = []
-        with _worker_pool(workers) as pool, _progress_bar(progress) as bar:
+        with _worker_pool(workers) as pool, create_progress(progress) as bar:
             task = bar.add_task(f"decoding {len(entries)} images to {spec.size} px", total=len(entries))
             for handled, failed in _run_chunks(pool, npy, entries, spec, workers):
                 failures.extend(failed)
