@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from medtune.data.readers import read_table
-from medtune.data.store import StoreDataset, StoreSpec, open_store
+from medtune.data.store import StoreDataset, StoreSpec, create_store_loader, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def epoch(loader: DataLoader, to_float: bool) -> tuple[float, torch.Tensor]:
     for images, _ in loader:
         if to_float:
             if buffer is None or buffer.shape[0] < images.shape[0]:
-                buffer = torch.empty(images.shape, dtype=torch.float32)
+                buffer = torch.empty_like(images, dtype=torch.float32)  # keeps channels-last
             images = buffer[: images.shape[0]].copy_(images).div_(255)
         if first is None:
             first = images.clone()
@@ -92,8 +92,11 @@ def measure(table, args: argparse.Namespace, channels: int, cache: str) -> tuple
         rows.append((f"naive: PIL decode + resize + ToTensor, {workers} loader workers", seconds))
     dataset = StoreDataset(store, targets=targets)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=0)
+    seconds, _ = best_epoch(loader, to_float=True, repeats=args.repeats)
+    rows.append(("store: item by item (StoreDataset + collate) + float", seconds))
+    loader = create_store_loader(dataset, batch_size=args.batch_size)
     seconds, store_first = best_epoch(loader, to_float=True, repeats=args.repeats)
-    rows.append(("store: StoreDataset + float, 0 loader workers", seconds))
+    rows.append(("store: whole batches (create_store_loader) + float", seconds))
     return rows, build, (naive_first - store_first).abs().max().item()
 
 

@@ -20,7 +20,14 @@ from torch.utils.data import DataLoader
 
 from medtune.data.images import prepare, read_entry
 from medtune.data.readers import read_table
-from medtune.data.store import ImageStore, StoreDataset, StoreSpec, detect_channels, open_store
+from medtune.data.store import (
+    ImageStore,
+    StoreDataset,
+    StoreSpec,
+    create_store_loader,
+    detect_channels,
+    open_store,
+)
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError
 from tests.conftest import REPO, shared_path
@@ -285,3 +292,22 @@ def test_an_interrupted_build_is_cleaned_up_and_built_again(cxr3, tmp_path):
     assert store.images.shape == (300, 256, 256, 1)
     for row in (0, 150, 299):
         np.testing.assert_array_equal(store[row], expected(table, row, spec))
+
+
+def test_batched_loader_reads_whole_batches_channels_last(tmp_path):
+    table = read_table(shared_path("pneumoniamnist", "pneumoniamnist.npz"))
+    table = table.with_frame(table.frame.iloc[:150])
+    store = open_store(table, StoreSpec(size=32, channels=3), cache_dir=tmp_path, workers=0, progress=False)
+    dataset = StoreDataset(store, rows=np.arange(10, 150), targets=table.targets())
+    batches = list(create_store_loader(dataset, batch_size=64))
+    assert [len(b[0]) for b in batches] == [64, 64, 12]
+    images, targets = batches[0]
+    assert images.shape == (64, 3, 32, 32) and images.dtype == torch.uint8
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_array_equal(images[5].permute(1, 2, 0).numpy(), store[15])
+    assert targets.tolist() == table.targets()[10:74].tolist()
+    shuffled = torch.cat([t for _, t in create_store_loader(dataset, 64, shuffle=True, seed=1)])
+    again = torch.cat([t for _, t in create_store_loader(dataset, 64, shuffle=True, seed=1)])
+    assert shuffled.tolist() == again.tolist() and sorted(shuffled.tolist()) == sorted(
+        targets.tolist() + batches[1][1].tolist() + batches[2][1].tolist()
+    )

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 
 from medtune import __version__
 from medtune._io import write_json
@@ -219,12 +219,44 @@ class StoreDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[Any, Any]:
-        row = int(self.rows[i])
-        image = torch.from_numpy(np.array(self.store.images[row])).permute(2, 0, 1)
+    def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[Any, Any]:
+        """One item, or a whole batch when `i` is a sequence of positions (see `create_store_loader`).
+
+        A batch is read from the memory map in one indexing operation and returned as a ``(B, C, H, W)`` uint8
+        tensor in channels-last memory layout (no per-image copies, no transposition), with its targets.
+        """
+        if np.ndim(i) == 0:
+            row = int(self.rows[int(i)])
+            image = torch.from_numpy(np.array(self.store.images[row])).permute(2, 0, 1)
+            if self.transform is not None:
+                image = self.transform(image)
+            return image, row if self.targets is None else self.targets[row]
+        rows = self.rows[np.asarray(i, dtype=np.int64)]
+        images = torch.from_numpy(self.store.images[rows]).permute(0, 3, 1, 2)
         if self.transform is not None:
-            image = self.transform(image)
-        return image, row if self.targets is None else self.targets[row]
+            images = torch.stack([self.transform(image) for image in images])
+        targets = torch.from_numpy(rows if self.targets is None else self.targets[rows])
+        return images, targets
+
+
+def create_store_loader(
+    dataset: StoreDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int | None = None
+) -> DataLoader:
+    """A DataLoader that reads whole batches from the store (one memory-map read per batch, channels-last).
+
+    Args:
+        dataset: the store rows to serve.
+        batch_size: images per batch.
+        shuffle: a new random order every epoch.
+        drop_last: leave out a last, smaller batch.
+        seed: seed of the shuffling order.
+
+    >>> loader = create_store_loader(StoreDataset(store), batch_size=64, shuffle=True, seed=0)  # doctest: +SKIP
+    >>> images, targets = next(iter(loader))  # (64, C, H, W) uint8, channels-last
+    """
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last))
 
 
 # --- the key ----------------------------------------------------------------------------------------------------
