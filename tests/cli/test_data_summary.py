@@ -37,6 +37,8 @@ def test_cxr3_csv_with_patient_groups(tmp_path):
     totals = {c: sum(v[c] for v in summary["counts"].values()) for c in summary["classes"]}
     assert totals == {"covid": 124, "normal": 500, "pneumonia": 500}
     assert "patients in several splits" not in out.stdout
+    assert summary["modes"] == {"gray 8-bit": 1124}
+    assert "pixel modes: gray 8-bit: 1124; stored as 1 channel(s) at 224 px" in out.stdout
 
 
 def test_pneumoniamnist(tmp_path):

@@ -71,6 +71,9 @@ def render_summary(summary: Summary) -> None:
     if len(sizes) > 5:
         size_grid.add_row("...", "", "", "", f"{int(sizes['images'].iloc[5:].sum())} in {len(sizes) - 5} other sizes")
     console.print(size_grid)
+    modes = ", ".join(f"{mode}: {n}" for mode, n in summary.mode_counts().items())
+    console.print(f"pixel modes: {modes or 'none readable'}; stored as {summary.channels} channel(s) at "
+                  f"{summary.image_size} px", highlight=False)  # fmt: skip
     if summary.steps:
         walk = RichTable(title=f"One sample through preprocessing: {summary.sample_id}", title_justify="left")
         for column in ("step", "shape", "dtype", "min", "max"):

@@ -63,6 +63,16 @@ class Summary:
         sizes = readable.groupby(keys).size().reset_index(name="images")
         return sizes.sort_values("images", ascending=False).reset_index(drop=True)
 
+    def mode_counts(self) -> dict[str, int]:
+        """Image count per pixel mode (``gray 8-bit``, ``gray 16-bit``, ``RGB 8-bit``, ``gray float``...)."""
+        readable = self.scan[self.scan["error"].isna()]
+        bits = {"uint8": "8-bit", "uint16": "16-bit", "float32": "float"}
+        modes = [
+            f"{'gray' if c == 1 else 'RGB'} {bits.get(d, d)}"
+            for c, d in zip(readable["channels"], readable["dtype"], strict=True)
+        ]
+        return {str(k): int(v) for k, v in pd.Series(modes, dtype=object).value_counts().items()}
+
     def to_dict(self) -> dict:
         """A JSON-ready form of the summary."""
         readable = self.scan[self.scan["error"].isna()]
@@ -75,6 +85,7 @@ class Summary:
             "counts": {s: {c: int(n) for c, n in col.items()} for s, col in self.table.class_counts().items()},
             "height": _range(readable["height"]),
             "width": _range(readable["width"]),
+            "modes": self.mode_counts(),
             "channels": self.channels,
             "image_size": self.image_size,
             "notes": list(self.table.notes),
