@@ -182,8 +182,13 @@ def prepare(
 
 
 def read_entry(path: str | Path, array: str | None = None, index: int | None = None) -> np.ndarray:
-    """Decode one table entry: an image file, or row `index` of `array` inside an ``.npz`` archive."""
+    """Decode one table entry: an image file, or row `index` of `array` inside an ``.npz`` archive (read alone,
+    without loading the whole array)."""
     if not isinstance(array, str):
         return read_image(path)
-    with np.load(path, allow_pickle=False) as archive:
-        return np.asarray(archive[array][int(index)])
+    from medtune.data._decode import Entry, decode_entries
+
+    [(_, image)] = decode_entries([Entry(0, str(path), array, int(index))])
+    if isinstance(image, ImageReadError):
+        raise image
+    return image
