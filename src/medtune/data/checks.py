@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medtune.data._decode import Entry, decode_entries, table_entries
+from medtune.data.images import is_colour
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
 
@@ -42,6 +43,7 @@ def _describe(array: np.ndarray) -> dict:
         "height": int(array.shape[0]),
         "width": int(array.shape[1]),
         "channels": 1 if array.ndim == 2 else int(array.shape[2]),
+        "colour": is_colour(array),
         "dtype": str(array.dtype),
         "hash": hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest() + f"{array.shape}",
         "error": None,
@@ -64,8 +66,8 @@ def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], Non
         on_progress: called with the number of images finished after each chunk.
 
     Returns:
-        One row per table row (same order): height, width, channels, dtype, hash (of the decoded pixels) and
-        error (None, or why the image could not be read).
+        One row per table row (same order): height, width, channels, colour (`is_colour`), dtype, hash (of the
+        decoded pixels) and error (None, or why the image could not be read).
     """
     entries = table_entries(table)
     chunks = [entries[start : start + 64] for start in range(0, len(entries), 64)]
@@ -84,7 +86,7 @@ def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], Non
     else:
         for chunk in chunks:
             place(_scan_chunk(chunk))
-    return pd.DataFrame(results, columns=["height", "width", "channels", "dtype", "hash", "error"])
+    return pd.DataFrame(results, columns=["height", "width", "channels", "colour", "dtype", "hash", "error"])
 
 
 def check_table(table: Table, scan: pd.DataFrame | None = None) -> list[Problem]:

@@ -87,6 +87,14 @@ def _is_gray(rgb: np.ndarray) -> bool:
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
+def is_colour(image: np.ndarray) -> bool:
+    """True for a three-channel image whose channels differ; gray saved as RGB (X-ray JPEGs) is not colour.
+
+    This is the rule behind ``channels=auto``: the data is stored with 3 channels when any image is colour.
+    """
+    return image.ndim == 3 and image.shape[-1] == 3 and not _is_gray(image)
+
+
 def _read_with_pil(path: Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():

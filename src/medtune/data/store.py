@@ -33,7 +33,7 @@ from medtune._io import write_json
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune.data._decode import Entry, decode_entries, table_entries
-from medtune.data.images import INTERPOLATIONS, prepare
+from medtune.data.images import INTERPOLATIONS, is_colour, prepare
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError, ImageReadError
 
@@ -181,13 +181,9 @@ def detect_channels(table: Table, sample: int = 32) -> int:
     skipped here and reported by the store build.
     """
     for _, image in decode_entries(table_entries(table.with_frame(table.frame.iloc[:sample]))):
-        if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] == 3 and not _gray_rgb(image):
+        if isinstance(image, np.ndarray) and is_colour(image):
             return 3
     return 1
-
-
-def _gray_rgb(image: np.ndarray) -> bool:
-    return bool(np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]))
 
 
 class StoreDataset(Dataset):

@@ -144,7 +144,7 @@ def summarize(table: Table, config: Config, on_progress: Callable[[int], None] |
     scan = scan_images(table, workers=config.workers, on_progress=on_progress)
     problems = check_table(table, scan)
     readable = scan["error"].isna().to_numpy()
-    channels = config.channels if config.channels != "auto" else (3 if (scan["channels"] == 3).any() else 1)
+    channels = config.channels if config.channels != "auto" else (3 if scan["colour"].fillna(False).any() else 1)
     pre = resolve_preprocessing(config.backbone, in_chans=channels)
     size = config.image_size or int(pre.input_size[-1])
     steps: list[Step] = []
