@@ -22,6 +22,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Decoders by lower-case file suffix; a new format (DICOM) is a new file that registers here.
 DECODERS: Registry[Callable[[Path], np.ndarray]] = Registry("image decoder")
 
+RESIZE_MODES = ("squash", "pad", "crop")
+
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
@@ -161,8 +163,8 @@ def resize(array: np.ndarray, size: int, mode: str = "squash", interpolation: st
     Returns:
         ``(size, size, C)`` uint8.
     """
-    if mode not in ("squash", "pad", "crop"):
-        raise ValueError(f"resize mode {mode!r} is unknown; expected squash, pad or crop")
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize mode {mode!r} is unknown; expected {', '.join(RESIZE_MODES)}")
     resample = INTERPOLATIONS[interpolation]
     height, width, channels = array.shape
     image = Image.fromarray(array[..., 0] if channels == 1 else array)

@@ -33,7 +33,7 @@ from medtune._io import write_json
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune.data._decode import Entry, decode_entries, table_entries
-from medtune.data.images import INTERPOLATIONS, is_colour, prepare
+from medtune.data.images import INTERPOLATIONS, RESIZE_MODES, is_colour, prepare
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError, ImageReadError
 
@@ -41,7 +41,6 @@ from medtune.errors import ConfigError, DataError, ImageReadError
 STORE_FORMAT = 1
 IMAGES_FILE = "images.npy"
 META_FILE = "meta.json"
-RESIZE_MODES = ("squash", "pad", "crop")
 
 _BUILD_PREFIX = ".build-"
 _MAX_CHUNK = 64  # image files one worker decodes per task (memory stays at one image either way)
@@ -382,7 +381,7 @@ def _build(
             os.fsync(f.fileno())
         write_json(tmp / META_FILE, {
             "format": STORE_FORMAT, "key": key, "spec": asdict(spec), "count": len(entries), "shape": list(shape),
-            "medtune": __version__, "failures": [], "ids": [str(i) for i in ids],
+            "medtune": __version__, "ids": [str(i) for i in ids],
         })  # fmt: skip
         try:
             os.replace(tmp, final)
