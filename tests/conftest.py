@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,13 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real dataset {path} is absent: put ../shared/data beside the repository to run this test")
     return path
+
+
+def medtune(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real ``medtune`` command line in a subprocess (wide output, CPU only, the session's cache)."""
+    env = {**os.environ, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO, shared_path
-
-
-def medtune(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)  # fmt: skip
+from tests.conftest import medtune, shared_path
 
 
 def test_cxr3_folder(tmp_path):

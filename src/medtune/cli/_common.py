@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,8 @@ from rich.console import Console
 from medtune._progress import create_progress
 from medtune.config import Config, load_config
 
-console = Console()
+# Logs and pipes get 120 columns instead of rich's 80, so metric tables with intervals keep one line per row.
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def build_config(config_file: Path | None, overrides: list[str] | None, **values: Any) -> Config:

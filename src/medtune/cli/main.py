@@ -9,6 +9,9 @@ from rich.console import Console
 
 from medtune import __version__
 from medtune.cli.data import data_app
+from medtune.cli.evaluate import evaluate_command
+from medtune.cli.predict import predict_command
+from medtune.cli.train import train_command
 from medtune.errors import ConfigError, MedtuneError
 
 app = typer.Typer(
@@ -19,6 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
 
 
 def _version(value: bool) -> None:

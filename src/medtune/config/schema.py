@@ -54,8 +54,81 @@ class Config(BaseModel):
     backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
     pretrained: bool = Field(True, description="start from ImageNet weights")
     weights: str | None = Field(None, description="local weights file for the backbone")
+    head: Literal["linear", "pool-bn-dropout"] = Field("linear", description="classifier head on pooled features")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the head's last layer")
+    # --- training ----------------------------------------------------------------------------------------
+    name: str | None = Field(None, description="run name: runs/<name> (default: data and backbone names)")
+    strategy: Literal["finetune", "freeze", "gradual"] = Field(
+        "finetune", description="train all layers, only the head (frozen backbone), or the head first then all"
+    )
+    freeze_epochs: int = Field(1, ge=0, description="gradual: epochs that train the head alone")
+    backbone_lr_scale: float = Field(
+        0.1, gt=0.0, le=1.0, description="gradual: backbone learning rate = lr x this (finetune uses lr)"
+    )
+    epochs: int = Field(12, ge=1, le=10_000, description="passes over the training split")
+    batch_size: int = Field(32, ge=1, le=65_536, description="images per training step")
+    lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak learning rate")
+    optimizer: Literal["sgd", "adam", "adamw", "adamax", "adagrad"] = Field("adamw", description="optimizer")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum")
+    nesterov: bool = Field(True, description="sgd Nesterov momentum")
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="weight decay (decoupled for adamw)")
+    scheduler: Literal["cosine", "one-cycle", "step", "constant"] = Field(
+        "cosine", description="learning-rate schedule after warm-up"
+    )
+    warmup_epochs: float = Field(1.0, ge=0.0, description="epochs of linear warm-up (one-cycle: its own ramp)")
+    step_epochs: int = Field(5, ge=1, description="step schedule: epochs between decays")
+    step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor per decay")
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    class_weights: Literal["none", "auto"] | list[float] = Field(
+        "none", description="loss weight per class: none, auto (inverse frequency) or a list"
+    )
+    sampler: Literal["random", "weighted"] = Field(
+        "random", description="weighted draws every class equally often per epoch"
+    )
+    augment: Literal["none", "flip", "medical"] = Field(
+        "medical", description="augmentation preset; per-transform keys below override it"
+    )
+    hflip: float | None = Field(None, ge=0.0, le=1.0, description="probability of a horizontal flip")
+    vflip: float | None = Field(None, ge=0.0, le=1.0, description="probability of a vertical flip")
+    rotate: float | None = Field(None, ge=0.0, le=180.0, description="largest rotation in degrees")
+    crop_scale: float | None = Field(
+        None, gt=0.0, le=1.0, description="random resized crop keeps at least this share of the area (1 = off)"
+    )
+    brightness: float | None = Field(None, ge=0.0, le=1.0, description="brightness jitter (0.1 = +-10%)")
+    contrast: float | None = Field(None, ge=0.0, le=1.0, description="contrast jitter (0.1 = +-10%)")
+    monitor: str = Field("val_auc", description="validation metric for the best checkpoint and early stopping")
+    patience: int = Field(6, ge=0, description="early stopping: epochs without improvement (0 = never stop)")
+    limit: int | None = Field(None, ge=1, description="keep at most this many images per split (quick trials)")
+    precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
+        "auto", description="auto: mixed precision on a GPU, 32-bit on the CPU"
+    )
+    devices: int | str = Field("auto", description="Lightning devices (auto, 1, 2, '0,1'...)")
+    accelerator: str = Field("auto", description="Lightning accelerator (auto, cpu, gpu)")
+    channels_last: bool = Field(True, description="channels-last memory layout (about 2x faster on the CPU)")
+    tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
 
     _split_lists = field_validator("labels", "classes", mode="before")(_comma_list)
+
+    @field_validator("class_weights", mode="before")
+    @classmethod
+    def _weights_list(cls, value: object) -> object:
+        if isinstance(value, str) and value not in ("none", "auto"):
+            return [float(v) for v in value.split(",")] if "," in value else value
+        return value
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_monitor(cls, value: str) -> str:
+        from medtune.engine.metrics import MONITORS
+
+        if value not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}")
+        return value
 
     @field_validator("channels", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medtune import __version__
 from medtune._io import write_json
@@ -234,24 +234,88 @@ class StoreDataset(Dataset):
         return images, targets
 
 
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of dataset positions whose order depends only on the seed and the epoch.
+
+    Lightning calls `set_epoch` before each epoch, so a resumed run draws the same batches as one that never
+    stopped, and two runs with the same seed draw the same batches.
+
+    Args:
+        size: number of positions (the dataset length).
+        batch_size: positions per batch.
+        shuffle: a new random order every epoch (otherwise 0..size-1).
+        drop_last: leave out a last, smaller batch.
+        seed: seed of the order.
+        weights: when given, each epoch draws `size` positions with replacement in proportion to these weights
+            (a weighted sampler: rare classes are drawn as often as common ones).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        weights: Sequence[float] | np.ndarray | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if weights is not None and len(weights) != size:
+            raise ValueError(f"weights has {len(weights)} entries; expected one per position ({size})")
+        self.size, self.batch_size, self.shuffle, self.drop_last, self.seed = size, batch_size, shuffle, drop_last, seed
+        self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order `__iter__` yields."""
+        self.epoch = epoch
+
+    def _order(self) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        if self.shuffle:
+            return torch.randperm(self.size, generator=generator)
+        return torch.arange(self.size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._order().tolist()
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            if len(batch) < self.batch_size and self.drop_last:
+                return
+            yield batch
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.size // self.batch_size
+        return math.ceil(self.size / self.batch_size)
+
+
 def create_store_loader(
-    dataset: StoreDataset, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int | None = None
+    dataset: StoreDataset,
+    batch_size: int,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    seed: int = 0,
+    weights: Sequence[float] | np.ndarray | None = None,
 ) -> DataLoader:
     """A DataLoader that reads whole batches from the store (one memory-map read per batch, channels-last).
 
     Args:
         dataset: the store rows to serve.
         batch_size: images per batch.
-        shuffle: a new random order every epoch.
+        shuffle: a new random order every epoch (seeded by `seed` and the epoch, see `EpochBatchSampler`).
         drop_last: leave out a last, smaller batch.
         seed: seed of the shuffling order.
+        weights: per-position sampling weights for a weighted sampler (drawn with replacement).
 
     >>> loader = create_store_loader(StoreDataset(store), batch_size=64, shuffle=True, seed=0)  # doctest: +SKIP
     >>> images, targets = next(iter(loader))  # (64, C, H, W) uint8, channels-last
     """
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last))
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, weights)
+    return DataLoader(dataset, batch_size=None, sampler=sampler)
 
 
 # --- the key ----------------------------------------------------------------------------------------------------

@@ -7,6 +7,17 @@
 """
 
 from medtune.models.backbones import DEFAULT_BACKBONES, create_model, list_models
+from medtune.models.heads import HEADS, Classifier, create_classifier, list_heads
 from medtune.models.preprocessing import Preprocessing, resolve_preprocessing
 
-__all__ = ["DEFAULT_BACKBONES", "Preprocessing", "create_model", "list_models", "resolve_preprocessing"]
+__all__ = [
+    "DEFAULT_BACKBONES",
+    "HEADS",
+    "Classifier",
+    "Preprocessing",
+    "create_classifier",
+    "create_model",
+    "list_heads",
+    "list_models",
+    "resolve_preprocessing",
+]

@@ -1,0 +1,64 @@
+"""Rich tables for metrics (train and evaluate print the same one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table as RichTable
+
+from medtune.cli._common import console
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(value: Any, interval: Any) -> str:
+    if value is None:
+        return "-"
+    if not interval or interval[0] is None:
+        return _num(value)
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def render_metrics(metrics: dict[str, Any], title: str) -> None:
+    """Print the headline metrics with their intervals, and the per-class table."""
+    intervals = metrics.get("intervals", {})
+    macro = metrics.get("macro", {})
+    level = round(100 * metrics.get("confidence", 0.95))
+    head = RichTable(title=f"{title} ({metrics.get('n')} images; {level}% bootstrap intervals)", title_justify="left")
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    head.add_row("ROC AUC (macro)", _interval(macro.get("auc"), intervals.get("auc")))
+    head.add_row("accuracy", _interval(metrics.get("accuracy"), intervals.get("accuracy")))
+    head.add_row("balanced accuracy", _interval(metrics.get("balanced_accuracy"), intervals.get("balanced_accuracy")))
+    head.add_row("F1 (macro)", _interval(macro.get("f1"), intervals.get("f1")))
+    head.add_row("log loss", _num(metrics.get("log_loss")))
+    head.add_row("calibration error (ECE)", _num(metrics.get("ece")))
+    console.print(head)
+    per_class = RichTable(title="Per class", title_justify="left")
+    for column in ("class", "precision", "recall", "F1", "AUC", "support"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    class_intervals = intervals.get("per_class", {})
+    for name, row in metrics.get("per_class", {}).items():
+        bounds = class_intervals.get(name, {})
+        per_class.add_row(
+            name,
+            _num(row.get("precision")),
+            _interval(row.get("recall"), bounds.get("recall")),
+            _interval(row.get("f1"), bounds.get("f1")),
+            _interval(row.get("auc"), bounds.get("auc")),
+            str(row.get("support")),
+        )
+    console.print(per_class)
+    matrix = metrics.get("confusion_matrix")
+    if matrix:
+        grid = RichTable(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+        grid.add_column("")
+        for name in matrix["labels"]:
+            grid.add_column(name, justify="right")
+        for name, row in zip(matrix["labels"], matrix["matrix"], strict=True):
+            grid.add_row(name, *(str(v) for v in row))
+        console.print(grid)
+    for warning in metrics.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)

@@ -1,0 +1,38 @@
+"""``medtune evaluate``: a trained run's metrics on its test split, or on other labelled data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medtune.cli._common import console
+from medtune.cli._render import render_metrics
+from medtune.cli.train import split_arguments
+
+
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="Run directory written by medtune train.")],
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="Other labelled DATA to evaluate on, and key=value reading keys (label=, path=...)."),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val, test or all (default: test, or all of other data).")
+    ] = None,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Horizontal-flip test-time augmentation.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for metrics.json and predictions.csv.")
+    ] = None,
+) -> None:
+    """Metrics with 95% bootstrap intervals: accuracy, balanced accuracy, per-class precision / recall / F1 / AUC,
+    confusion matrix, log loss and calibration error. Labels of other data are matched to the run's classes by
+    name; images whose label matches none are left out and reported."""
+    from medtune.engine.evaluate import evaluate
+
+    data, overrides = split_arguments(arguments or [])
+    result = evaluate(run, data, split, overrides, tta, out)
+    splits = ", ".join(result.metrics.get("split", [])) or split or "all"
+    render_metrics(result.metrics, f"{run} on {result.metrics['data']} ({splits})")
+    console.print(f"written: {result.out}/metrics.json and predictions.csv", highlight=False)

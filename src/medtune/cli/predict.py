@@ -1,0 +1,37 @@
+"""``medtune predict``: labels (and probabilities) for new images from a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medtune.cli._common import console
+
+
+def predict_command(
+    run: Annotated[Path, typer.Argument(help="Run directory written by medtune train.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive), glob patterns or CSV files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="results.json or results.csv.")],
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="auto (from the suffix), json, csv, or submission (id,label).")
+    ] = "auto",
+    probs: Annotated[bool, typer.Option("--probs", help="Write every class probability.")] = False,
+    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average with the mirrored image.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
+    path_column: Annotated[str | None, typer.Option("--path-column", help="Path column of CSV inputs.")] = None,
+) -> None:
+    """Predict every input image; unreadable files are reported in the output with their error."""
+    from medtune.engine.predict import predict, write_predictions
+
+    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column)
+    written = write_predictions(results, out, fmt, probs)
+    failed = results[results["error"].notna()]
+    counts = results["label"].value_counts()
+    summary = ", ".join(f"{name} {n}" for name, n in counts.items())
+    console.print(f"{len(results) - len(failed)} image(s) predicted ({summary}); written to {written}", highlight=False)
+    for row in failed.itertuples(index=False):
+        console.print(f"[yellow]unreadable[/]: {row.file}: {row.error}", highlight=False)
+    if len(failed) == len(results):
+        raise typer.Exit(1)

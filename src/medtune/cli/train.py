@@ -1,0 +1,55 @@
+"""``medtune train``: data (or a YAML file naming it) to a trained and evaluated run directory."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medtune.cli._common import build_config, console
+from medtune.cli._render import render_metrics
+from medtune.errors import ConfigError
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
+
+
+def split_arguments(arguments: list[str]) -> tuple[str | None, list[str]]:
+    """Separate the data argument from ``key=value`` overrides (the data may come after them, or not at all).
+
+    >>> split_arguments(["data/x.npz", "epochs=3"])
+    ('data/x.npz', ['epochs=3'])
+    """
+    data = [a for a in arguments if not _OVERRIDE.match(a) or Path(a).exists()]
+    if len(data) > 1:
+        raise ConfigError(f"give one DATA argument, got {data}; settings are written key=value")
+    return (data[0] if data else None), [a for a in arguments if a not in data]
+
+
+def train_command(
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="DATA (folder, CSV/TSV or .npz) and key=value settings, e.g. epochs=10 lr=1e-3"),
+    ] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<data>-<backbone>).")
+    ] = None,
+) -> None:
+    """Train a classifier, keep its best and last checkpoints, and evaluate it on the test split.
+
+    Running the same command again resumes an interrupted run; a finished run is never overwritten.
+    """
+    from medtune.engine.train import train
+
+    data, overrides = split_arguments(arguments or [])
+    config = build_config(config_file, overrides, data=data)
+    result = train(config, out)
+    verb = "resumed and finished" if result.resumed else "finished"
+    split = ", ".join(result.metrics.get("split", [])) or "test"
+    console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
+    render_metrics(result.metrics, f"Best checkpoint on the {split} split")
+    console.print(
+        f"files: {result.run.path}/metrics.json, predictions.csv, history.csv, checkpoints/best.ckpt", highlight=False
+    )

@@ -1,0 +1,77 @@
+"""Augmentation presets built from torchvision ``transforms.v2``, applied to uint8 ``(C, H, W)`` store images.
+
+A preset gives default values to the per-transform keys (``hflip``, ``rotate``...); a key set in the
+configuration overrides its preset's value, so ``augment=flip rotate=5`` adds a small rotation to flipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torchvision.transforms import v2
+
+from medtune._registry import Registry
+from medtune.config import Config
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Strength of each random transform; 0 (or 1 for `crop_scale`) switches it off.
+
+    Args:
+        hflip: probability of a horizontal flip.
+        vflip: probability of a vertical flip.
+        rotate: largest rotation in degrees, either way.
+        crop_scale: a random resized crop keeps between this share and all of the image's area.
+        brightness: brightness factor drawn from ``[1 - b, 1 + b]``.
+        contrast: contrast factor drawn from ``[1 - c, 1 + c]``.
+    """
+
+    hflip: float = 0.0
+    vflip: float = 0.0
+    rotate: float = 0.0
+    crop_scale: float = 1.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+
+#: Named starting points for `AugmentSpec`.
+AUGMENT_PRESETS: Registry[AugmentSpec] = Registry("augmentation preset")
+AUGMENT_PRESETS.register("none")(AugmentSpec())
+AUGMENT_PRESETS.register("flip")(AugmentSpec(hflip=0.5))
+AUGMENT_PRESETS.register("medical")(AugmentSpec(hflip=0.5, rotate=10.0, crop_scale=0.8, brightness=0.1, contrast=0.1))
+
+
+def resolve_augment(config: Config) -> AugmentSpec:
+    """The preset named by ``config.augment`` with every per-transform key the configuration sets.
+
+    >>> from medtune.config import load_config
+    >>> resolve_augment(load_config(augment="flip", rotate=5)).rotate
+    5.0
+    """
+    preset = AUGMENT_PRESETS.get(config.augment)
+    overrides = {key: getattr(config, key) for key in asdict(preset) if getattr(config, key) is not None}
+    return replace(preset, **{key: float(value) for key, value in overrides.items()})
+
+
+def create_train_transform(spec: AugmentSpec, size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A transform of one uint8 ``(C, size, size)`` image, drawing new random parameters per image; None when
+    the spec changes nothing.
+
+    Geometry comes first (crop, rotation, flips, all of which keep the size), then intensity, so the output is
+    still uint8 of the same shape and normalisation stays on the accelerator.
+    """
+    steps: list[torch.nn.Module] = []
+    if spec.crop_scale < 1.0:
+        steps.append(v2.RandomResizedCrop(size, scale=(spec.crop_scale, 1.0), ratio=(0.9, 1.1), antialias=True))
+    if spec.rotate > 0:
+        steps.append(v2.RandomRotation(spec.rotate, interpolation=v2.InterpolationMode.BILINEAR))
+    if spec.hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(spec.hflip))
+    if spec.vflip > 0:
+        steps.append(v2.RandomVerticalFlip(spec.vflip))
+    if spec.brightness > 0 or spec.contrast > 0:
+        steps.append(v2.ColorJitter(brightness=spec.brightness or None, contrast=spec.contrast or None))
+    return v2.Compose(steps) if steps else None

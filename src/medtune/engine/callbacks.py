@@ -1,0 +1,96 @@
+"""Lightning callbacks of a run: ``history.csv`` (one row per epoch, rewritten atomically) and a plain
+per-epoch line for logs when no progress bar is shown."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+from rich.console import Console
+
+from medtune._io import atomic_open
+from medtune.engine.metrics import EPOCH_METRICS
+
+#: Columns of history.csv, in order.
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
+    "lr",
+    "backbone_frozen",
+    "seconds",
+)
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """Read a run's ``history.csv`` (an empty frame with the columns when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    return pd.read_csv(path)
+
+
+class HistoryWriter(L.Callback):
+    """Append one row per finished epoch to ``history.csv``: train and validation loss, accuracy, balanced
+    accuracy, macro F1 and ROC AUC, the learning rate and the epoch's seconds.
+
+    On resume, rows of epochs that the checkpoint does not cover (written before a crash) are dropped, so the file
+    always matches the weights.
+
+    Args:
+        path: the ``history.csv`` file.
+        echo: also print a one-line summary of each epoch (for logs, where no progress bar is drawn).
+    """
+
+    def __init__(self, path: str | Path, echo: bool = False) -> None:
+        self.path = Path(path)
+        self.echo = echo
+        self._started = 0.0
+        self._lr = math.nan
+        self._console = Console(stderr=True, highlight=False)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        history = read_history(self.path)
+        kept = history[history["epoch"] < trainer.current_epoch] if len(history) else history
+        if len(kept) != len(history):
+            self._write(kept)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._started = time.perf_counter()
+        self._lr = max(group["lr"] for group in trainer.optimizers[0].param_groups)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        row.update({column: metrics.get(column, math.nan) for column in HISTORY_COLUMNS[1:-3]})
+        row["lr"] = self._lr  # at the start of the epoch (warm-up and schedules move it every step)
+        frozen = getattr(pl_module, "backbone_frozen", None)
+        row["backbone_frozen"] = bool(frozen(trainer.current_epoch)) if frozen else False
+        row["seconds"] = round(time.perf_counter() - self._started, 3)
+        history = read_history(self.path)
+        history = history[history["epoch"] < trainer.current_epoch] if len(history) else history
+        self._write(
+            pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
+        )
+        if self.echo:
+            self._console.print(_epoch_line(row, trainer.max_epochs))
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:
+            frame.reindex(columns=list(HISTORY_COLUMNS)).to_csv(f, index=False, float_format="%.6g")
+
+
+def _epoch_line(row: dict[str, Any], max_epochs: int | None) -> str:
+    def fmt(value: float) -> str:
+        return "nan" if value is None or math.isnan(value) else f"{value:.4f}"
+
+    return (
+        f"epoch {row['epoch'] + 1}/{max_epochs}: train loss {fmt(row['train_loss'])} acc {fmt(row['train_acc'])} | "
+        f"val loss {fmt(row['val_loss'])} acc {fmt(row['val_acc'])} bal.acc {fmt(row['val_balanced_acc'])} "
+        f"f1 {fmt(row['val_f1'])} auc {fmt(row['val_auc'])} | lr {row['lr']:.2e} | {row['seconds']:.1f} s"
+    )

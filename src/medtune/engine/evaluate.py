@@ -1,0 +1,200 @@
+"""``medtune evaluate``: metrics of a trained run on its test split or on other labelled data.
+
+Writes ``metrics.json`` (accuracy, balanced accuracy, per-class and macro precision / recall / F1 / AUC, confusion
+matrix, log loss, calibration error and bootstrap intervals) and ``predictions.csv`` (one row per image with every
+class probability). On other data, labels are matched to the run's classes by name (case and spacing ignored);
+images whose label matches no class are left out and reported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from medtune._io import atomic_open, write_json
+from medtune.config import Config, load_config
+from medtune.data import read_table
+from medtune.data.store import ImageStore, StoreSpec, open_store
+from medtune.data.table import Table
+from medtune.engine.inference import InferenceModel, predict_store
+from medtune.engine.run import load_trained
+from medtune.errors import DataError
+from medtune.metrics import compute_metrics
+from medtune.models import Preprocessing
+
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Result of `evaluate`.
+
+    Attributes:
+        metrics: the content of ``metrics.json``.
+        out: the folder holding ``metrics.json`` and ``predictions.csv``.
+    """
+
+    metrics: dict[str, Any]
+    out: Path
+
+
+def _key(name: str) -> str:
+    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
+
+
+def match_labels(table: Table, classes: tuple[str, ...]) -> tuple[np.ndarray, dict[str, int]]:
+    """Targets of `table` as indices into the run's `classes`, matched by name; -1 where nothing matches.
+
+    Returns:
+        The targets and ``{label: images}`` for the labels of the data that match no class.
+
+    >>> from medtune.data import create_table  # doctest: +SKIP
+    """
+    index = {_key(name): i for i, name in enumerate(classes)}
+    labels = table.frame["label"].astype(str)
+    targets = np.array([index.get(_key(v), -1) for v in labels], dtype=np.int64)
+    unmatched = labels[targets < 0].value_counts()
+    return targets, {str(k): int(v) for k, v in unmatched.items()}
+
+
+def _predictions_frame(table: Table, classes: tuple[str, ...], targets: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    frame = table.frame
+    where = frame["path"].where(frame["path"].notna(), frame["id"])
+    out = pd.DataFrame({"id": frame["id"].to_numpy(), "path": where.to_numpy(), "split": frame["split"].to_numpy()})
+    out["label"] = [classes[t] if t >= 0 else None for t in targets]
+    out["predicted"] = [classes[i] for i in probs.argmax(axis=1)]
+    out["correct"] = out["label"] == out["predicted"]
+    for i, name in enumerate(classes):
+        out[f"prob_{name}"] = probs[:, i].round(6)
+    return out
+
+
+def evaluate_rows(
+    network: nn.Module,
+    preprocessing: Preprocessing,
+    classes: tuple[str, ...],
+    table: Table,
+    store: ImageStore,
+    config: Config,
+    tta: bool = False,
+    store_rows: np.ndarray | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Predict every row of `table` and compute the metrics against its labels.
+
+    Args:
+        store_rows: the store row of each table row (default: the store was built from `table`, row for row).
+    """
+    targets, unmatched = match_labels(table, classes)
+    keep = np.flatnonzero(targets >= 0)
+    if len(keep) == 0:
+        raise DataError(
+            f"{table.source}: no label of the data matches the run's classes {list(classes)} "
+            f"(found {sorted(unmatched)}); rename the labels or give label=COLUMN"
+        )
+    model = InferenceModel(network, preprocessing, tta=tta, channels_last=config.channels_last)
+    rows = keep if store_rows is None else np.asarray(store_rows)[keep]
+    probs = predict_store(model, store, rows, batch_size=max(64, config.batch_size))
+    metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed)
+    metrics["split"] = sorted(set(table.frame["split"].dropna().iloc[keep]))
+    metrics["tta"] = tta
+    if unmatched:
+        metrics["unmatched_labels"] = unmatched
+        metrics.setdefault("warnings", []).append(
+            f"{sum(unmatched.values())} image(s) have labels that match no class of the run and were left out: "
+            + ", ".join(f"{k} ({v})" for k, v in unmatched.items())
+        )
+    predictions = _predictions_frame(table.with_frame(table.frame.iloc[keep]), classes, targets[keep], probs)
+    return metrics, predictions
+
+
+def write_evaluation(out: Path, metrics: dict[str, Any], predictions: pd.DataFrame) -> None:
+    """Write ``metrics.json`` and ``predictions.csv`` into `out` (atomically)."""
+    with atomic_open(out / "predictions.csv", "w", encoding="utf-8", newline="") as f:
+        predictions.to_csv(f, index=False)
+    write_json(out / "metrics.json", metrics)
+
+
+def evaluate_split(
+    network: nn.Module, preprocessing: Preprocessing, table: Table, store: ImageStore, config: Config, out: Path
+) -> dict[str, Any]:
+    """Evaluate a freshly trained network on the test split (validation when there is no test split)."""
+    split = "test" if (table.frame["split"] == "test").any() else "val"
+    rows = np.flatnonzero((table.frame["split"] == split).to_numpy())
+    part = table.with_frame(table.frame.iloc[rows])
+    metrics, predictions = evaluate_rows(network, preprocessing, table.classes, part, store, config, config.tta, rows)
+    write_evaluation(out, metrics, predictions)
+    return metrics
+
+
+def evaluate(
+    run: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    tta: bool | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Evaluate a run's best checkpoint.
+
+    Args:
+        run: the run directory.
+        data: other labelled data; None evaluates the run's own split (``split.csv``).
+        split: ``train``, ``val``, ``test`` or ``all``. Default: ``test`` for the run's data; for other data its
+            test split when it has one, else every image.
+        overrides: ``key=value`` data keys for reading other data (``label=``, ``path=``...).
+        tta: horizontal-flip test-time augmentation (default: the run's ``tta``).
+        out: where to write; default the run directory for its own data, else ``RUN/evaluations/<data>-<split>``.
+        progress: progress bars on a terminal.
+
+    >>> evaluation = evaluate("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
+    >>> evaluation.metrics["accuracy"]  # doctest: +SKIP
+    """
+    from medtune.data import load_split
+
+    trained = load_trained(run)
+    run_path = Path(run)
+    config = trained.config
+    if split is not None and split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if data is None:
+        table = read_table(config.data, config)
+        table = load_split(table.with_frame(table.frame[table.frame["id"].isin(_listed(run_path))]),
+                           run_path / "split.csv")  # fmt: skip
+        split = split or "test"
+        default_out = run_path
+    else:
+        reading = load_config(overrides or {}, **_data_keys(config))
+        table = read_table(data, reading)
+        if split is None:
+            split = "test" if (table.frame["split"] == "test").any() else "all"
+        default_out = run_path / "evaluations" / f"{Path(data).stem or Path(data).name}-{split}"
+    if split != "all":
+        table = table.subset(split)
+    if len(table) == 0:
+        raise DataError(f"{data or config.data} has no images in the {split} split; pick another with --split")
+    spec = StoreSpec(config.image_size, int(config.channels), config.resize, config.interpolation)
+    store = open_store(table, spec, config.cache_dir, config.workers, progress)
+    metrics, predictions = evaluate_rows(
+        trained.model, trained.preprocessing, trained.classes, table, store, config, config.tta if tta is None else tta
+    )
+    metrics["data"] = str(Path(data or config.data).resolve())
+    metrics["checkpoint"] = str(trained.checkpoint)
+    target = Path(out) if out else default_out
+    write_evaluation(target, metrics, predictions)
+    return Evaluation(metrics, target)
+
+
+def _listed(run_path: Path) -> set[str]:
+    return set(pd.read_csv(run_path / "split.csv", dtype=str, keep_default_na=False)["id"])
+
+
+def _data_keys(config: Config) -> dict[str, Any]:
+    """Reading keys that carry over from the run to other data (none of the column names do)."""
+    return {"no_finding": config.no_finding}

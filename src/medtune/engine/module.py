@@ -1,0 +1,123 @@
+"""The LightningModule: receives a plain `Classifier` and owns the loss, the per-epoch metrics, the optimizer and
+the transfer strategy (which parts of the network learn in which epoch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from medtune.config import Config
+from medtune.engine.metrics import create_epoch_metrics
+from medtune.engine.optim import create_optimizer, create_scheduler
+from medtune.models import Classifier, Preprocessing
+
+
+class Normalize(nn.Module):
+    """uint8 (or 0-1 float) images to the backbone's normalised float input, channels-last when asked."""
+
+    def __init__(self, preprocessing: Preprocessing, channels_last: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, -1, 1, 1), persistent=False)
+        self.channels_last = channels_last
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class ClassifierModule(L.LightningModule):
+    """Training, validation and test steps for single-label classification.
+
+    Args:
+        model: the network (`medtune.models.Classifier`).
+        config: the resolved configuration (loss, optimizer, schedule and strategy keys).
+        preprocessing: the backbone's normalisation.
+        class_weights: loss weight per class, or None.
+        meta: what every checkpoint embeds besides the weights (config, classes, preprocessing, version).
+    """
+
+    def __init__(
+        self,
+        model: Classifier,
+        config: Config,
+        preprocessing: Preprocessing,
+        class_weights: torch.Tensor | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.normalize = Normalize(preprocessing, config.channels_last)
+        self.loss = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+        num_classes = model.head[-1].out_features
+        self.train_metrics = create_epoch_metrics(num_classes, "train_")
+        self.val_metrics = create_epoch_metrics(num_classes, "val_")
+        self.meta = meta or {}
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(images))
+
+    # --- transfer strategy -------------------------------------------------------------------------------------
+
+    def backbone_frozen(self, epoch: int) -> bool:
+        """Whether the backbone (weights and batch-norm statistics) stays fixed in `epoch`."""
+        strategy = self.config.strategy
+        return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.backbone_frozen(self.current_epoch)
+        self.model.backbone.requires_grad_(not frozen)
+        # Random draws (augmentation, dropout) depend on the seed and the epoch only, so a run resumed from a
+        # checkpoint continues exactly as the uninterrupted run would have.
+        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.backbone_frozen(self.current_epoch) and self.model.backbone.training:
+            self.model.backbone.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
+
+    # --- steps -------------------------------------------------------------------------------------------------
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        targets = targets.long()
+        logits = self(images)
+        return self.loss(logits, targets), logits, targets
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, logits, targets = self._shared_step(batch)
+        self.train_metrics.update(logits.detach().float().softmax(dim=1), targets)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(targets))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, logits, targets = self._shared_step(batch)
+        self.val_metrics.update(logits.float().softmax(dim=1), targets)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        probs = self(images).float().softmax(dim=1)
+        if self.config.tta:
+            probs = (probs + self(images.flip(-1)).float().softmax(dim=1)) / 2
+        return probs
+
+    # --- optimisation and checkpoints --------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = create_optimizer(self.model, self.config)
+        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medtune"] = self.meta

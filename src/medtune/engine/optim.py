@@ -1,0 +1,102 @@
+"""Optimizers and learning-rate schedules by name, built from torch.optim.
+
+Parameter groups: the head, and (unless the strategy freezes it) the backbone, each split into parameters with
+weight decay (weights of convolutions and linear layers) and without (biases and normalisation layers), as timm
+does. The schedule is stepped every optimizer step: a linear warm-up, then the chosen shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from medtune._registry import Registry
+from medtune.config import Config
+
+#: Optimizer builders: ``(param_groups, config) -> torch.optim.Optimizer``.
+OPTIMIZERS: Registry[Callable[[list[dict], Config], torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("sgd")(
+    lambda groups, c: torch.optim.SGD(
+        groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay
+    )
+)
+OPTIMIZERS.register("adam")(lambda groups, c: torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adamw")(lambda groups, c: torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adamax")(lambda groups, c: torch.optim.Adamax(groups, lr=c.lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adagrad")(lambda groups, c: torch.optim.Adagrad(groups, lr=c.lr, weight_decay=c.weight_decay))
+
+#: Schedule shapes after warm-up: ``(progress 0..1, epoch, config) -> factor of the peak learning rate``.
+SCHEDULES: Registry[Callable[[float, float, Config], float]] = Registry("scheduler")
+SCHEDULES.register("cosine")(lambda progress, epoch, c: 0.5 * (1.0 + math.cos(math.pi * progress)))
+SCHEDULES.register("constant")(lambda progress, epoch, c: 1.0)
+SCHEDULES.register("step")(lambda progress, epoch, c: c.step_gamma ** int(epoch // c.step_epochs))
+
+
+def _decay_split(params: Iterable[tuple[str, nn.Parameter]]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    decay, no_decay = [], []
+    for _, param in params:
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    return decay, no_decay
+
+
+def create_param_groups(model: nn.Module, config: Config) -> list[dict]:
+    """Optimizer groups for a `Classifier`: head and backbone (backbone at ``lr * backbone_lr_scale`` for the
+    gradual strategy, absent for the freeze strategy), each with and without weight decay."""
+    parts = [("head", model.head, 1.0)]
+    if config.strategy != "freeze":
+        scale = config.backbone_lr_scale if config.strategy == "gradual" else 1.0
+        parts.append(("backbone", model.backbone, scale))
+    groups = []
+    for name, module, scale in parts:
+        decay, no_decay = _decay_split(module.named_parameters())
+        for params, weight_decay in ((decay, config.weight_decay), (no_decay, 0.0)):
+            if params:
+                groups.append({"name": name, "params": params, "lr": config.lr * scale, "weight_decay": weight_decay})
+    return groups
+
+
+def create_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
+    """The optimizer named by ``config.optimizer`` over `create_param_groups`.
+
+    >>> from medtune.config import load_config
+    >>> from medtune.models import create_classifier
+    >>> model = create_classifier("tf_efficientnet_lite0", 2, pretrained=False)
+    >>> type(create_optimizer(model, load_config(optimizer="sgd"))).__name__
+    'SGD'
+    """
+    return OPTIMIZERS.get(config.optimizer)(create_param_groups(model, config), config)
+
+
+def create_scheduler(
+    optimizer: torch.optim.Optimizer, config: Config, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule over `total_steps`: ``one-cycle`` is torch's OneCycleLR (its ramp lasts
+    ``warmup_epochs``); the others are a linear warm-up followed by the shape in `SCHEDULES`."""
+    total_steps = max(1, total_steps)
+    steps_per_epoch = total_steps / config.epochs
+    warmup = min(total_steps - 1, round(config.warmup_epochs * steps_per_epoch))
+    if config.scheduler == "one-cycle":
+        pct = min(0.5, max(warmup / total_steps, 0.05)) if config.warmup_epochs > 0 else 0.3
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
+    shape = SCHEDULES.get(config.scheduler)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return shape(min(progress, 1.0), step / steps_per_epoch, config)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def list_optimizers() -> list[str]:
+    """Names of the optimizers.
+
+    >>> list_optimizers()
+    ['sgd', 'adam', 'adamw', 'adamax', 'adagrad']
+    """
+    return OPTIMIZERS.names()

@@ -1,0 +1,216 @@
+"""``medtune predict``: class predictions for new images from a trained run.
+
+Inputs are files, folders (searched recursively), glob patterns or CSV/TSV files with a path column. Images are
+decoded by loader worker processes while the network runs, in batches. An input that cannot be read becomes a row
+with its error; the other images are still predicted.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medtune._progress import create_progress
+from medtune.config import Config
+from medtune.data.images import is_image_file, prepare, read_image
+from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
+from medtune.engine.inference import InferenceModel, predict_batches
+from medtune.engine.run import load_trained
+from medtune.errors import DataError, ImageReadError
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike], path_column: str | None = None) -> list[str]:
+    """Expand files, folders (recursive), glob patterns and CSV/TSV manifests into image paths, in order.
+
+    A name that matches nothing is kept, so that its error is reported with the results.
+
+    Raises:
+        DataError: nothing was given, or the inputs hold no image at all.
+    """
+    found: list[str] = []
+    for item in map(str, inputs):
+        path = Path(item).expanduser()
+        if any(c in item for c in _GLOB_CHARS) and not path.exists():
+            found.extend(sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file()))
+        elif path.is_dir():
+            found.extend(sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p)))
+        elif path.suffix.lower() in SUFFIXES and path.is_file():
+            found.extend(_manifest_paths(path, path_column))
+        else:
+            found.append(str(path))
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        given = ", ".join(map(str, inputs)) or "nothing"
+        raise DataError(f"no images found in {given}; give image files, folders, glob patterns or a CSV of paths")
+    return unique
+
+
+def _manifest_paths(path: Path, column: str | None) -> list[str]:
+    frame = _read_csv(path)
+    name = _find(frame, column, PATH_NAMES, "path", "path", path)
+    if name is None:
+        raise DataError(
+            f"{path} has no path column (looked for {', '.join(PATH_NAMES[:5])}...); columns are "
+            f"{', '.join(frame.columns)}: set path=COLUMN"
+        )
+    return list(_resolve_paths(frame[name].dropna(), path.parent))
+
+
+class _ImageFiles(Dataset):
+    """Decoded, store-preprocessed images; an unreadable file yields its error instead."""
+
+    def __init__(self, paths: list[str], size: int, channels: int, resize: str, interpolation: str) -> None:
+        self.paths, self.size, self.channels = paths, size, channels
+        self.resize, self.interpolation = resize, interpolation
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray | None, str | None]:
+        path = self.paths[i]
+        if not Path(path).exists():
+            return i, None, "file not found"
+        try:
+            image = prepare(read_image(path), self.size, self.channels, self.resize, self.interpolation)
+        except ImageReadError as exc:
+            return i, None, exc.reason
+        except (OSError, ValueError) as exc:
+            return i, None, f"{type(exc).__name__}: {exc}"
+        return i, image, None
+
+
+def _collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> tuple[list[int], torch.Tensor | None, dict]:
+    good = [(i, image) for i, image, _ in items if image is not None]
+    errors = {i: error for i, _, error in items if error is not None}
+    images = torch.from_numpy(np.stack([image for _, image in good])).permute(0, 3, 1, 2) if good else None
+    return [i for i, _ in good], images, errors
+
+
+def predict(
+    run: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    tta: bool | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    path_column: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict the class of every input image with a run's best checkpoint.
+
+    Args:
+        run: a run directory (or a ``.ckpt`` file).
+        inputs: image files, folders, glob patterns and CSV/TSV files with a path column.
+        tta: average with the horizontal mirror (default: the run's ``tta``).
+        batch_size: images per forward pass.
+        workers: decoding processes (default: the run's ``workers``).
+        path_column: the path column of CSV inputs (auto-detected when None).
+        progress: a progress bar on a terminal.
+
+    Returns:
+        One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
+        class and ``error`` (None when read).
+
+    >>> predict("runs/pneumoniamnist-tf_efficientnet_lite0", ["xrays/"]).head()  # doctest: +SKIP
+    """
+    trained = load_trained(run)
+    config: Config = trained.config
+    paths = collect_inputs(inputs, path_column)
+    use_tta = config.tta if tta is None else tta
+    model = InferenceModel(trained.model, trained.preprocessing, tta=use_tta, channels_last=config.channels_last)
+    dataset = _ImageFiles(paths, config.image_size, int(config.channels), config.resize, config.interpolation)
+    workers = config.workers if workers is None else workers
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
+    probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)
+    errors: dict[int, str] = {}
+    with create_progress(progress) as bar:
+        task = bar.add_task("predicting", total=len(paths))
+        for indices, images, failed in loader:
+            errors.update(failed)
+            if images is not None:
+                probs[indices] = predict_batches(model, [images])
+            bar.advance(task, len(indices) + len(failed))
+    return _results(paths, trained.classes, probs, errors)
+
+
+def _results(paths: list[str], classes: tuple[str, ...], probs: np.ndarray, errors: dict[int, str]) -> pd.DataFrame:
+    read = ~np.isnan(probs).any(axis=1)
+    best = np.where(read, np.nan_to_num(probs).argmax(axis=1), -1)
+    frame = pd.DataFrame({"file": paths})
+    frame["label"] = [classes[b] if b >= 0 else None for b in best]
+    frame["confidence"] = np.where(read, np.nan_to_num(probs).max(axis=1), np.nan).round(6)
+    for i, name in enumerate(classes):
+        frame[f"prob_{name}"] = probs[:, i].round(6)
+    frame["error"] = [errors.get(i) for i in range(len(paths))]
+    return frame
+
+
+#: Output formats of `write_predictions`.
+FORMATS = ("auto", "json", "csv", "submission")
+
+
+def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = "auto", probs: bool = False) -> Path:
+    """Write predictions as JSON, CSV or a competition submission (atomically).
+
+    - ``json``: ``{"file": "label"}`` (the seeds' ``process.py`` format), an unreadable file mapping to
+      ``{"error": "..."}``; with `probs`, a list of records with every class probability.
+    - ``csv``: a row per image with ``file``, ``label``, ``confidence``, a column per class and ``error``.
+    - ``submission``: ``id,label`` with the file name without its extension as ``id`` (Kaggle's layout); with
+      `probs`, a probability column per class instead of the label.
+
+    Returns:
+        The file written.
+    """
+    from medtune._io import atomic_open, write_json
+
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "auto":
+        fmt = "csv" if out.suffix.lower() in (".csv", ".tsv") else "json"
+    if fmt == "json":
+        write_json(out, _records(results) if probs else _mapping(results))
+        return out
+    if fmt == "submission":
+        frame = pd.DataFrame({"id": [Path(f).stem for f in results["file"]]})
+        if probs:
+            for column in (c for c in results.columns if c.startswith("prob_")):
+                frame[column.removeprefix("prob_")] = results[column]
+        else:
+            frame["label"] = results["label"]
+    else:
+        frame = results
+    with atomic_open(out, "w", encoding="utf-8", newline="") as f:
+        frame.to_csv(f, index=False)
+    return out
+
+
+def _mapping(results: pd.DataFrame) -> dict[str, Any]:
+    return {
+        row.file: {"error": row.error} if isinstance(row.error, str) else row.label
+        for row in results[["file", "label", "error"]].itertuples(index=False)
+    }
+
+
+def _records(results: pd.DataFrame) -> list[dict[str, Any]]:
+    prob_columns = [c for c in results.columns if c.startswith("prob_")]
+    records = []
+    for row in results.to_dict("records"):
+        label = row["label"] if isinstance(row["label"], str) else None
+        record: dict[str, Any] = {"file": row["file"], "label": label}
+        if not isinstance(row["error"], str):
+            record["confidence"] = float(row["confidence"])
+            record["probabilities"] = {c.removeprefix("prob_"): float(row[c]) for c in prob_columns}
+        else:
+            record["error"] = row["error"]
+        records.append(record)
+    return records

@@ -1,0 +1,255 @@
+"""The run directory: where a training run keeps everything needed to reproduce, resume and use it.
+
+    runs/<name>/config.yaml        resolved configuration
+    runs/<name>/split.csv          which image went to which split
+    runs/<name>/history.csv        one row per epoch
+    runs/<name>/checkpoints/       best.ckpt and last.ckpt, each embedding config, classes, preprocessing, version
+    runs/<name>/metrics.json       final evaluation with confidence intervals (present once the run finished)
+    runs/<name>/predictions.csv    test-split predictions with probabilities
+
+A run is never overwritten: the same configuration in an unfinished run resumes it, anything else gets a new
+directory (default names) or an error (a named ``--out``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from medtune import __version__
+from medtune._io import write_text
+from medtune.config import Config
+from medtune.errors import ConfigError, DataError
+from medtune.models import Classifier, Preprocessing, create_classifier
+
+#: Folder that holds runs when no ``--out`` is given.
+RUNS_DIR = "runs"
+#: Keys that do not change what a run computes; a resumed run may differ in them.
+RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator"})
+_GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
+
+
+@dataclass(frozen=True)
+class Run:
+    """Paths of one run directory.
+
+    Args:
+        path: the run directory.
+    """
+
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def split_file(self) -> Path:
+        return self.path / "split.csv"
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.path / "predictions.csv"
+
+    @property
+    def finished(self) -> bool:
+        """True once training ended and the final evaluation was written."""
+        return self.metrics_file.is_file() and self.best_checkpoint.is_file()
+
+    def read_config(self) -> dict[str, Any]:
+        """The saved configuration as a dict."""
+        try:
+            data = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise DataError(f"cannot read {self.config_file}: {exc}") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{self.config_file} does not hold a configuration; delete the run directory")
+        return data
+
+    def write_config(self, config: Config) -> None:
+        """Save the resolved configuration (atomically)."""
+        text = yaml.safe_dump(config_values(config), sort_keys=False, allow_unicode=True)
+        write_text(self.config_file, f"# medtune {__version__}: resolved configuration of this run\n{text}")
+
+
+def config_values(config: Config) -> dict[str, Any]:
+    """The configuration as plain YAML-ready values."""
+    return config.model_dump(mode="json")
+
+
+def default_run_name(config: Config) -> str:
+    """``<data>-<backbone>``: the data's file or folder name (its folder for generic names such as labels.csv).
+
+    >>> from medtune.config import load_config
+    >>> default_run_name(load_config(data="../shared/data/cxr3/labels.csv", backbone="resnet18"))
+    'cxr3-resnet18'
+    """
+    if config.name:
+        return config.name
+    data = Path(config.data or "data")
+    stem = data.stem if data.suffix else data.name
+    if stem.lower() in _GENERIC_STEMS and data.parent.name:
+        stem = data.parent.name
+    return f"{stem}-{config.backbone}".replace(os.sep, "-")
+
+
+def _differences(saved: dict[str, Any], config: Config) -> list[str]:
+    current = config_values(config)
+    keys = sorted((set(saved) | set(current)) - RUNTIME_KEYS)
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
+
+
+def prepare_run(config: Config, out: str | os.PathLike | None = None) -> tuple[Run, bool]:
+    """Choose the run directory for a resolved `config` and say whether training resumes there.
+
+    With `out`: a new directory is created; an unfinished run of the same configuration resumes; a finished run,
+    or one with another configuration, is an error (nothing is overwritten). Without `out`: ``runs/<name>``,
+    then ``runs/<name>-2``, ``-3``...: the first unfinished run of the same configuration resumes, else the first
+    free name is used.
+
+    Returns:
+        The run and True when it resumes from ``checkpoints/last.ckpt``.
+
+    Raises:
+        ConfigError: `out` holds a finished run or a run of another configuration, or a folder that is not a run.
+    """
+    if out is not None:
+        run = Run(Path(out))
+        state = _state(run, config)
+        if state in ("new", "restart"):
+            return _create(run, config), False
+        if state == "resume":
+            return run, True
+        raise ConfigError(_refusal(run, state, config))
+    base = Path(RUNS_DIR) / default_run_name(config)
+    for n in range(1, 10_000):
+        run = Run(base if n == 1 else base.with_name(f"{base.name}-{n}"))
+        state = _state(run, config)
+        if state in ("new", "restart"):
+            return _create(run, config), False
+        if state == "resume":
+            return run, True
+    raise ConfigError(f"{base} and 9999 numbered variants exist; pass --out to name the run")
+
+
+def _state(run: Run, config: Config) -> str:
+    if not run.path.exists() or (run.path.is_dir() and not any(run.path.iterdir())):
+        return "new"
+    if not run.config_file.is_file():
+        return "foreign"
+    if _differences(run.read_config(), config):
+        return "different"
+    if run.finished:
+        return "finished"
+    # killed before its first checkpoint: nothing to lose, so it starts again in place
+    return "resume" if run.last_checkpoint.is_file() else "restart"
+
+
+def _refusal(run: Run, state: str, config: Config) -> str:
+    if state == "foreign":
+        return f"{run.path} exists and is not a medtune run (no config.yaml); choose another --out"
+    if state == "finished":
+        return (
+            f"{run.path} already holds a finished run of this configuration; choose another --out, or delete the "
+            "folder to train it again"
+        )
+    diffs = "; ".join(_differences(run.read_config(), config)[:8])
+    return (
+        f"{run.path} holds a run of another configuration ({diffs}); choose another --out, or run the same "
+        "configuration to resume it"
+    )
+
+
+def _create(run: Run, config: Config) -> Run:
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+    return run
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open an existing run directory for evaluation or prediction.
+
+    Raises:
+        DataError: `path` is not a run directory or holds no checkpoint yet.
+    """
+    run = Run(Path(path))
+    if not run.config_file.is_file():
+        raise DataError(f"{run.path} is not a medtune run (no config.yaml); give a folder that `medtune train` wrote")
+    if not run.best_checkpoint.is_file() and not run.last_checkpoint.is_file():
+        raise DataError(f"{run.path} has no checkpoint yet; train it first (run the same `medtune train` again)")
+    return run
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained network ready for inference, with what it needs to be fed.
+
+    Attributes:
+        model: the `Classifier` in eval mode (on the CPU).
+        classes: class names in output order.
+        preprocessing: the backbone's normalisation.
+        config: the run's configuration.
+        checkpoint: the file it was loaded from.
+    """
+
+    model: Classifier
+    classes: tuple[str, ...]
+    preprocessing: Preprocessing
+    config: Config
+    checkpoint: Path
+
+
+def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel:
+    """Load a trained model from a run directory (its `which` checkpoint) or from a ``.ckpt`` file.
+
+    >>> trained = load_trained("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
+    >>> trained.classes  # doctest: +SKIP
+    ('normal', 'pneumonia')
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give a run directory written by `medtune train` (runs/<name>)")
+    if path.is_dir():
+        run = open_run(path)
+        path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
+    meta = checkpoint.get("medtune")
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
+    config = Config(**meta["config"])
+    model = create_classifier(
+        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False
+    )
+    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    return TrainedModel(
+        model.eval(), tuple(meta["classes"]), Preprocessing.from_dict(meta["preprocessing"]), config, path
+    )

@@ -1,0 +1,290 @@
+"""``medtune train``: data to a trained, evaluated run directory, on Lightning.
+
+The recipe: read the table, split it (seeded, by patient when there are groups), store the images once, build a
+timm backbone with a head, train with the chosen strategy, keep the best and the last checkpoints, then evaluate
+the best weights on the test split. The same call on an unfinished run resumes it from ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medtune import __version__
+from medtune.config import Config
+from medtune.data import assign_splits, load_split, read_table, save_split
+from medtune.data._decode import decode_entries, table_entries
+from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store
+from medtune.data.table import Table
+from medtune.engine.run import Run, prepare_run
+from medtune.errors import ConfigError, DataError
+from medtune.models import Preprocessing, create_classifier, resolve_preprocessing
+
+#: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
+MIN_AUTO_SIZE = 64
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished `train` call gives back.
+
+    Attributes:
+        run: the run directory.
+        metrics: the final evaluation (``metrics.json``).
+        resumed: True when training continued an interrupted run.
+    """
+
+    run: Run
+    metrics: dict[str, Any]
+    resumed: bool
+
+
+def train(config: Config, out: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
+    """Train and evaluate a classifier as `config` says, in a run directory.
+
+    Args:
+        config: the configuration; ``config.data`` names the data.
+        out: the run directory (default ``runs/<data>-<backbone>``, numbered when taken).
+        progress: show progress bars on a terminal.
+
+    Returns:
+        The run, its final metrics, and whether it resumed.
+
+    Raises:
+        ConfigError: no data, a key that does not fit the data, or an occupied ``--out``.
+        DataError: the data cannot be used (each problem is named with its fix).
+
+    >>> from medtune.config import load_config
+    >>> result = train(load_config(data="../shared/data/pneumoniamnist/pneumoniamnist.npz"))  # doctest: +SKIP
+    >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
+    """
+    if not config.data:
+        raise ConfigError("no data given: pass DATA (a folder, a CSV/TSV manifest or an .npz file) or data= in YAML")
+    table = _check_trainable(read_table(config.data, config))
+    config, preprocessing = resolve_config(config, table)
+    run, resumed = prepare_run(config, out)
+    table = _split(table, config, run, resumed)
+    spec = StoreSpec(config.image_size, config.channels, config.resize, config.interpolation)
+    store = open_store(table, spec, config.cache_dir, config.workers, progress)
+    model = _fit(config, table, store, preprocessing, run, resumed, progress)
+    from medtune.engine.evaluate import evaluate_split
+
+    metrics = evaluate_split(model, preprocessing, table, store, config, run.path)
+    return TrainResult(run, metrics, resumed)
+
+
+def _check_trainable(table: Table) -> Table:
+    if not table.labelled:
+        raise DataError(f"{table.source}: training needs a label for every image; unlabelled rows were found")
+    if table.multilabel:
+        raise ConfigError(
+            f"{table.source} is multi-label ({len(table.classes)} findings); multi-label training is not available "
+            "yet: give one label per image (label=COLUMN)"
+        )
+    if len(table.classes) < 2:
+        raise DataError(f"{table.source} has one class ({table.classes[0]!r}); a classifier needs at least two")
+    return table
+
+
+def resolve_config(config: Config, table: Table) -> tuple[Config, Preprocessing]:
+    """Fill in what ``auto`` leaves open: the absolute data path, the channel count and the working size.
+
+    The automatic size is the backbone's pretrained size, but never more than the images' own median size
+    (rounded up to a multiple of 32, at least 64 px): upscaling 28 px MedMNIST images to 224 px adds no detail and
+    costs 12 times the compute.
+    """
+    channels = config.channels if config.channels != "auto" else detect_channels(table)
+    preprocessing = resolve_preprocessing(config.backbone, channels)
+    size = config.image_size or _auto_size(table, preprocessing.input_size[-1])
+    interpolation = config.interpolation or preprocessing.interpolation
+    if interpolation not in ("nearest", "bilinear", "bicubic", "lanczos", "box"):
+        interpolation = "bicubic"
+    values = config.model_dump()
+    values.update(
+        data=str(Path(config.data).expanduser().resolve()),
+        channels=channels,
+        image_size=size,
+        interpolation=interpolation,
+    )
+    return Config(**values), preprocessing
+
+
+def _auto_size(table: Table, backbone_size: int, sample: int = 32) -> int:
+    head = table_entries(table.with_frame(table.frame.iloc[:sample]))
+    sides = [max(image.shape[:2]) for _, image in decode_entries(head) if isinstance(image, np.ndarray)]
+    if not sides:
+        return backbone_size
+    native = math.ceil(float(np.median(sides)) / 32) * 32
+    return int(min(backbone_size, max(MIN_AUTO_SIZE, native)))
+
+
+def _split(table: Table, config: Config, run: Run, resumed: bool) -> Table:
+    """The run's split: read back from ``split.csv`` on resume, else made (and limited) and saved there."""
+    if resumed and run.split_file.is_file():
+        import pandas as pd
+
+        listed = set(pd.read_csv(run.split_file, dtype=str, keep_default_na=False)["id"])
+        return load_split(table.with_frame(table.frame[table.frame["id"].isin(listed)]), run.split_file)
+    if config.split_file:
+        table = load_split(table, config.split_file)
+    else:
+        table = assign_splits(table, config.val_fraction, config.test_fraction, config.seed)
+    if config.limit:
+        table = _limit(table, config.limit, config.seed)
+    for split in ("train", "val"):
+        if not (table.frame["split"] == split).any():
+            raise DataError(
+                f"{table.source}: the {split} split is empty; check val_fraction= or the data's split column"
+            )
+    save_split(table, run.split_file)
+    return table
+
+
+def _limit(table: Table, limit: int, seed: int) -> Table:
+    """At most `limit` images per split, drawn stratified by label (seeded)."""
+    frame = table.frame
+    kept = []
+    for _, part in frame.groupby("split", sort=False):
+        if len(part) <= limit:
+            kept.append(part)
+            continue
+        share = limit / len(part)
+        sample = part.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
+        kept.append(sample.iloc[:limit])
+    return table.with_frame(frame.loc[sorted(i for part in kept for i in part.index)])
+
+
+def _rows(table: Table, split: str) -> np.ndarray:
+    return np.flatnonzero((table.frame["split"] == split).to_numpy())
+
+
+def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights ``n / (k * n_c)`` (scikit-learn's "balanced"); classes without images get 0.
+
+    >>> class_weights(np.array([0, 0, 0, 1]), 2).round(3).tolist()
+    [0.667, 2.0]
+    """
+    counts = np.bincount(targets, minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes)
+    present = counts > 0
+    weights[present] = len(targets) / (present.sum() * counts[present])
+    return weights
+
+
+def _loss_weights(config: Config, train_targets: np.ndarray, num_classes: int) -> torch.Tensor | None:
+    if config.class_weights == "none":
+        return None
+    if config.class_weights == "auto":
+        return torch.tensor(class_weights(train_targets, num_classes), dtype=torch.float32)
+    if len(config.class_weights) != num_classes:
+        raise ConfigError(
+            f"class_weights has {len(config.class_weights)} values; the data has {num_classes} classes: give one "
+            "per class in class order, or class_weights=auto"
+        )
+    return torch.tensor(config.class_weights, dtype=torch.float32)
+
+
+def _precision(config: Config) -> str:
+    if config.precision != "auto":
+        return config.precision
+    if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _fit(
+    config: Config,
+    table: Table,
+    store: ImageStore,
+    preprocessing: Preprocessing,
+    run: Run,
+    resumed: bool,
+    progress: bool,
+) -> torch.nn.Module:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+
+    from medtune.data.store import StoreDataset, create_store_loader
+    from medtune.engine.augment import create_train_transform, resolve_augment
+    from medtune.engine.callbacks import HistoryWriter
+    from medtune.engine.metrics import monitor_mode
+    from medtune.engine.module import ClassifierModule
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner, tips or loader notes
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    targets = table.targets()
+    train_rows, val_rows = _rows(table, "train"), _rows(table, "val")
+    num_classes = len(table.classes)
+    transform = create_train_transform(resolve_augment(config), config.image_size)
+    train_set = StoreDataset(store, train_rows, targets, transform)
+    weights = None
+    if config.sampler == "weighted":
+        per_class = class_weights(targets[train_rows], num_classes)
+        weights = per_class[targets[train_rows]]
+    drop_last = len(train_rows) > config.batch_size
+    train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights)
+    val_loader = create_store_loader(StoreDataset(store, val_rows, targets), max(64, config.batch_size))
+
+    model = create_classifier(
+        config.backbone, num_classes, config.channels, config.head, config.dropout, config.pretrained, config.weights
+    )
+    meta = {
+        "version": __version__,
+        "classes": list(table.classes),
+        "in_chans": config.channels,
+        "config": config.model_dump(mode="json"),
+        "preprocessing": preprocessing.to_dict(),
+        "store": {"size": config.image_size, "channels": config.channels, "resize": config.resize,
+                  "interpolation": config.interpolation},
+    }  # fmt: skip
+    module = ClassifierModule(
+        model, config, preprocessing, _loss_weights(config, targets[train_rows], num_classes), meta
+    )
+    mode = monitor_mode(config.monitor)
+    checkpoint = ModelCheckpoint(
+        dirpath=run.checkpoints,
+        filename="best",
+        monitor=config.monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+        auto_insert_metric_name=False,
+    )
+    interactive = progress and sys.stderr.isatty()
+    callbacks: list[Any] = [checkpoint, HistoryWriter(run.history_file, echo=not interactive)]
+    if config.patience > 0:
+        callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
+    if interactive:
+        callbacks.append(RichProgressBar(leave=True))
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        precision=_precision(config),
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=interactive,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=run.path,
+        log_every_n_steps=max(1, min(50, len(train_loader))),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*No positive samples in targets.*")
+        warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+        trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None)
+    best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return model.eval()

@@ -1,0 +1,86 @@
+"""Classifier heads and the `Classifier`: a timm backbone (pooled features) followed by a registered head.
+
+Keeping the backbone and the head apart lets the training strategies freeze one and not the other, give them
+different learning rates, and lets Grad-CAM and export use the same plain module.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from medtune._registry import Registry
+from medtune.models.backbones import create_model
+
+#: Head builders: ``(num_features, num_classes, dropout) -> nn.Module``.
+HEADS: Registry[Callable[[int, int, float], nn.Module]] = Registry("head")
+
+
+@HEADS.register("linear")
+def linear_head(num_features: int, num_classes: int, dropout: float) -> nn.Module:
+    """Dropout, then one linear layer (timm's own classifier)."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(num_features, num_classes))
+
+
+@HEADS.register("pool-bn-dropout")
+def pool_bn_dropout_head(num_features: int, num_classes: int, dropout: float) -> nn.Module:
+    """BatchNorm over the pooled features, dropout, then a linear layer (fastai's head, shortened)."""
+    return nn.Sequential(nn.BatchNorm1d(num_features), nn.Dropout(dropout), nn.Linear(num_features, num_classes))
+
+
+def list_heads() -> list[str]:
+    """Names of the registered heads.
+
+    >>> list_heads()
+    ['linear', 'pool-bn-dropout']
+    """
+    return HEADS.names()
+
+
+class Classifier(nn.Module):
+    """A backbone that returns pooled features, and a head that turns them into class logits.
+
+    Args:
+        backbone: a timm model built with ``num_classes=0`` (global pooling, no classifier).
+        head: maps ``(B, backbone.num_features)`` to ``(B, num_classes)``.
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def create_classifier(
+    backbone: str,
+    num_classes: int,
+    in_chans: int = 3,
+    head: str = "linear",
+    dropout: float = 0.2,
+    pretrained: bool = True,
+    weights: str | os.PathLike | None = None,
+) -> Classifier:
+    """Build a `Classifier`: a timm backbone with pretrained weights and a new head.
+
+    Args:
+        backbone: timm model name (``tf_efficientnet_lite0``).
+        num_classes: number of outputs.
+        in_chans: input channels (1 for grayscale: timm adapts the stem).
+        head: a registered head name (`list_heads`).
+        dropout: dropout rate in the head.
+        pretrained: start the backbone from pretrained weights.
+        weights: local weights file for the backbone.
+
+    >>> model = create_classifier("tf_efficientnet_lite0", num_classes=3, in_chans=1, head="pool-bn-dropout")
+    >>> model(torch.zeros(2, 1, 64, 64)).shape
+    torch.Size([2, 3])
+    """
+    make_head = HEADS.get(head)
+    body = create_model(backbone, num_classes=0, in_chans=in_chans, pretrained=pretrained, weights=weights)
+    return Classifier(body, make_head(body.num_features, num_classes, dropout))
