@@ -128,7 +128,7 @@ def test_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path):
     columns = [c for c in pd.read_csv(history).columns if c != "seconds"]
     got, want = (pd.read_csv(p / "history.csv")[columns] for p in (run, tmp_path / "straight"))
     assert got["epoch"].tolist() == [0, 1, 2]
-    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-5)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
 def test_three_class_patient_grouped_cxr3(tmp_path):

@@ -207,3 +207,18 @@ def test_hub_weights_in_local_cache_load_without_network(monkeypatch, empty_hub_
     model = create_model("test_resnet.r160_in1k", num_classes=1000)
     _assert_same_parameters(model, source)
     assert os.fspath(snapshot / "model.safetensors") == model.pretrained_cfg["file"]
+
+
+def test_converting_weights_leaves_the_global_random_state_alone(tmp_path, monkeypatch):
+    """A first run converts the packaged weights; it must draw the same random head as a run that finds them cached."""
+    import torch
+
+    from medtune.models import create_classifier
+
+    monkeypatch.setenv("MEDTUNE_CACHE", str(tmp_path))
+    heads = []
+    for _ in range(2):  # first: converts into the empty cache; second: reads the converted file
+        torch.manual_seed(0)
+        heads.append(create_classifier("tf_efficientnet_lite0", 2).head[-1].weight.detach().clone())
+    assert any(tmp_path.rglob("*.safetensors"))
+    assert torch.equal(heads[0], heads[1])

@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
@@ -193,6 +194,9 @@ class StoreDataset(Dataset):
         rows: the store rows this dataset serves, in order (e.g. one split); all rows when None.
         targets: labels indexed by store row (``Table.targets()``); when None the target is the store row itself.
         transform: applied to each image tensor.
+        seed: seed of the transform's random draws in whole-batch reads: each batch draws from
+            ``seed`` and its own positions, never from the global random state, so an augmented batch is the same
+            whenever and in whatever process it is read (a resumed run sees the batches an uninterrupted one does).
     """
 
     def __init__(
@@ -201,8 +205,10 @@ class StoreDataset(Dataset):
         rows: Sequence[int] | np.ndarray | None = None,
         targets: Sequence | np.ndarray | None = None,
         transform: Callable[[torch.Tensor], Any] | None = None,
+        seed: int = 0,
     ) -> None:
         self.store = store
+        self.seed = seed
         self.rows = np.arange(len(store)) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= len(store)):
             raise IndexError(f"rows must lie in 0..{len(store) - 1}, got {self.rows.min()}..{self.rows.max()}")
@@ -229,7 +235,9 @@ class StoreDataset(Dataset):
         rows = self.rows[np.asarray(i, dtype=np.int64)]
         images = torch.from_numpy(self.store.images[rows]).permute(0, 3, 1, 2)
         if self.transform is not None:
-            images = torch.stack([self.transform(image) for image in images])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 1_000_003 + zlib.crc32(np.ascontiguousarray(i, dtype=np.int64).tobytes()))
+                images = torch.stack([self.transform(image) for image in images])
         targets = torch.from_numpy(rows if self.targets is None else self.targets[rows])
         return images, targets
 
@@ -315,7 +323,8 @@ def create_store_loader(
     >>> images, targets = next(iter(loader))  # (64, C, H, W) uint8, channels-last
     """
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, weights)
-    return DataLoader(dataset, batch_size=None, sampler=sampler)
+    # Its own generator: creating an iterator then leaves the global random state alone.
+    return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(seed))
 
 
 # --- the key ----------------------------------------------------------------------------------------------------

@@ -37,8 +37,8 @@ class HistoryWriter(L.Callback):
     """Append one row per finished epoch to ``history.csv``: train and validation loss, accuracy, balanced
     accuracy, macro F1 and ROC AUC, the learning rate and the epoch's seconds.
 
-    On resume, rows of epochs that the checkpoint does not cover (written before a crash) are dropped, so the file
-    always matches the weights.
+    On resume, rows of the epochs that are trained again (written after the checkpoint, before a crash) are
+    replaced, so the file always matches the weights.
 
     Args:
         path: the ``history.csv`` file.
@@ -51,12 +51,6 @@ class HistoryWriter(L.Callback):
         self._started = 0.0
         self._lr = math.nan
         self._console = Console(stderr=True, highlight=False)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        history = read_history(self.path)
-        kept = history[history["epoch"] < trainer.current_epoch] if len(history) else history
-        if len(kept) != len(history):
-            self._write(kept)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()

@@ -101,7 +101,7 @@ def evaluate_rows(
     rows = keep if store_rows is None else np.asarray(store_rows)[keep]
     probs = predict_store(model, store, rows, batch_size=max(64, config.batch_size))
     metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed)
-    metrics["split"] = sorted(set(table.frame["split"].dropna().iloc[keep]))
+    metrics["split"] = sorted(set(table.frame["split"].iloc[keep].dropna())) or ["all"]
     metrics["tta"] = tta
     if unmatched:
         metrics["unmatched_labels"] = unmatched

@@ -225,7 +225,7 @@ def _fit(
     train_rows, val_rows = _rows(table, "train"), _rows(table, "val")
     num_classes = len(table.classes)
     transform = create_train_transform(resolve_augment(config), config.image_size)
-    train_set = StoreDataset(store, train_rows, targets, transform)
+    train_set = StoreDataset(store, train_rows, targets, transform, seed=config.seed)
     weights = None
     if config.sampler == "weighted":
         per_class = class_weights(targets[train_rows], num_classes)

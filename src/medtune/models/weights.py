@@ -247,7 +247,8 @@ def packaged_weights_file(backbone: str) -> Path:
         reference = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"cannot read packaged weights file {source}: {exc}") from exc
-    model = timm.create_model(spec.backbone, pretrained=False)
+    with torch.random.fork_rng(devices=[]):  # the layout template's random init must not move the caller's seed
+        model = timm.create_model(spec.backbone, pretrained=False)
     converted = convert_efficientnet_lite(reference, [len(stage) for stage in model.blocks])
     _check_same_layout(converted, model.state_dict(), source)
     payload = safetensors.torch.save(
