@@ -21,7 +21,7 @@ demo: setup
 	@test -f "$(DEMO_DATA)" || { echo "demo data $(DEMO_DATA) is absent: put ../shared/data beside this folder,"; \
 	  echo "or download pneumoniamnist.npz (pip install medmnist; it saves to ~/.medmnist) and run"; \
 	  echo "  make demo DEMO_DATA=~/.medmnist/pneumoniamnist.npz"; exit 1; }
-	$(VENV)/bin/medtune data summary "$(DEMO_DATA)"
+	$(VENV)/bin/medtune train "$(DEMO_DATA)"
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -32,6 +32,7 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/store.py
+	$(PY) benchmarks/pneumoniamnist.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,52 @@
-"""medtune: labelled images to a trained, evaluated and explained transfer-learning classifier."""
+"""medtune: labelled images to a trained, evaluated and explained transfer-learning classifier.
 
+>>> import medtune
+>>> result = medtune.train(data="../shared/data/pneumoniamnist/pneumoniamnist.npz", epochs=3)  # doctest: +SKIP
+>>> medtune.predict(result.run.path, ["new_xrays/"]).head()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("medtune")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from medtune.config import Config
+    from medtune.engine.evaluate import Evaluation
+    from medtune.engine.train import TrainResult
+
+
+def train(config: Config | None = None, out: str | os.PathLike | None = None, **keys: Any) -> TrainResult:
+    """Train and evaluate a classifier: `medtune.engine.train.train` with a `Config` or the same flat keys as the
+    command line (``data=``, ``epochs=``...)."""
+    from medtune.config import load_config
+    from medtune.engine.train import train as run_training
+
+    if config is not None and keys:
+        config = load_config(overrides=config.model_dump(exclude_unset=True) | keys)
+    return run_training(config if config is not None else load_config(**keys), out)
+
+
+def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, **kwargs: Any) -> Evaluation:
+    """Metrics of a trained run on its test split or on other data (`medtune.engine.evaluate.evaluate`)."""
+    from medtune.engine.evaluate import evaluate as run_evaluation
+
+    return run_evaluation(run, data, **kwargs)
+
+
+def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: Any) -> pd.DataFrame:
+    """Predictions for image files, folders, globs or CSVs (`medtune.engine.predict.predict`)."""
+    from medtune.engine.predict import predict as run_prediction
+
+    return run_prediction(run, inputs, **kwargs)
+
+
+__all__ = ["__version__", "evaluate", "predict", "train"]

@@ -34,5 +34,5 @@ def evaluate_command(
     data, overrides = split_arguments(arguments or [])
     result = evaluate(run, data, split, overrides, tta, out)
     splits = ", ".join(result.metrics.get("split", [])) or split or "all"
-    render_metrics(result.metrics, f"{run} on {result.metrics['data']} ({splits})")
+    render_metrics(result.metrics, f"{run.name} on {Path(result.metrics['data']).name} ({splits})")
     console.print(f"written: {result.out}/metrics.json and predictions.csv", highlight=False)
