@@ -70,13 +70,16 @@ def test_yaml_file_alone_is_a_complete_run(tmp_path):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump({"data": str(data), **{k: int(v) for k, v in settings.items()},
                                                        "strategy": "gradual", "freeze_epochs": 1,
                                                        "head": "pool-bn-dropout", "optimizer": "sgd",
-                                                       "scheduler": "one-cycle", "augment": "flip"}))  # fmt: skip
+                                                       "scheduler": "one-cycle", "augment": "flip",
+                                                       "class_weights": "auto", "sampler": "weighted",
+                                                       "monitor": "val_f1"}))  # fmt: skip
     result = medtune("train", "--config", tmp_path / "exp.yaml", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     history = pd.read_csv(tmp_path / "run" / "history.csv")
     assert history["backbone_frozen"].tolist() == [True, False]  # gradual: head first, then everything
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert (saved["strategy"], saved["head"], saved["optimizer"]) == ("gradual", "pool-bn-dropout", "sgd")
+    assert (saved["class_weights"], saved["sampler"], saved["monitor"]) == ("auto", "weighted", "val_f1")
 
 
 def test_default_run_name_and_numbering(tmp_path):
