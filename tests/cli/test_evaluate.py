@@ -58,3 +58,10 @@ def test_evaluate_with_no_matching_label(tiny_run, tmp_path):
     result = medtune("evaluate", tiny_run, folder)
     assert result.returncode == 1
     assert "no label of the data matches the run's classes" in result.stderr and "cat" in result.stderr
+
+
+def test_other_data_read_with_key_value_settings(tiny_run, tmp_path):
+    result = medtune("evaluate", tiny_run, shared_path("cxr3", "labels.csv"), "label=label", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["n"] == 1000 and metrics["unmatched_labels"] == {"covid": 124}

@@ -170,7 +170,7 @@ def evaluate(
         split = split or "test"
         default_out = run_path
     else:
-        reading = load_config(overrides or {}, **_data_keys(config))
+        reading = load_config(overrides=overrides or [], **_data_keys(config))
         table = read_table(data, reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
