@@ -106,8 +106,11 @@ def save_split(table: Table, path: str | Path) -> None:
         table.frame[columns].to_csv(f, index=False)
 
 
-def load_split(table: Table, path: str | Path) -> Table:
+def load_split(table: Table, path: str | Path, only_listed: bool = False) -> Table:
     """Apply a saved ``split.csv`` to `table`; every image must be listed there.
+
+    Args:
+        only_listed: first drop the images the file does not list (a run's split after ``limit=``).
 
     Raises:
         DataError: the file is missing or unreadable, or lists other images than the table has.
@@ -123,6 +126,8 @@ def load_split(table: Table, path: str | Path) -> Table:
     if bad:
         raise DataError(f"{path}: unknown split value(s) {bad}; expected train, val or test")
     mapping = dict(zip(saved["id"], saved["split"], strict=True))
+    if only_listed:
+        table = table.with_frame(table.frame[table.frame["id"].isin(mapping)])
     missing = [i for i in table.frame["id"] if i not in mapping]
     if missing:
         raise DataError(

@@ -71,6 +71,10 @@ class Table:
         """The rows of one split."""
         return self.with_frame(self.frame[self.frame["split"] == split])
 
+    def positions(self, split: str) -> np.ndarray:
+        """Row positions (0-based) of one split, e.g. the image-store rows of a split."""
+        return np.flatnonzero((self.frame["split"] == split).to_numpy())
+
     def with_frame(self, frame: pd.DataFrame) -> Table:
         """The same table description over other rows."""
         return replace(self, frame=frame.reset_index(drop=True))

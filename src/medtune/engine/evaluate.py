@@ -125,7 +125,7 @@ def evaluate_split(
 ) -> dict[str, Any]:
     """Evaluate a freshly trained network on the test split (validation when there is no test split)."""
     split = "test" if (table.frame["split"] == "test").any() else "val"
-    rows = np.flatnonzero((table.frame["split"] == split).to_numpy())
+    rows = table.positions(split)
     part = table.with_frame(table.frame.iloc[rows])
     metrics, predictions = evaluate_rows(network, preprocessing, table.classes, part, store, config, config.tta, rows)
     write_evaluation(out, metrics, predictions)
@@ -165,8 +165,7 @@ def evaluate(
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if data is None:
         table = read_table(config.data, config)
-        table = load_split(table.with_frame(table.frame[table.frame["id"].isin(_listed(run_path))]),
-                           run_path / "split.csv")  # fmt: skip
+        table = load_split(table, run_path / "split.csv", only_listed=True)
         split = split or "test"
         default_out = run_path
     else:
@@ -189,10 +188,6 @@ def evaluate(
     target = Path(out) if out else default_out
     write_evaluation(target, metrics, predictions)
     return Evaluation(metrics, target)
-
-
-def _listed(run_path: Path) -> set[str]:
-    return set(pd.read_csv(run_path / "split.csv", dtype=str, keep_default_na=False)["id"])
 
 
 def _data_keys(config: Config) -> dict[str, Any]:

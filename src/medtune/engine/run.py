@@ -224,6 +224,11 @@ class TrainedModel:
     checkpoint: Path
 
 
+def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The `Classifier` weights inside a Lightning checkpoint (the module keeps the network as ``model.``)."""
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
 def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel:
     """Load a trained model from a run directory (its `which` checkpoint) or from a ``.ckpt`` file.
 
@@ -248,8 +253,7 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     model = create_classifier(
         config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False
     )
-    state = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    model.load_state_dict(network_state(checkpoint))
     return TrainedModel(
         model.eval(), tuple(meta["classes"]), Preprocessing.from_dict(meta["preprocessing"]), config, path
     )

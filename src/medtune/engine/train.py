@@ -23,9 +23,10 @@ from medtune import __version__
 from medtune.config import Config
 from medtune.data import assign_splits, load_split, read_table, save_split
 from medtune.data._decode import decode_entries, table_entries
+from medtune.data.images import INTERPOLATIONS
 from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store
 from medtune.data.table import Table
-from medtune.engine.run import Run, prepare_run
+from medtune.engine.run import Run, network_state, prepare_run
 from medtune.errors import ConfigError, DataError
 from medtune.models import Preprocessing, create_classifier, resolve_preprocessing
 
@@ -106,7 +107,7 @@ def resolve_config(config: Config, table: Table) -> tuple[Config, Preprocessing]
     preprocessing = resolve_preprocessing(config.backbone, channels)
     size = config.image_size or _auto_size(table, preprocessing.input_size[-1])
     interpolation = config.interpolation or preprocessing.interpolation
-    if interpolation not in ("nearest", "bilinear", "bicubic", "lanczos", "box"):
+    if interpolation not in INTERPOLATIONS:
         interpolation = "bicubic"
     values = config.model_dump()
     values.update(
@@ -130,10 +131,7 @@ def _auto_size(table: Table, backbone_size: int, sample: int = 32) -> int:
 def _split(table: Table, config: Config, run: Run, resumed: bool) -> Table:
     """The run's split: read back from ``split.csv`` on resume, else made (and limited) and saved there."""
     if resumed and run.split_file.is_file():
-        import pandas as pd
-
-        listed = set(pd.read_csv(run.split_file, dtype=str, keep_default_na=False)["id"])
-        return load_split(table.with_frame(table.frame[table.frame["id"].isin(listed)]), run.split_file)
+        return load_split(table, run.split_file, only_listed=True)
     if config.split_file:
         table = load_split(table, config.split_file)
     else:
@@ -161,10 +159,6 @@ def _limit(table: Table, limit: int, seed: int) -> Table:
         sample = part.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
         kept.append(sample.iloc[:limit])
     return table.with_frame(frame.loc[sorted(i for part in kept for i in part.index)])
-
-
-def _rows(table: Table, split: str) -> np.ndarray:
-    return np.flatnonzero((table.frame["split"] == split).to_numpy())
 
 
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
@@ -222,7 +216,7 @@ def _fit(
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner, tips or loader notes
     L.seed_everything(config.seed, workers=True, verbose=False)
     targets = table.targets()
-    train_rows, val_rows = _rows(table, "train"), _rows(table, "val")
+    train_rows, val_rows = table.positions("train"), table.positions("val")
     num_classes = len(table.classes)
     transform = create_train_transform(resolve_augment(config), config.image_size)
     train_set = StoreDataset(store, train_rows, targets, transform, seed=config.seed)
@@ -243,9 +237,7 @@ def _fit(
         "in_chans": config.channels,
         "config": config.model_dump(mode="json"),
         "preprocessing": preprocessing.to_dict(),
-        "store": {"size": config.image_size, "channels": config.channels, "resize": config.resize,
-                  "interpolation": config.interpolation},
-    }  # fmt: skip
+    }
     module = ClassifierModule(
         model, config, preprocessing, _loss_weights(config, targets[train_rows], num_classes), meta
     )
@@ -285,6 +277,5 @@ def _fit(
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None)
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    model.load_state_dict(network_state(torch.load(best, map_location="cpu", weights_only=True)))
     return model.eval()
