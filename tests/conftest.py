@@ -40,3 +40,27 @@ def _session_cache(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+#: Settings that make a real run take seconds: few images, small size, two short epochs.
+TINY = ("limit=96", "image_size=32", "epochs=2", "batch_size=16", "workers=0")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A PneumoniaMNIST run trained through the CLI: normal / pneumonia, 1 channel, 32 px (with its report)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = medtune("train", shared_path("pneumoniamnist", "pneumoniamnist.npz"), *TINY, "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cxr3_run(tmp_path_factory):
+    """A three-class cxr3 run (covid / normal / pneumonia, patient-grouped split), 64 px, trained through the CLI."""
+    out = tmp_path_factory.mktemp("runs") / "cxr3"
+    labels = shared_path("cxr3", "labels.csv")
+    result = medtune("train", labels, "label=label", "group=patient_id", "limit=60", "image_size=64", "epochs=2",
+                     "batch_size=16", "workers=0", "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out

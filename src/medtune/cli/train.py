@@ -53,3 +53,7 @@ def train_command(
     console.print(
         f"files: {result.run.path}/metrics.json, predictions.csv, history.csv, checkpoints/best.ckpt", highlight=False
     )
+    if result.report:
+        console.print(f"report: {result.report}", highlight=False)
+    if result.report_error:
+        console.print(f"[yellow]warning:[/] {result.report_error}", highlight=False)

@@ -106,6 +106,7 @@ class Config(BaseModel):
     accelerator: str = Field("auto", description="Lightning accelerator (auto, cpu, gpu)")
     channels_last: bool = Field(True, description="channels-last memory layout (about 2x faster on the CPU)")
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
+    report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")
 
     _split_lists = field_validator("labels", "classes", mode="before")(_comma_list)
 

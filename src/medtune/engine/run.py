@@ -30,7 +30,7 @@ from medtune.models import Classifier, Preprocessing, create_classifier
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
-RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator"})
+RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report"})
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
 
 

@@ -27,7 +27,7 @@ from medtune.data.images import INTERPOLATIONS
 from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store
 from medtune.data.table import Table
 from medtune.engine.run import Run, network_state, prepare_run
-from medtune.errors import ConfigError, DataError
+from medtune.errors import ConfigError, DataError, MedtuneError
 from medtune.models import Preprocessing, create_classifier, resolve_preprocessing
 
 #: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
@@ -42,11 +42,15 @@ class TrainResult:
         run: the run directory.
         metrics: the final evaluation (``metrics.json``).
         resumed: True when training continued an interrupted run.
+        report: the report page (None with ``report=false`` or when it failed).
+        report_error: why the report could not be written.
     """
 
     run: Run
     metrics: dict[str, Any]
     resumed: bool
+    report: Path | None = None
+    report_error: str | None = None
 
 
 def train(config: Config, out: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
@@ -80,7 +84,18 @@ def train(config: Config, out: str | os.PathLike | None = None, progress: bool =
     from medtune.engine.evaluate import evaluate_split
 
     metrics = evaluate_split(model, preprocessing, table, store, config, run.path)
-    return TrainResult(run, metrics, resumed)
+    report, problem = _report(run) if config.report else (None, None)
+    return TrainResult(run, metrics, resumed, report, problem)
+
+
+def _report(run: Run) -> tuple[Path | None, str | None]:
+    """Write the run's report page; a failure is returned as text, since the trained run itself is complete."""
+    from medtune.reports import create_report
+
+    try:
+        return create_report(run.path), None
+    except (MedtuneError, OSError) as exc:
+        return None, f"the report could not be written ({exc}); run `medtune report {run.path}` after fixing it"
 
 
 def _check_trainable(table: Table) -> Table:

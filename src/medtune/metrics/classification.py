@@ -174,14 +174,36 @@ def compute_ece(
     >>> round(compute_ece([0, 0, 1, 1], [[0.8, 0.2], [0.8, 0.2], [0.8, 0.2], [0.2, 0.8]]), 6)
     0.05
     """
+    counts, confidence, accuracy = compute_reliability(targets, probs, n_bins)
+    return float(np.abs(np.nan_to_num(accuracy - confidence) * counts).sum() / counts.sum())
+
+
+def compute_reliability(
+    targets: np.ndarray | Sequence[int], probs: np.ndarray | Sequence[Sequence[float]], n_bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compute the reliability diagram of the top-label confidence: images, mean confidence and accuracy per bin.
+
+    Bins are those of `compute_ece` (``n_bins`` equal-width bins over [0, 1], each ``(lo, hi]``).
+
+    Returns:
+        ``counts`` (images per bin), ``confidence`` and ``accuracy`` (bin means, NaN for an empty bin), each of
+        shape ``(n_bins,)``.
+
+    >>> counts, confidence, accuracy = compute_reliability([0, 1], [[0.9, 0.1], [0.7, 0.3]], n_bins=2)
+    >>> counts.tolist(), confidence.tolist(), accuracy.tolist()
+    ([0, 2], [nan, 0.8], [nan, 0.5])
+    """
     targets, probs, _ = _validate(targets, probs, None)
     _check_int("n_bins", n_bins, 1, "e.g. 15")
     confidence = probs.max(axis=1)
     correct = (probs.argmax(axis=1) == targets).astype(float)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bins = np.searchsorted(edges[1:-1], confidence, side="left")
-    gap = np.bincount(bins, weights=correct, minlength=n_bins) - np.bincount(bins, weights=confidence, minlength=n_bins)
-    return float(np.abs(gap).sum() / len(targets))
+    counts = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / counts
+        accuracy = np.bincount(bins, weights=correct, minlength=n_bins) / counts
+    return counts, mean_confidence, accuracy
 
 
 def _validate(targets: object, probs: object, classes: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, list]:

@@ -1,0 +1,458 @@
+"""``medtune report``: one self-contained HTML page per run, a comparison page for several runs, and a PNG per plot.
+
+A page holds its plots as embedded PNG images and its style inline, with no script and no external file, so it
+opens anywhere without a network and can be mailed as one file. The PNGs are also written beside the page
+(``RUN/report/*.png``) for slides and papers.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medtune import __version__
+from medtune._io import atomic_open, write_text
+from medtune.errors import DataError, MedtuneError
+from medtune.reports.plots import (
+    Tile,
+    figure_png,
+    plot_confusion,
+    plot_history,
+    plot_precision_recall,
+    plot_reliability,
+    plot_roc,
+    plot_tiles,
+)
+from medtune.reports.results import RunResults, read_results
+
+#: Per-epoch curves drawn in a report: history.csv metric and its title.
+CURVES: tuple[tuple[str, str], ...] = (
+    ("loss", "Loss"),
+    ("auc", "ROC AUC (macro)"),
+    ("acc", "Accuracy"),
+    ("balanced_acc", "Balanced accuracy"),
+)
+
+
+@dataclass
+class Plot:
+    """One plot of a page: its file name (without ``.png``), PNG bytes and a text alternative."""
+
+    name: str
+    png: bytes
+    alt: str
+
+    @property
+    def src(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass
+class Section:
+    """One section of a page: a title, an optional introduction, plots, HTML tables and notes."""
+
+    id: str
+    title: str
+    intro: str = ""
+    plots: list[Plot] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+    half: bool = False
+    wide_plots: bool = False
+
+
+def _plot(name: str, figure: Any, alt: str) -> Plot:
+    return Plot(name, figure_png(figure), alt)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _with_interval(value: Any, interval: Sequence[Any] | None) -> str:
+    if interval and None not in interval and value is not None:
+        return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+    return _fmt(value)
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    return frame.to_html(index=index, border=0, classes="data", na_rep="", escape=True)
+
+
+# ---------------------------------------------------------------------------------------------------- sections
+
+
+def headline(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The headline numbers of a run: name, formatted value, and its interval (empty when there is none)."""
+    intervals = metrics.get("intervals", {})
+    level = f"{round(100 * metrics.get('confidence', 0.95))}% CI"
+
+    def card(name: str, value: Any, interval: Sequence[Any] | None = None) -> tuple[str, str, str]:
+        shown = f"{level} {_fmt(interval[0])} to {_fmt(interval[1])}" if interval and None not in interval else ""
+        return name, _fmt(value), shown
+
+    return [
+        card("ROC AUC (macro)", metrics["macro"]["auc"], intervals.get("auc")),
+        card("accuracy", metrics["accuracy"], intervals.get("accuracy")),
+        card("balanced accuracy", metrics["balanced_accuracy"], intervals.get("balanced_accuracy")),
+        card("F1 (macro)", metrics["macro"]["f1"], intervals.get("f1")),
+        card("calibration error (ECE)", metrics.get("ece")),
+        card("images evaluated", metrics["n"]),
+    ]
+
+
+def training_section(results: RunResults) -> Section:
+    section = Section("training", "Training curves", "Train (dashed) and validation (solid) per epoch.")
+    history = results.history
+    if history.empty:
+        section.notes.append("No epoch has finished yet, so there is no history.csv to draw.")
+        return section
+    best = results.best_epoch
+    for metric, title in CURVES:
+        if f"val_{metric}" in history and history[f"val_{metric}"].notna().any():
+            figure = plot_history({results.name: history}, metric, title, best)
+            section.plots.append(_plot(f"curve_{metric}", figure, f"{title} per epoch, train and validation"))
+    frozen = int(history["backbone_frozen"].astype(str).eq("True").sum()) if "backbone_frozen" in history else 0
+    seconds = history["seconds"].sum() if "seconds" in history else float("nan")
+    section.intro += (
+        f" {len(history)} epoch(s) in {_fmt(seconds / 60, 1)} min; the best checkpoint (by "
+        f"{results.config.get('monitor', 'val_auc')}) is from epoch {best}."
+    )
+    if frozen:
+        section.intro += f" The backbone was frozen for {frozen} epoch(s)."
+    return section
+
+
+def evaluation_sections(results: RunResults, metrics: dict[str, Any]) -> list[Section]:
+    """ROC, precision-recall, confusion matrices, reliability and the per-class table of the evaluated split."""
+    targets, probs = results.scores()
+    classes = results.classes
+    split = ", ".join(metrics.get("split", ["test"]))
+    confidence = round(100 * metrics.get("confidence", 0.95))
+    roc = Section(
+        "roc",
+        "ROC curves",
+        f"On the {split} split ({metrics['n']} images), one class against the rest; AUC with its {confidence}% "
+        f"bootstrap interval ({metrics.get('n_bootstrap', 0)} resamples).",
+        half=True,
+    )
+    roc.plots.append(_plot("roc", plot_roc(targets, probs, classes, metrics), "ROC curve per class"))
+    pr = Section(
+        "pr", "Precision-recall curves", "Average precision per class; the dotted line is its prevalence.", half=True
+    )
+    pr.plots.append(_plot("pr", plot_precision_recall(targets, probs, classes), "precision-recall curve per class"))
+    matrix = np.array(metrics["confusion_matrix"]["matrix"])
+    confusion = Section("confusion", "Confusion matrix", "True classes in rows, predicted classes in columns.")
+    confusion.plots.append(_plot("confusion", plot_confusion(matrix, classes, False), "confusion matrix, counts"))
+    confusion.plots.append(
+        _plot("confusion_normalised", plot_confusion(matrix, classes, True), "confusion matrix, row-normalised")
+    )
+    calibration = Section(
+        "calibration",
+        "Calibration",
+        "How far the predicted confidence is from the observed accuracy. Bars under the diagonal are overconfident. "
+        f"Log loss {_fmt(metrics.get('log_loss'))}.",
+        half=True,
+    )
+    calibration.plots.append(
+        _plot("reliability", plot_reliability(targets, probs, metrics.get("ece")), "reliability diagram")
+    )
+    return [roc, pr, confusion, per_class_section(metrics), calibration]
+
+
+def per_class_section(metrics: dict[str, Any]) -> Section:
+    """Support, precision, recall, F1 and AUC per class, with intervals, then the macro and weighted rows."""
+    per_class = metrics.get("intervals", {}).get("per_class", {})
+    rows = []
+    for name, values in metrics["per_class"].items():
+        interval = per_class.get(name, {})
+        rows.append({
+            "class": name,
+            "images": values["support"],
+            "precision": _fmt(values["precision"]),
+            "recall (sensitivity)": _with_interval(values["recall"], interval.get("recall")),
+            "F1": _with_interval(values["f1"], interval.get("f1")),
+            "ROC AUC": _with_interval(values["auc"], interval.get("auc")),
+        })  # fmt: skip
+    intervals = metrics.get("intervals", {})
+    for average in ("macro", "weighted"):
+        values = metrics[average]
+        rows.append({
+            "class": f"{average} average",
+            "images": metrics["n"],
+            "precision": _fmt(values["precision"]),
+            "recall (sensitivity)": _fmt(values["recall"]),
+            "F1": _with_interval(values["f1"], intervals.get("f1")) if average == "macro" else _fmt(values["f1"]),
+            "ROC AUC": _with_interval(values.get("auc"), intervals.get("auc")) if average == "macro" else "",
+        })  # fmt: skip
+    section = Section("per-class", "Per-class results", "Brackets hold the bootstrap interval.")
+    section.tables.append(_table(pd.DataFrame(rows)))
+    section.notes.extend(metrics.get("warnings", []))
+    return section
+
+
+def config_section(results: RunResults) -> Section:
+    section = Section("config", "Configuration", f"The resolved configuration ({results.run.config_file.name}).")
+    section.pairs = [(key, _config_value(value)) for key, value in results.config.items()]
+    return section
+
+
+def _config_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+def data_section(results: RunResults) -> Section:
+    """Images per class and split, groups (patients) per split, the source and the working size."""
+    config = results.config
+    section = Section(
+        "data",
+        "Data",
+        half=True,
+        intro=f"Source {config.get('data')} ({config.get('reader', 'auto')} reader); images were prepared at "
+        f"{config.get('image_size')} px with {config.get('channels')} channel(s), resized by {config.get('resize')}.",
+    )
+    split = results.split
+    if split is None:
+        section.notes.append("No split.csv: the run has not started training yet.")
+        return section
+    counts = pd.crosstab(split["label"], split["split"], margins=True, margins_name="total")
+    order = [s for s in ("train", "val", "test", "total") if s in counts.columns]
+    section.tables.append(
+        _table(counts[order].rename_axis(index=None, columns=None).rename_axis("class").reset_index())
+    )
+    groups = split["group"].dropna() if "group" in split else pd.Series(dtype=str)
+    if not groups.empty:
+        per_split = split.dropna(subset=["group"]).groupby("split")["group"].nunique()
+        section.intro += (
+            " Split by group, no group in two splits ("
+            + ", ".join(f"{s}: {per_split.get(s, 0)} groups" for s in order if s != "total")
+            + ")."
+        )
+    return section
+
+
+# ----------------------------------------------------------------------------------------------------- mistakes
+
+
+def confident_mistakes(predictions: pd.DataFrame, classes: Sequence[str], count: int) -> pd.DataFrame:
+    """The `count` wrong predictions with the highest predicted probability, most confident first."""
+    wrong = predictions[predictions["label"].notna() & (predictions["label"] != predictions["predicted"])].copy()
+    columns = [f"prob_{c}" for c in classes]
+    wrong["confidence"] = wrong[columns].max(axis=1)
+    return wrong.sort_values("confidence", ascending=False, kind="stable").head(count)
+
+
+def mistakes_section(results: RunResults, count: int, method: str) -> Section:
+    """The most confident mistakes as thumbnails with Grad-CAM overlays for the predicted class."""
+    section = Section(
+        "mistakes",
+        "Most confident mistakes",
+        f"The {count} wrong predictions with the highest confidence, as the network saw them, each with its "
+        f"{method} map for the predicted class (red: where the evidence for that class lies).",
+        wide_plots=True,
+    )
+    if results.predictions is None:
+        section.notes.append("No predictions.csv yet.")
+        return section
+    wrong = confident_mistakes(results.predictions, results.classes, count)
+    if wrong.empty:
+        section.notes.append("No mistakes on the evaluated split.")
+        return section
+    try:
+        tiles = _mistake_tiles(results, wrong, method)
+    except (MedtuneError, OSError) as exc:
+        section.notes.append(
+            f"The images could not be shown: {exc}. If the data has moved, set data: in "
+            f"{results.run.config_file} to its new place and run `medtune report {results.run.path}` again."
+        )
+        return section
+    figure = plot_tiles(tiles, f"{len(tiles)} most confident mistakes (true -> predicted, confidence)")
+    section.plots.append(_plot("mistakes", figure, "most confident mistakes with Grad-CAM overlays"))
+    listing = wrong[["id", "label", "predicted", "confidence"]].assign(confidence=wrong["confidence"].round(3))
+    section.tables.append(_table(listing.rename(columns={"label": "true"})))
+    return section
+
+
+def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str) -> list[Tile]:
+    import torch
+
+    from medtune.engine.run import load_trained
+    from medtune.explain import compute_cams, create_overlay
+
+    from medtune.config import Config
+
+    trained = load_trained(results.run.path)
+    # where the data lives comes from config.yaml, so that a moved dataset is found again by editing `data:` there
+    images = load_prepared(Config(**results.config), wrong["id"].tolist())
+    targets = [trained.classes.index(p) for p in wrong["predicted"]]
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    heat = compute_cams(trained.model, trained.preprocessing, batch, targets, method=method)
+    tiles = []
+    for image, cam, row in zip(images, heat, wrong.itertuples(index=False), strict=True):
+        caption = f"{row.label} -> {row.predicted} {row.confidence:.2f}\n{_short(str(row.id))}"
+        tiles.append(Tile(image, caption, create_overlay(image, cam)))
+    return tiles
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
+
+
+def load_prepared(config: Any, ids: Sequence[str]) -> list[np.ndarray]:
+    """The images of `ids` from the run's data, decoded and prepared exactly as the store holds them
+    (``(size, size, channels)`` uint8).
+
+    Raises:
+        DataError: the data is no longer where the run read it, or an id is not in it.
+    """
+    from medtune.data import read_table
+    from medtune.data._decode import decode_entries, table_entries
+    from medtune.data.images import prepare
+
+    table = read_table(config.data, config)
+    position = {str(v): i for i, v in enumerate(table.frame["id"])}
+    missing = [i for i in ids if i not in position]
+    if missing:
+        raise DataError(f"{len(missing)} image(s) of the run, e.g. {missing[0]!r}, are no longer in {config.data}")
+    part = table.with_frame(table.frame.iloc[[position[i] for i in ids]])
+    decoded = dict((entry.position, image) for entry, image in decode_entries(table_entries(part)))
+    out = []
+    for n in range(len(ids)):
+        image = decoded[n]
+        if isinstance(image, Exception):
+            raise DataError(f"cannot read {ids[n]}: {image}")
+        out.append(prepare(image, config.image_size, int(config.channels), config.resize, config.interpolation))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- pages
+
+
+def _template(name: str) -> Any:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    environment = Environment(loader=PackageLoader("medtune.reports", "templates"), autoescape=select_autoescape())
+    return environment.get_template(name)
+
+
+def _write_page(out: Path, template: str, sections: list[Section], **context: Any) -> Path:
+    """Render the page into `out` and each plot into ``<out stem>/<plot>.png`` beside it (atomically)."""
+    folder = out.with_suffix("")
+    for section in sections:
+        for plot in section.plots:
+            with atomic_open(folder / f"{plot.name}.png", "wb") as f:
+                f.write(plot.png)
+    created = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    html = _template(template).render(sections=sections, version=__version__, created=created, **context)
+    write_text(out, html)
+    return out
+
+
+def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, mistakes: int = 12,
+                  method: str = "gradcam") -> Path:  # fmt: skip
+    """Write a run's report page (``RUN/report.html`` by default) and its plots (``RUN/report/*.png``).
+
+    Args:
+        run: the run directory.
+        out: the page to write.
+        mistakes: how many of the most confident mistakes to show (0: none).
+        method: the class activation map of the mistakes (see ``medtune explain``).
+
+    Returns:
+        The page written.
+
+    Raises:
+        DataError: `run` is not a run directory or its files are unreadable.
+
+    >>> create_report("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
+    PosixPath('runs/pneumoniamnist-tf_efficientnet_lite0/report.html')
+    """
+    results = read_results(run)
+    sections = [training_section(results)]
+    if results.metrics is not None:
+        evaluation = evaluation_sections(results, results.metrics)
+        if mistakes > 0:
+            evaluation.insert(-1, mistakes_section(results, mistakes, method))
+        sections += evaluation
+    else:
+        sections.append(Section("evaluation", "Evaluation", notes=[
+            f"Not evaluated yet: finish training, or run `medtune evaluate {results.run.path}`."]))  # fmt: skip
+    sections += [data_section(results), config_section(results)]
+    target = Path(out) if out else results.run.path / "report.html"
+    cards = headline(results.metrics) if results.metrics else []
+    return _write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
+
+
+def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
+    """One row per run: the configuration keys that differ between runs, then its scores and time."""
+    from medtune.engine.run import RUNTIME_KEYS
+
+    keys = sorted({k for r in runs for k in r.config} - RUNTIME_KEYS - {"name"})
+    differing = [k for k in keys if len({_config_value(r.config.get(k)) for r in runs}) > 1]
+    rows = []
+    for r in runs:
+        row: dict[str, Any] = {"run": _label(r, runs)}
+        row.update({k: _config_value(r.config.get(k)) for k in differing})
+        if "data" in row:  # the last two parts of the path say which data; the whole path is in each run's page
+            row["data"] = "/".join(Path(row["data"]).parts[-2:])
+        history, metrics = r.history, r.metrics or {}
+        best = history["val_auc"].max() if "val_auc" in history and not history.empty else None
+        intervals = metrics.get("intervals", {})
+        row.update({
+            "epochs": len(history),
+            "best val AUC": _fmt(best),
+            "test AUC": _with_interval(metrics["macro"]["auc"], intervals.get("auc")) if metrics else "n/a",
+            "test accuracy": _with_interval(metrics.get("accuracy"), intervals.get("accuracy")) if metrics else "n/a",
+            "balanced accuracy": _fmt(metrics.get("balanced_accuracy")),
+            "F1 (macro)": _fmt(metrics["macro"]["f1"]) if metrics else "n/a",
+            "ECE": _fmt(metrics.get("ece")),
+            "minutes": _fmt(history["seconds"].sum() / 60, 1) if "seconds" in history else "n/a",
+        })  # fmt: skip
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def create_comparison(runs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:
+    """Write a page comparing runs: their curves overlaid and a table of differing keys and scores.
+
+    Args:
+        runs: two or more run directories.
+        out: the page (default ``comparison.html`` in the runs' common folder).
+
+    Returns:
+        The page written.
+    """
+    results = [read_results(r) for r in runs]
+    if len(results) < 2:
+        raise DataError("a comparison needs two or more runs; for one run, `medtune report RUN` writes its page")
+    names = [_label(r, results) for r in results]
+    histories = {_label(r, results): r.history for r in results if not r.history.empty}
+    curves = Section("curves", "Training curves", "Train (dashed) and validation (solid) per epoch, a colour per run.")
+    for metric, title in CURVES:
+        if any(f"val_{metric}" in h for h in histories.values()):
+            curves.plots.append(_plot(f"curve_{metric}", plot_history(histories, metric, title), f"{title}, all runs"))
+    table = Section("comparison", "Runs side by side", "Keys that differ between the runs, then the scores on each "
+                    "run's evaluated split with bootstrap intervals.")  # fmt: skip
+    table.tables.append(_table(comparison_table(results)))
+    common = Path(os.path.commonpath([str(r.run.path.resolve()) for r in results]))
+    target = Path(out) if out else common / "comparison.html"
+    title = "comparison of " + ", ".join(names)
+    return _write_page(target, "report.html", [table, curves], title=title, results=None, cards=[])
+
+
+def _label(run: RunResults, runs: Sequence[RunResults]) -> str:
+    same = [r for r in runs if r.name == run.name]
+    return run.name if len(same) == 1 else f"{run.run.path.parent.name}/{run.name}"

@@ -1,0 +1,93 @@
+"""What a report is drawn from: the files of a run directory, read once into one object."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from medtune.engine.callbacks import read_history
+from medtune.engine.metrics import monitor_mode
+from medtune.engine.run import Run
+from medtune.errors import DataError
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """The files of one run, read.
+
+    Attributes:
+        run: the run directory.
+        config: ``config.yaml`` as a dict.
+        history: ``history.csv`` (empty before the first epoch ends).
+        metrics: ``metrics.json``, or None when the run has not been evaluated yet.
+        predictions: ``predictions.csv`` (the evaluated split, a probability column per class), or None.
+        split: ``split.csv`` (id, split, label, group), or None.
+    """
+
+    run: Run
+    config: dict[str, Any]
+    history: pd.DataFrame
+    metrics: dict[str, Any] | None
+    predictions: pd.DataFrame | None
+    split: pd.DataFrame | None
+
+    @property
+    def name(self) -> str:
+        return self.run.path.name
+
+    @property
+    def classes(self) -> list[str]:
+        if self.metrics:
+            return list(self.metrics["classes"])
+        return sorted(self.split["label"].unique()) if self.split is not None else []
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch (from 1) whose validation score chose the best checkpoint, or None without history."""
+        monitor = self.config.get("monitor", "val_auc")
+        values = self.history.get(monitor)
+        if values is None or values.dropna().empty:
+            return None
+        best = values.idxmin() if monitor_mode(monitor) == "min" else values.idxmax()
+        return int(self.history.loc[best, "epoch"]) + 1
+
+    def scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Targets (class indices) and probabilities ``(N, K)`` of the evaluated images, from predictions.csv."""
+        if self.predictions is None or not self.classes:
+            raise DataError(f"{self.run.path} has no predictions.csv yet; run `medtune evaluate {self.run.path}`")
+        index = {name: i for i, name in enumerate(self.classes)}
+        targets = self.predictions["label"].map(index).to_numpy()
+        probs = self.predictions[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=float)
+        keep = ~pd.isna(targets)
+        return targets[keep].astype(int), probs[keep]
+
+
+def read_results(path: str | os.PathLike) -> RunResults:
+    """Read a run directory's configuration, history, metrics, predictions and split.
+
+    Raises:
+        DataError: `path` is not a run directory, or one of its files is unreadable.
+    """
+    run = Run(Path(path))
+    if not run.config_file.is_file():
+        raise DataError(f"{run.path} is not a medtune run (no config.yaml); give a folder that `medtune train` wrote")
+    try:
+        config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
+        metrics = json.loads(run.metrics_file.read_text(encoding="utf-8")) if run.metrics_file.is_file() else None
+        predictions = _read_csv(run.predictions_file)
+        split = _read_csv(run.split_file)
+        history = read_history(run.history_file)
+    except (OSError, ValueError, yaml.YAMLError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read the files of run {run.path}: {exc}; the run may be damaged") from None
+    return RunResults(run, config, history, metrics, predictions, split)
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, dtype={"id": str, "label": str, "group": str}) if path.is_file() else None

@@ -1,0 +1,149 @@
+"""`medtune report` on real runs: the page, its plots, its numbers, a comparison, and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medtune.reports import create_comparison, create_report, read_results
+from medtune.reports.report import comparison_table, confident_mistakes, load_prepared
+from tests.conftest import medtune
+
+SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "data", "config")
+PLOTS = (
+    *("curve_loss", "curve_auc", "curve_acc", "curve_balanced_acc"),
+    *("roc", "pr", "confusion", "confusion_normalised", "reliability", "mistakes"),
+)
+
+
+def _embedded_pngs(html: str) -> dict[str, bytes]:
+    import base64
+
+    found = re.findall(r'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" data-plot="([^"]+)"', html)
+    return {name: base64.b64decode(data) for data, name in found}
+
+
+def test_train_writes_a_self_contained_report(tiny_run):
+    page = tiny_run / "report.html"
+    html = page.read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in html, section
+    # nothing outside the file: no scripts, no links or images to fetch
+    assert "<script" not in html
+    assert not re.search(r'(src|href)="(?!data:|#)', html)
+    pngs = _embedded_pngs(html)
+    assert set(PLOTS) <= set(pngs)
+    for name in PLOTS:
+        assert (tiny_run / "report" / f"{name}.png").read_bytes() == pngs[name]
+        image = np.asarray(Image.open(io.BytesIO(pngs[name])).convert("L"))
+        assert image.shape[0] > 200 and image.shape[1] > 200, name
+        assert (image < 200).mean() > 0.01, f"{name} is blank"
+
+
+def test_page_numbers_match_metrics_json(tiny_run):
+    html = (tiny_run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    lo, hi = metrics["intervals"]["auc"]
+    assert f"{metrics['macro']['auc']:.3f} [{lo:.3f}, {hi:.3f}]" in html
+    for name, values in metrics["per_class"].items():
+        row = re.search(rf"<td>{name}</td>\s*<td>(\d+)</td>", html)
+        assert row and int(row.group(1)) == values["support"]
+    split = pd.read_csv(tiny_run / "split.csv")
+    assert f"<td>{(split['split'] == 'train').sum()}</td>" in html
+
+
+def test_confident_mistakes_are_wrong_and_ordered(tiny_run):
+    results = read_results(tiny_run)
+    wrong = confident_mistakes(results.predictions, results.classes, 5)
+    assert len(wrong) == min(5, int((~results.predictions["correct"]).sum()))
+    assert (wrong["label"] != wrong["predicted"]).all()
+    assert wrong["confidence"].is_monotonic_decreasing
+    assert (wrong["confidence"] >= 0.5).all()
+
+
+def test_load_prepared_gives_what_the_network_saw(tiny_run):
+    results = read_results(tiny_run)
+    from medtune.config import Config
+
+    config = Config(**results.config)
+    ids = results.predictions["id"].head(3).tolist()
+    images = load_prepared(config, ids)
+    assert [im.shape for im in images] == [(32, 32, 1)] * 3
+    assert all(im.dtype == np.uint8 and im.std() > 5 for im in images)
+
+
+def test_three_class_report(tiny_cxr3_run, tmp_path):
+    page = create_report(tiny_cxr3_run, tmp_path / "page.html", mistakes=4)
+    html = page.read_text(encoding="utf-8")
+    for name in ("covid", "normal", "pneumonia"):
+        assert f"<td>{name}</td>" in html
+    assert "Split by group" in html
+    assert (tmp_path / "page" / "roc.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "page").iterdir()) == sorted(f"{p}.png" for p in PLOTS)
+
+
+def test_comparison_overlays_and_tabulates(tiny_run, tiny_cxr3_run, tmp_path):
+    page = create_comparison([tiny_run, tiny_cxr3_run], tmp_path / "compare.html")
+    html = page.read_text(encoding="utf-8")
+    table = comparison_table([read_results(tiny_run), read_results(tiny_cxr3_run)])
+    assert list(table["run"]) == ["tiny", "cxr3"]
+    # keys that differ are columns, keys that agree are not
+    assert {"data", "image_size", "group"} <= set(table.columns)
+    assert "backbone" not in table.columns and "epochs" in table.columns
+    assert '<section id="curves"' in html and '<section id="comparison"' in html
+    assert (tmp_path / "compare" / "curve_auc.png").is_file()
+
+
+def test_report_command_several_runs(tiny_run, tiny_cxr3_run, tmp_path):
+    result = medtune("report", tiny_run, tiny_cxr3_run, "--out", tmp_path / "both.html", "--mistakes", "2")
+    assert result.returncode == 0, result.stderr
+    assert "comparison: " in result.stdout
+    assert (tmp_path / "both.html").is_file()
+    assert (tiny_cxr3_run / "report.html").is_file()
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path):
+    result = medtune("report", tmp_path)
+    assert result.returncode == 1
+    assert "is not a medtune run (no config.yaml)" in result.stderr
+
+
+def test_report_of_an_unfinished_run(tiny_run, tmp_path):
+    run = tmp_path / "unfinished"
+    run.mkdir()
+    for name in ("config.yaml", "split.csv", "history.csv"):
+        (run / name).write_bytes((tiny_run / name).read_bytes())
+    page = create_report(run)
+    html = page.read_text(encoding="utf-8")
+    assert "Not evaluated yet" in html and '<section id="training"' in html and '<section id="roc"' not in html
+
+
+def test_report_when_the_data_has_moved(tiny_run, tmp_path):
+    run = tmp_path / "moved"
+    run.mkdir()
+    for name in ("split.csv", "history.csv", "metrics.json", "predictions.csv"):
+        (run / name).write_bytes((tiny_run / name).read_bytes())
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.ckpt").write_bytes((tiny_run / "checkpoints" / "best.ckpt").read_bytes())
+    config = (tiny_run / "config.yaml").read_text().replace("pneumoniamnist.npz", "gone.npz")
+    (run / "config.yaml").write_text(config)
+    html = create_report(run).read_text(encoding="utf-8")
+    assert "The images could not be shown" in html and "gone.npz" in html
+    assert '<section id="roc"' in html
+
+
+@pytest.mark.parametrize("bad", ["{not json", ""])
+def test_report_of_a_damaged_run(tiny_run, tmp_path, bad):
+    run = tmp_path / "damaged"
+    run.mkdir()
+    (run / "config.yaml").write_bytes((tiny_run / "config.yaml").read_bytes())
+    (run / "metrics.json").write_text(bad)
+    result = medtune("report", run)
+    assert result.returncode == 1
+    assert f"cannot read the files of run {run}" in result.stderr
