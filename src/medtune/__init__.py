@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
@@ -49,4 +50,21 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: A
     return run_prediction(run, inputs, **kwargs)
 
 
-__all__ = ["__version__", "evaluate", "predict", "train"]
+# The package of Grad-CAM building blocks shares the name of the function below. Python binds a subpackage to its
+# parent's attribute when the subpackage is first imported, which would replace the function the first time
+# anything ran `from medtune.explain import ...`. Importing the (lightweight) package here, before the function is
+# defined, makes that binding happen now, so `medtune.explain` stays the function; `from medtune.explain import
+# compute_cams` still reaches the package through sys.modules.
+import_module("medtune.explain")
+
+
+def explain(
+    run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, **kwargs: Any
+) -> pd.DataFrame:
+    """Grad-CAM maps for image files, folders, globs or CSVs, written to `out` (`medtune.engine.explain.explain`)."""
+    from medtune.engine.explain import explain as run_explanation
+
+    return run_explanation(run, inputs, out, **kwargs)
+
+
+__all__ = ["__version__", "evaluate", "explain", "predict", "train"]

@@ -10,7 +10,9 @@ from rich.console import Console
 from medtune import __version__
 from medtune.cli.data import data_app
 from medtune.cli.evaluate import evaluate_command
+from medtune.cli.explain import explain_command
 from medtune.cli.predict import predict_command
+from medtune.cli.report import report_command
 from medtune.cli.train import train_command
 from medtune.errors import ConfigError, MedtuneError
 
@@ -25,6 +27,8 @@ app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("explain")(explain_command)
+app.command("report")(report_command)
 
 
 def _version(value: bool) -> None:

@@ -289,10 +289,9 @@ def mistakes_section(results: RunResults, count: int, method: str) -> Section:
 def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str) -> list[Tile]:
     import torch
 
+    from medtune.config import Config
     from medtune.engine.run import load_trained
     from medtune.explain import compute_cams, create_overlay
-
-    from medtune.config import Config
 
     trained = load_trained(results.run.path)
     # where the data lives comes from config.yaml, so that a moved dataset is found again by editing `data:` there
