@@ -90,3 +90,12 @@ def test_unknown_tag_lists_known_tags():
 def test_bad_arguments_are_config_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         create_model("tf_efficientnet_lite0", **kwargs)
+
+
+@pytest.mark.parametrize(("backbone", "size"), [("vit_tiny_patch16_224", 64), ("swin_tiny_patch4_window7_224", 64)])
+def test_fixed_size_backbones_run_at_the_working_size(backbone, size):
+    from medtune.models import create_classifier
+
+    model = create_classifier(backbone, 3, in_chans=1, pretrained=False, image_size=size).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)

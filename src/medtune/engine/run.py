@@ -251,8 +251,9 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
         raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
     config = Config(**meta["config"])
     model = create_classifier(
-        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False
-    )
+        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False,
+        image_size=config.image_size,
+    )  # fmt: skip
     model.load_state_dict(network_state(checkpoint))
     return TrainedModel(
         model.eval(), tuple(meta["classes"]), Preprocessing.from_dict(meta["preprocessing"]), config, path

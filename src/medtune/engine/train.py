@@ -244,8 +244,9 @@ def _fit(
     val_loader = create_store_loader(StoreDataset(store, val_rows, targets), max(64, config.batch_size))
 
     model = create_classifier(
-        config.backbone, num_classes, config.channels, config.head, config.dropout, config.pretrained, config.weights
-    )
+        config.backbone, num_classes, config.channels, config.head, config.dropout, config.pretrained, config.weights,
+        config.image_size,
+    )  # fmt: skip
     meta = {
         "version": __version__,
         "classes": list(table.classes),

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from medtune._registry import Registry
+from medtune.errors import ConfigError
 from medtune.models.backbones import create_model
 
 #: Head builders: ``(num_features, num_classes, dropout) -> nn.Module``.
@@ -65,6 +66,7 @@ def create_classifier(
     dropout: float = 0.2,
     pretrained: bool = True,
     weights: str | os.PathLike | None = None,
+    image_size: int | None = None,
 ) -> Classifier:
     """Build a `Classifier`: a timm backbone with pretrained weights and a new head.
 
@@ -76,6 +78,8 @@ def create_classifier(
         dropout: dropout rate in the head.
         pretrained: start the backbone from pretrained weights.
         weights: local weights file for the backbone.
+        image_size: the working size, for backbones built for one input size (vision transformers); others run
+            at any size and ignore it.
 
     >>> model = create_classifier("tf_efficientnet_lite0", num_classes=3, in_chans=1, head="pool-bn-dropout")
     >>> model(torch.zeros(2, 1, 64, 64)).shape
@@ -83,4 +87,26 @@ def create_classifier(
     """
     make_head = HEADS.get(head)
     body = create_model(backbone, num_classes=0, in_chans=in_chans, pretrained=pretrained, weights=weights)
+    if image_size is not None:
+        set_input_size(body, backbone, image_size)
     return Classifier(body, make_head(body.num_features, num_classes, dropout))
+
+
+def set_input_size(backbone: nn.Module, name: str, image_size: int) -> None:
+    """Fit a backbone built for one input size (timm's vision transformers, Swin...) to `image_size`; timm resamples
+    its position embeddings. Convolutional backbones take any size and are left as they are.
+
+    Raises:
+        ConfigError: the backbone cannot run at that size (a patch or window size that does not divide it).
+    """
+    patch_embed = getattr(backbone, "patch_embed", None)
+    current = getattr(patch_embed, "img_size", None)
+    if not hasattr(backbone, "set_input_size") or current is None or tuple(current) == (image_size, image_size):
+        return
+    try:
+        backbone.set_input_size(img_size=(image_size, image_size))
+    except (AssertionError, RuntimeError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"backbone {name!r} cannot run at image_size={image_size} ({type(exc).__name__}: {exc}); "
+            f"use its own size, image_size={current[0]}"
+        ) from None
