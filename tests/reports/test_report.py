@@ -13,7 +13,7 @@ from PIL import Image
 
 from medtune.reports import create_comparison, create_report, read_results
 from medtune.reports.report import comparison_table, confident_mistakes, load_prepared
-from tests.conftest import medtune
+from tests.conftest import medtune, shared_path
 
 SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "data", "config")
 PLOTS = (
@@ -147,3 +147,42 @@ def test_report_of_a_damaged_run(tiny_run, tmp_path, bad):
     result = medtune("report", run)
     assert result.returncode == 1
     assert f"cannot read the files of run {run}" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def lung_run(tmp_path_factory):
+    """lungseg images (which have lung masks) against cxr3 normals, 64 px, one epoch: a run whose test images
+    partly have masks."""
+    lungs = sorted(shared_path("lungseg", "images").glob("*.png"))[:40]
+    normals = sorted(shared_path("cxr3", "normal").glob("*.png"))[:40]
+    folder = tmp_path_factory.mktemp("lungmix")
+    labels = folder / "labels.csv"
+    rows = [(p, "viral") for p in lungs] + [(p, "normal") for p in normals]
+    pd.DataFrame(rows, columns=["path", "label"]).to_csv(labels, index=False)
+    out = folder / "run"
+    result = medtune("train", labels, "image_size=64", "epochs=1", "batch_size=16", "workers=0", "report=false",
+                     "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_mask_energy_section(lung_run, tmp_path):
+    masks = shared_path("lungseg", "masks")
+    result = medtune("report", lung_run, "--masks", masks, "--mistakes", "0", "--out", tmp_path / "page.html")
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert '<section id="attention"' in html
+    test_viral = pd.read_csv(lung_run / "predictions.csv").query("label == 'viral'")
+    match = re.search(r"(\d+) image\(s\): mean share inside ([0-9]+\.[0-9]+), mean mask area ([0-9]+\.[0-9]+)", html)
+    assert match, "the section states how many images and their mean share"
+    count, share, area = int(match.group(1)), float(match.group(2)), float(match.group(3))
+    assert count == len(test_viral) > 0  # every lungseg test image has its mask; the cxr3 normals have none
+    assert 0 <= share <= 1 and 0.1 < area < 0.6  # lungs cover a real part of a chest X-ray
+    assert (tmp_path / "page" / "attention.png").is_file()
+
+
+def test_mask_folder_without_matches_and_missing(tiny_run, tmp_path):
+    page = create_report(tiny_run, tmp_path / "page.html", mistakes=0, masks=shared_path("lungseg", "masks"))
+    assert "No evaluated image has a mask of the same file name" in page.read_text(encoding="utf-8")
+    result = medtune("report", tiny_run, "--masks", tmp_path / "nowhere")
+    assert result.returncode == 1 and "masks folder" in result.stderr and "does not exist" in result.stderr

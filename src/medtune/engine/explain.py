@@ -197,14 +197,14 @@ def _side_by_side(image: np.ndarray, overlay: np.ndarray, caption: str) -> np.nd
 
 
 def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, config: Config) -> dict:
-    """The image's mask (same file name; else same stem with any image suffix), prepared like the image."""
+    """The share of `heat` inside the image's mask (see `find_mask`), or a warning when there is none."""
     from medtune.explain import compute_mask_energy
 
-    mask_path = _find_mask(mask_dir, Path(path))
+    mask_path = find_mask(mask_dir, Path(path))
     if mask_path is None:
         return {"mask": None, "mask_energy": None, "warning": f"no mask named {Path(path).name} in {mask_dir}"}
     try:
-        mask = prepare(read_image(mask_path), config.image_size, 1, config.resize, "nearest")[..., 0]
+        mask = read_mask(mask_path, config)
     except (ImageReadError, OSError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
         return {"mask": str(mask_path), "mask_energy": None, "warning": f"mask unreadable: {reason}"}
@@ -212,12 +212,18 @@ def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, config: Config) ->
     return {"mask": str(mask_path), "mask_energy": None if math.isnan(energy) else round(energy, 6)}
 
 
-def _find_mask(mask_dir: Path, image: Path) -> Path | None:
+def find_mask(mask_dir: Path, image: Path) -> Path | None:
+    """The mask of `image` in `mask_dir`: the same file name, else the same stem with any image suffix."""
     exact = mask_dir / image.name
     if exact.is_file():
         return exact
     others = sorted(p for p in mask_dir.glob(f"{image.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
     return others[0] if others else None
+
+
+def read_mask(path: Path, config: Config) -> np.ndarray:
+    """A mask prepared like its image (same size and resizing, nearest neighbour): ``(size, size)`` uint8."""
+    return prepare(read_image(path), config.image_size, 1, config.resize, "nearest")[..., 0]
 
 
 def _write_index(out: Path, rows: list[dict], masks: bool) -> pd.DataFrame:

@@ -306,6 +306,90 @@ def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str) -> lis
     return tiles
 
 
+def attention_section(results: RunResults, masks: Path, method: str, sample: int = 64) -> Section:
+    """How much of the class activation map lies inside each image's mask (the lungs, say), for up to `sample`
+    evaluated images that have one: a check of whether the model looks at the organ or at text, markers and
+    borders."""
+    section = Section(
+        "attention",
+        "Where the model looks",
+        f"Share of the {method} energy (predicted class) inside each image's mask from {masks}. A map spread "
+        "evenly would score the mask's area; much less means the evidence lies outside the mask.",
+        wide_plots=True,
+    )
+    rows = _rows_with_masks(results.predictions, masks, sample)
+    if rows.empty:
+        section.notes.append(f"No evaluated image has a mask of the same file name in {masks}.")
+        return section
+    try:
+        energy, area, tiles = _mask_energies(results, rows, masks, method)
+    except (MedtuneError, OSError) as exc:
+        section.notes.append(f"The maps could not be computed: {exc}")
+        return section
+    rows = rows.assign(energy=energy, area=area)
+    section.intro += (
+        f" {len(rows)} image(s): mean share inside {_fmt(float(np.nanmean(energy)))}, mean mask area "
+        f"{_fmt(float(area.mean()))}."
+    )
+    groups = [("all", rows), *((f"true {k}", g) for k, g in rows.groupby("label")),
+              ("correct", rows[rows["correct"]]), ("wrong", rows[~rows["correct"]])]  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {
+                "images": name,
+                "count": len(g),
+                "energy inside the mask": _fmt(g["energy"].mean()),
+                "mask area (even spread)": _fmt(g["area"].mean()),
+            }
+            for name, g in groups
+            if len(g)
+        ]
+    )
+    section.tables.append(_table(table))
+    worst = np.argsort(np.nan_to_num(energy, nan=1.0))[:8]
+    figure = plot_tiles([tiles[i] for i in worst], "least energy inside the mask (share inside / mask area)")
+    section.plots.append(_plot("attention", figure, "images whose map lies most outside their mask"))
+    return section
+
+
+def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int) -> pd.DataFrame:
+    from medtune.engine.explain import find_mask
+
+    if predictions is None or "path" not in predictions:
+        return pd.DataFrame()
+    found = [find_mask(masks, Path(str(p))) for p in predictions["path"]]
+    rows = predictions.assign(mask=[str(f) if f else None for f in found]).dropna(subset=["mask"])
+    if len(rows) > sample:  # evenly spread over the split, so every class is represented as it occurs
+        rows = rows.iloc[np.linspace(0, len(rows) - 1, sample).round().astype(int)]
+    return rows
+
+
+def _mask_energies(
+    results: RunResults, rows: pd.DataFrame, masks: Path, method: str
+) -> tuple[np.ndarray, np.ndarray, list[Tile]]:
+    import torch
+
+    from medtune.config import Config
+    from medtune.engine.explain import read_mask
+    from medtune.engine.run import load_trained
+    from medtune.explain import compute_cams, compute_mask_energy, create_overlay
+
+    trained = load_trained(results.run.path)
+    config = Config(**results.config)
+    images = load_prepared(config, rows["id"].tolist())
+    targets = [trained.classes.index(p) for p in rows["predicted"]]
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    heat = compute_cams(trained.model, trained.preprocessing, batch, targets, method=method)
+    masks_read = [read_mask(Path(m), config) for m in rows["mask"]]
+    energy = np.array([compute_mask_energy(h, m) for h, m in zip(heat, masks_read, strict=True)])
+    area = np.array([(m > 0).mean() for m in masks_read])
+    tiles = [
+        Tile(image, f"{e:.2f} / {a:.2f} {row.predicted}\n{_short(Path(str(row.path)).name)}", create_overlay(image, h))
+        for image, h, e, a, row in zip(images, heat, energy, area, rows.itertuples(index=False), strict=True)
+    ]
+    return energy, area, tiles
+
+
 def _short(text: str, width: int = 28) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
@@ -361,7 +445,7 @@ def _write_page(out: Path, template: str, sections: list[Section], **context: An
 
 
 def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, mistakes: int = 12,
-                  method: str = "gradcam") -> Path:  # fmt: skip
+                  method: str = "gradcam", masks: str | os.PathLike | None = None) -> Path:  # fmt: skip
     """Write a run's report page (``RUN/report.html`` by default) and its plots (``RUN/report/*.png``).
 
     Args:
@@ -369,6 +453,8 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         out: the page to write.
         mistakes: how many of the most confident mistakes to show (0: none).
         method: the class activation map of the mistakes (see ``medtune explain``).
+        masks: a folder of masks named like the images (``lungseg/masks``): adds the share of each map inside its
+            mask, for up to 64 evaluated images.
 
     Returns:
         The page written.
@@ -385,6 +471,8 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         evaluation = evaluation_sections(results, results.metrics)
         if mistakes > 0:
             evaluation.insert(-1, mistakes_section(results, mistakes, method))
+        if masks is not None:
+            evaluation.insert(-1, attention_section(results, _mask_folder(masks), method))
         sections += evaluation
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
@@ -393,6 +481,13 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     target = Path(out) if out else results.run.path / "report.html"
     cards = headline(results.metrics) if results.metrics else []
     return _write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
+
+
+def _mask_folder(masks: str | os.PathLike) -> Path:
+    folder = Path(masks)
+    if not folder.is_dir():
+        raise DataError(f"masks folder {folder} does not exist; give the folder of masks named like the images")
+    return folder
 
 
 def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
