@@ -185,7 +185,7 @@ def plot_tiles(tiles: Sequence[Tile], title: str, columns: int = 4) -> Figure:
         left = grid[row, column * per_tile]
         image = tile.image[..., 0] if tile.image.ndim == 3 and tile.image.shape[-1] == 1 else tile.image
         left.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
-        left.set_title(tile.caption, fontsize=7, loc="left")
+        left.set_title(tile.caption, fontsize=8, loc="left")
         if tile.overlay is not None:
             grid[row, column * per_tile + 1].imshow(tile.overlay)
     figure.suptitle(title, fontsize=10)
