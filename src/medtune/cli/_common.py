@@ -6,12 +6,20 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from medtune._progress import create_progress
 from medtune.config import Config, load_config
+
+#: The RUN argument of the commands that use a trained run.
+RunArgument = Annotated[Path, typer.Argument(help="Run directory written by medtune train.")]
+#: The images of predict and explain.
+InputsArgument = Annotated[
+    list[str], typer.Argument(help="Image files, folders (recursive), glob patterns or CSV files.")
+]
 
 # Logs and pipes get 120 columns instead of rich's 80, so metric tables with intervals keep one line per row.
 console = Console(width=None if sys.stdout.isatty() else 120)

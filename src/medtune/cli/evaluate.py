@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import console
+from medtune.cli._common import RunArgument, console
 from medtune.cli._render import render_metrics
 from medtune.cli.train import split_arguments
 
 
 def evaluate_command(
-    run: Annotated[Path, typer.Argument(help="Run directory written by medtune train.")],
+    run: RunArgument,
     arguments: Annotated[
         list[str] | None,
         typer.Argument(help="Other labelled DATA to evaluate on, and key=value reading keys (label=, path=...)."),

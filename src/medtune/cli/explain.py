@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import console
+from medtune.cli._common import InputsArgument, RunArgument, console
 
 
 def explain_command(
-    run: Annotated[Path, typer.Argument(help="Run directory written by medtune train.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive), glob patterns or CSV files.")],
+    run: RunArgument,
+    inputs: InputsArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the maps and explanations.csv.")],
     method: Annotated[
         str, typer.Option("--method", "-m", help="gradcam, gradcam++, scorecam, eigencam, hirescam or layercam.")

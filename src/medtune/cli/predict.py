@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import console
+from medtune.cli._common import InputsArgument, RunArgument, console
 
 
 def predict_command(
-    run: Annotated[Path, typer.Argument(help="Run directory written by medtune train.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive), glob patterns or CSV files.")],
+    run: RunArgument,
+    inputs: InputsArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="results.json or results.csv.")],
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="auto (from the suffix), json, csv, or submission (id,label).")
