@@ -101,6 +101,7 @@ def scratch_run(request, tmp_path_factory):
     settings = ("pretrained=false", "limit=24", "epochs=1", "batch_size=8", "workers=0", "report=false")
     result = medtune("train", data, *RUNS[request.param], *settings, "--out", out)
     assert result.returncode == 0, result.stderr
+    assert not (out / "report.html").exists() and "report:" not in result.stdout  # report=false is obeyed
     return request.param, out
 
 

@@ -21,7 +21,7 @@ from tests.conftest import REPO, medtune, shared_path
 def test_run_directory_holds_every_file(tiny_run):
     files = {p.relative_to(tiny_run).as_posix() for p in tiny_run.rglob("*") if p.is_file()}
     assert {"config.yaml", "split.csv", "history.csv", "metrics.json", "predictions.csv",
-            "checkpoints/best.ckpt", "checkpoints/last.ckpt"} <= files  # fmt: skip
+            "checkpoints/best.ckpt", "checkpoints/last.ckpt", "report.html", "report/roc.png"} <= files  # fmt: skip
     assert not [f for f in files if f.endswith(".tmp")]
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["image_size"] == 32 and config["channels"] == 1 and os.path.isabs(config["data"])
