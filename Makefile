@@ -33,6 +33,7 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/store.py
 	$(PY) benchmarks/pneumoniamnist.py
+	$(PY) benchmarks/explain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,7 +26,12 @@ def explain_command(
     masks: Annotated[
         Path | None, typer.Option("--masks", help="Folder of masks named like the images: energy inside each mask.")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward/backward pass.")] = 16,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", min=1, help="Images per forward/backward pass (default: 4 on the CPU, 16 on a GPU)."
+        ),
+    ] = None,
 ) -> None:
     """Explain every input image with a class activation map; unreadable files are listed with their error."""
     from medtune.engine.explain import INDEX_FILE, explain

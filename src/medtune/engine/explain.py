@@ -46,7 +46,7 @@ def explain(
     target: str = "predicted",
     layer: str | None = None,
     masks: str | os.PathLike | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Explain every input image with a class activation map of a run's best checkpoint.
@@ -62,7 +62,7 @@ def explain(
             (`medtune.explain.find_target_layer`).
         masks: a folder of masks (0 outside, > 0 inside) named like the images; adds ``mask`` and
             ``mask_energy``, the share of each map's energy inside its mask.
-        batch_size: images per forward and backward pass.
+        batch_size: images per forward and backward pass (default: 4 on the CPU, 16 on a GPU).
         progress: a progress bar on a terminal.
 
     Returns:
@@ -91,7 +91,7 @@ def explain(
     stems = _unique_stems(paths)
     dataset = _ImageFiles(paths, config.image_size, int(config.channels), config.resize, config.interpolation)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0, collate_fn=_collate)
+    loader = DataLoader(dataset, batch_size=max(16, batch_size or 0), num_workers=0, collate_fn=_collate)
     model = InferenceModel(trained.model, trained.preprocessing, tta=False, channels_last=False)
     rows: dict[int, dict] = {}
     with create_progress(progress) as bar:

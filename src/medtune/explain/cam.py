@@ -18,12 +18,16 @@ from medtune.models import Classifier, Preprocessing
 
 
 class _NormalizedNetwork(nn.Module):
-    """0-1 float images in, logits out: the classifier behind the same normalisation it was trained with."""
+    """0-1 float images in, logits out: the classifier behind the same normalisation it was trained with.
+
+    Channels-last, as in training and prediction: the forward and backward passes take about half the time of the
+    default layout on the CPU (`benchmarks/explain.py`), and the maps are the same.
+    """
 
     def __init__(self, network: nn.Module, preprocessing: Preprocessing) -> None:
         super().__init__()
-        self.normalize = Normalize(preprocessing, channels_last=False)
-        self.network = network
+        self.normalize = Normalize(preprocessing, channels_last=True)
+        self.network = network.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
@@ -40,13 +44,13 @@ def compute_cams(
     targets: Sequence[int],
     method: str = "gradcam",
     layer: str | None = None,
-    batch_size: int = 16,
+    batch_size: int | None = None,
 ) -> np.ndarray:
     """Class activation maps of `images` for the classes `targets`.
 
     Args:
         network: a `medtune.models.Classifier` (its ``backbone`` holds the target layer) or a whole timm
-            classifier; it ends in eval mode, with its parameters' ``requires_grad`` as they were.
+            classifier; it ends in eval mode and channels-last, with its parameters' ``requires_grad`` as they were.
         preprocessing: the network's normalisation; images are normalised as for training and prediction.
         images: uint8 ``(N, C, H, W)``, as the image store and ``medtune predict`` produce them (0-1 floats work).
         targets: one class index per image.
@@ -54,7 +58,8 @@ def compute_cams(
             ``hirescam``, ``layercam``).
         layer: dotted module name relative to the backbone; None chooses one for the images' size
             (`find_target_layer`).
-        batch_size: images per forward and backward pass (ScoreCAM: masked images per forward pass).
+        batch_size: images per forward and backward pass (ScoreCAM: masked images per forward pass); None takes
+            `default_batch_size` for the network's device.
 
     Returns:
         float32 ``(N, H, W)`` in [0, 1], at the input size; each map scaled to its own maximum.
@@ -68,13 +73,16 @@ def compute_cams(
     """
     images = _check_images(images, preprocessing)
     targets = _check_targets(targets, len(images))
+    device = next(network.parameters()).device
+    batch_size = default_batch_size(device) if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     backbone = network.backbone if isinstance(network, Classifier) else network
     _, target_layer = find_target_layer(backbone, layer, image_size=min(images.shape[-2:]))
-    wrapper = _NormalizedNetwork(network, preprocessing).to(next(network.parameters()).device)
     # Grad-CAM needs autograd; medtune predicts under inference_mode, which enable_grad alone cannot lift.
     with torch.inference_mode(False), torch.enable_grad():
+        # built here, so that the channels-last copies of the weights are normal tensors, not inference tensors
+        wrapper = _NormalizedNetwork(network, preprocessing).to(device)
         cam = create_cam(method, wrapper, target_layer, create_reshape_transform(backbone))  # hooks; eval mode
         cam.batch_size = batch_size  # read by ScoreCAM for its masked forward passes
         # Not `with cam:`: its __exit__ swallows IndexError (a target class the network lacks) and returns nothing.
@@ -95,6 +103,12 @@ def compute_cams(
         finally:
             cam.activations_and_grads.release()
     return np.clip(np.concatenate(maps), 0.0, 1.0).astype(np.float32)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per Grad-CAM pass: 16 on a GPU; 4 on the CPU, where larger batches run slower (EfficientNet-Lite0 at
+    224 px on 2 cores: 46 images/s at 2-4, 29 at 16, 12 at 32; `benchmarks/explain.py`)."""
+    return 16 if device.type == "cuda" else 4
 
 
 @contextmanager
