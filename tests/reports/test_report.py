@@ -186,3 +186,15 @@ def test_mask_folder_without_matches_and_missing(tiny_run, tmp_path):
     assert "No evaluated image has a mask of the same file name" in page.read_text(encoding="utf-8")
     result = medtune("report", tiny_run, "--masks", tmp_path / "nowhere")
     assert result.returncode == 1 and "masks folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_method_and_layer_reach_the_maps(tiny_cxr3_run, tmp_path):
+    result = medtune("report", tiny_cxr3_run, "--mistakes", "3", "--method", "gradcam++", "--layer", "blocks.3",
+                     "--out", tmp_path / "page.html")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    html = (tmp_path / "page.html").read_text(encoding="utf-8")
+    assert "each with its gradcam++ map" in html and "The images could not be shown" not in html
+    for args, message in [(("--layer", "nowhere"), "has no layer 'nowhere'"), (("--method", "cam"), "Did you mean")]:
+        bad = medtune("report", tiny_cxr3_run, *args, "--out", tmp_path / "bad.html")
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad.html").exists()

@@ -18,6 +18,9 @@ def report_command(
     ] = None,
     mistakes: Annotated[int, typer.Option("--mistakes", min=0, help="Most confident mistakes to show (0: none).")] = 12,
     method: Annotated[str, typer.Option("--method", help="Class activation map of the mistakes.")] = "gradcam",
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Backbone layer of the maps (default: chosen automatically).")
+    ] = None,
     masks: Annotated[
         Path | None, typer.Option("--masks", help="Folder of masks named like the images: share of each map inside.")
     ] = None,
@@ -28,7 +31,7 @@ def report_command(
     from medtune.reports import create_comparison, create_report
 
     for run in runs:
-        page = create_report(run, out if len(runs) == 1 else None, mistakes, method, masks)
+        page = create_report(run, out if len(runs) == 1 else None, mistakes, method, masks, layer)
         console.print(f"report: {page} (plots in {page.with_suffix('')}/)", highlight=False)
     if len(runs) > 1:
         page = create_comparison(runs, out)

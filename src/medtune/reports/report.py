@@ -20,7 +20,7 @@ import pandas as pd
 
 from medtune import __version__
 from medtune._io import atomic_open, write_text
-from medtune.errors import DataError, MedtuneError
+from medtune.errors import DataError
 from medtune.reports.plots import (
     Tile,
     figure_png,
@@ -255,7 +255,7 @@ def confident_mistakes(predictions: pd.DataFrame, classes: Sequence[str], count:
     return wrong.sort_values("confidence", ascending=False, kind="stable").head(count)
 
 
-def mistakes_section(results: RunResults, count: int, method: str) -> Section:
+def mistakes_section(results: RunResults, count: int, method: str, layer: str | None = None) -> Section:
     """The most confident mistakes as thumbnails with Grad-CAM overlays for the predicted class."""
     section = Section(
         "mistakes",
@@ -272,8 +272,8 @@ def mistakes_section(results: RunResults, count: int, method: str) -> Section:
         section.notes.append("No mistakes on the evaluated split.")
         return section
     try:
-        tiles = _mistake_tiles(results, wrong, method)
-    except (MedtuneError, OSError) as exc:
+        tiles = _mistake_tiles(results, wrong, method, layer)
+    except (DataError, OSError) as exc:  # the data is unreadable; a bad --method or --layer is an error
         section.notes.append(
             f"The images could not be shown: {exc}. If the data has moved, set data: in "
             f"{results.run.config_file} to its new place and run `medtune report {results.run.path}` again."
@@ -286,19 +286,29 @@ def mistakes_section(results: RunResults, count: int, method: str) -> Section:
     return section
 
 
-def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str) -> list[Tile]:
+def predicted_class_cams(
+    results: RunResults, rows: pd.DataFrame, method: str, layer: str | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The prepared images of `rows` (predictions.csv rows) and their class activation maps for the predicted class,
+    from the run's best checkpoint."""
     import torch
 
     from medtune.config import Config
     from medtune.engine.run import load_trained
-    from medtune.explain import compute_cams, create_overlay
+    from medtune.explain import compute_cams
 
     trained = load_trained(results.run.path)
     # where the data lives comes from config.yaml, so that a moved dataset is found again by editing `data:` there
-    images = load_prepared(Config(**results.config), wrong["id"].tolist())
-    targets = [trained.classes.index(p) for p in wrong["predicted"]]
+    images = load_prepared(Config(**results.config), rows["id"].tolist())
+    targets = [trained.classes.index(p) for p in rows["predicted"]]
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    heat = compute_cams(trained.model, trained.preprocessing, batch, targets, method=method)
+    return images, compute_cams(trained.model, trained.preprocessing, batch, targets, method, layer)
+
+
+def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str, layer: str | None) -> list[Tile]:
+    from medtune.explain import create_overlay
+
+    images, heat = predicted_class_cams(results, wrong, method, layer)
     tiles = []
     for image, cam, row in zip(images, heat, wrong.itertuples(index=False), strict=True):
         caption = f"{row.label} -> {row.predicted} {row.confidence:.2f}\n{_short(str(row.id))}"
@@ -306,7 +316,9 @@ def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str) -> lis
     return tiles
 
 
-def attention_section(results: RunResults, masks: Path, method: str, sample: int = 64) -> Section:
+def attention_section(
+    results: RunResults, masks: Path, method: str, layer: str | None = None, sample: int = 64
+) -> Section:
     """How much of the class activation map lies inside each image's mask (the lungs, say), for up to `sample`
     evaluated images that have one: a check of whether the model looks at the organ or at text, markers and
     borders."""
@@ -322,8 +334,8 @@ def attention_section(results: RunResults, masks: Path, method: str, sample: int
         section.notes.append(f"No evaluated image has a mask of the same file name in {masks}.")
         return section
     try:
-        energy, area, tiles = _mask_energies(results, rows, masks, method)
-    except (MedtuneError, OSError) as exc:
+        energy, area, tiles = _mask_energies(results, rows, method, layer)
+    except (DataError, OSError) as exc:  # the data is unreadable; a bad --method or --layer is an error
         section.notes.append(f"The maps could not be computed: {exc}")
         return section
     rows = rows.assign(energy=energy, area=area)
@@ -365,21 +377,14 @@ def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int)
 
 
 def _mask_energies(
-    results: RunResults, rows: pd.DataFrame, masks: Path, method: str
+    results: RunResults, rows: pd.DataFrame, method: str, layer: str | None
 ) -> tuple[np.ndarray, np.ndarray, list[Tile]]:
-    import torch
-
     from medtune.config import Config
     from medtune.engine.explain import read_mask
-    from medtune.engine.run import load_trained
-    from medtune.explain import compute_cams, compute_mask_energy, create_overlay
+    from medtune.explain import compute_mask_energy, create_overlay
 
-    trained = load_trained(results.run.path)
+    images, heat = predicted_class_cams(results, rows, method, layer)
     config = Config(**results.config)
-    images = load_prepared(config, rows["id"].tolist())
-    targets = [trained.classes.index(p) for p in rows["predicted"]]
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    heat = compute_cams(trained.model, trained.preprocessing, batch, targets, method=method)
     masks_read = [read_mask(Path(m), config) for m in rows["mask"]]
     energy = np.array([compute_mask_energy(h, m) for h, m in zip(heat, masks_read, strict=True)])
     area = np.array([(m > 0).mean() for m in masks_read])
@@ -445,7 +450,8 @@ def _write_page(out: Path, template: str, sections: list[Section], **context: An
 
 
 def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, mistakes: int = 12,
-                  method: str = "gradcam", masks: str | os.PathLike | None = None) -> Path:  # fmt: skip
+                  method: str = "gradcam", masks: str | os.PathLike | None = None,
+                  layer: str | None = None) -> Path:  # fmt: skip
     """Write a run's report page (``RUN/report.html`` by default) and its plots (``RUN/report/*.png``).
 
     Args:
@@ -455,6 +461,7 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         method: the class activation map of the mistakes (see ``medtune explain``).
         masks: a folder of masks named like the images (``lungseg/masks``): adds the share of each map inside its
             mask, for up to 64 evaluated images.
+        layer: the backbone layer of the maps (default: chosen as ``medtune explain`` chooses it).
 
     Returns:
         The page written.
@@ -465,14 +472,18 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     >>> create_report("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     PosixPath('runs/pneumoniamnist-tf_efficientnet_lite0/report.html')
     """
+    if mistakes > 0 or masks is not None:
+        from medtune.explain import METHODS
+
+        METHODS.get(method)  # a misspelt method fails before any work
     results = read_results(run)
     sections = [training_section(results)]
     if results.metrics is not None:
         evaluation = evaluation_sections(results, results.metrics)
         if mistakes > 0:
-            evaluation.insert(-1, mistakes_section(results, mistakes, method))
+            evaluation.insert(-1, mistakes_section(results, mistakes, method, layer))
         if masks is not None:
-            evaluation.insert(-1, attention_section(results, _mask_folder(masks), method))
+            evaluation.insert(-1, attention_section(results, _mask_folder(masks), method, layer))
         sections += evaluation
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
