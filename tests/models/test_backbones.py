@@ -99,3 +99,13 @@ def test_fixed_size_backbones_run_at_the_working_size(backbone, size):
     model = create_classifier(backbone, 3, in_chans=1, pretrained=False, image_size=size).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 1, size, size)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv3_small_100", "ghostnet_100", "mambaout_femto", "convnext_atto"])
+def test_head_fits_what_the_backbone_returns(backbone):
+    """MobileNetV3, GhostNet and MambaOut return a pre-logits layer wider than their pooled features."""
+    from medtune.models import create_classifier
+
+    model = create_classifier(backbone, 3, in_chans=1, pretrained=False, head="pool-bn-dropout").eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)

@@ -46,7 +46,7 @@ class Classifier(nn.Module):
 
     Args:
         backbone: a timm model built with ``num_classes=0`` (global pooling, no classifier).
-        head: maps ``(B, backbone.num_features)`` to ``(B, num_classes)``.
+        head: maps the backbone's output ``(B, head_hidden_size or num_features)`` to ``(B, num_classes)``.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
@@ -89,7 +89,10 @@ def create_classifier(
     body = create_model(backbone, num_classes=0, in_chans=in_chans, pretrained=pretrained, weights=weights)
     if image_size is not None:
         set_input_size(body, backbone, image_size)
-    return Classifier(body, make_head(body.num_features, num_classes, dropout))
+    # What the backbone returns without a classifier: its pooled features, or for networks with a pre-logits layer
+    # after pooling (MobileNetV3, GhostNet, MambaOut) that layer's width, which timm calls head_hidden_size.
+    features = getattr(body, "head_hidden_size", None) or body.num_features
+    return Classifier(body, make_head(features, num_classes, dropout))
 
 
 def set_input_size(backbone: nn.Module, name: str, image_size: int) -> None:
