@@ -198,3 +198,21 @@ def test_method_and_layer_reach_the_maps(tiny_cxr3_run, tmp_path):
         bad = medtune("report", tiny_cxr3_run, *args, "--out", tmp_path / "bad.html")
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
         assert not (tmp_path / "bad.html").exists()
+
+
+def test_evaluations_on_other_data_are_tabulated(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("evaluations"))
+    assert "Other data" not in create_report(run, mistakes=0).read_text(encoding="utf-8")
+    result = medtune("evaluate", run, shared_path("cxr3"))
+    assert result.returncode == 0, result.stderr
+    (run / "evaluations" / "broken").mkdir()
+    (run / "evaluations" / "broken" / "metrics.json").write_text("{")
+    html = create_report(run, mistakes=0).read_text(encoding="utf-8")
+    metrics = json.loads((run / "evaluations" / "cxr3-all" / "metrics.json").read_text())
+    assert '<section id="evaluations"' in html
+    assert re.search(rf"<td>cxr3-all</td>\s*<td>cxr3</td>\s*<td>{metrics['n']}</td>", html)
+    assert "124 image(s) labelled &#39;covid&#39; match no class" in html
+    assert "broken/metrics.json could not be read" in html

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,6 +201,46 @@ def per_class_section(metrics: dict[str, Any]) -> Section:
     section.tables.append(_table(pd.DataFrame(rows)))
     section.notes.extend(metrics.get("warnings", []))
     return section
+
+
+def evaluations_section(results: RunResults) -> Section | None:
+    """The run's evaluations on other data (``RUN/evaluations/*/metrics.json``, written by ``medtune evaluate RUN
+    DATA``) beside its own test split: how well it carries to another hospital or device. None when there are
+    none."""
+    found = sorted(results.run.path.glob("evaluations/*/metrics.json"))
+    if not found:
+        return None
+    own = {**results.metrics, "data": results.config.get("data", "")} if results.metrics else None
+    rows = [_evaluation_row("own test split", own)] if own else []
+    notes = []
+    for path in found:
+        try:
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+            rows.append(_evaluation_row(path.parent.name, metrics))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            notes.append(f"{path} could not be read ({exc}); run `medtune evaluate` again to rewrite it")
+        else:
+            for label, count in (metrics.get("unmatched_labels") or {}).items():
+                notes.append(
+                    f"{path.parent.name}: {count} image(s) labelled {label!r} match no class and were left out"
+                )
+    intro = "The same checkpoint on other labelled data (medtune evaluate RUN DATA), labels matched by name."
+    section = Section("evaluations", "Other data", intro, notes=notes)
+    section.tables.append(_table(pd.DataFrame(rows)))
+    return section
+
+
+def _evaluation_row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    intervals = metrics.get("intervals", {})
+    return {
+        "evaluation": name,
+        "data": Path(str(metrics.get("data", ""))).name,
+        "images": metrics["n"],
+        "ROC AUC (macro)": _with_interval(metrics["macro"]["auc"], intervals.get("auc")),
+        "accuracy": _with_interval(metrics["accuracy"], intervals.get("accuracy")),
+        "balanced accuracy": _with_interval(metrics["balanced_accuracy"], intervals.get("balanced_accuracy")),
+        "ECE": _fmt(metrics.get("ece")),
+    }
 
 
 def config_section(results: RunResults) -> Section:
@@ -488,7 +529,7 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
             f"Not evaluated yet: finish training, or run `medtune evaluate {results.run.path}`."]))  # fmt: skip
-    sections += [data_section(results), config_section(results)]
+    sections += [s for s in (evaluations_section(results), data_section(results), config_section(results)) if s]
     target = Path(out) if out else results.run.path / "report.html"
     cards = headline(results.metrics) if results.metrics else []
     return _write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
