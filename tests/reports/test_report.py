@@ -185,7 +185,7 @@ def test_mask_folder_without_matches_and_missing(tiny_run, tmp_path):
     page = create_report(tiny_run, tmp_path / "page.html", mistakes=0, masks=shared_path("lungseg", "masks"))
     assert "No evaluated image has a mask of the same file name" in page.read_text(encoding="utf-8")
     result = medtune("report", tiny_run, "--masks", tmp_path / "nowhere")
-    assert result.returncode == 1 and "masks folder" in result.stderr and "does not exist" in result.stderr
+    assert result.returncode == 1 and "mask folder" in result.stderr and "does not exist" in result.stderr
 
 
 def test_method_and_layer_reach_the_maps(tiny_cxr3_run, tmp_path):

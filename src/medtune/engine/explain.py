@@ -84,7 +84,7 @@ def explain(
     config: Config = trained.config
     target_index = _target_index(target, trained.classes)
     layer_name, _ = find_target_layer(trained.model.backbone, layer, config.image_size)
-    mask_dir = _check_masks(masks)
+    mask_dir = check_mask_folder(masks)
     paths = collect_inputs(inputs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,8 @@ def explain(
     dataset = _ImageFiles(paths, config.image_size, int(config.channels), config.resize, config.interpolation)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.
     loader = DataLoader(dataset, batch_size=max(16, batch_size or 0), num_workers=0, collate_fn=_collate)
-    model = InferenceModel(trained.model, trained.preprocessing, tta=False, channels_last=False)
+    # channels-last like compute_cams, which turns the network so on its first batch
+    model = InferenceModel(trained.model, trained.preprocessing, tta=False, channels_last=True)
     rows: dict[int, dict] = {}
     with create_progress(progress) as bar:
         task = bar.add_task(f"explaining ({method})", total=len(paths))
@@ -130,7 +131,12 @@ def _target_index(target: str, classes: tuple[str, ...]) -> int | None:
     )
 
 
-def _check_masks(masks: str | os.PathLike | None) -> Path | None:
+def check_mask_folder(masks: str | os.PathLike | None) -> Path | None:
+    """The folder of masks as a path (None stays None).
+
+    Raises:
+        DataError: the folder does not exist.
+    """
     if masks is None:
         return None
     folder = Path(masks).expanduser()

@@ -513,18 +513,21 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     >>> create_report("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     PosixPath('runs/pneumoniamnist-tf_efficientnet_lite0/report.html')
     """
-    if mistakes > 0 or masks is not None:
+    from medtune.engine.explain import check_mask_folder
+
+    mask_folder = check_mask_folder(masks)  # a missing folder or a misspelt method fails before any work
+    if mistakes > 0 or mask_folder is not None:
         from medtune.explain import METHODS
 
-        METHODS.get(method)  # a misspelt method fails before any work
+        METHODS.get(method)
     results = read_results(run)
     sections = [training_section(results)]
     if results.metrics is not None:
         evaluation = evaluation_sections(results, results.metrics)
         if mistakes > 0:
             evaluation.insert(-1, mistakes_section(results, mistakes, method, layer))
-        if masks is not None:
-            evaluation.insert(-1, attention_section(results, _mask_folder(masks), method, layer))
+        if mask_folder is not None:
+            evaluation.insert(-1, attention_section(results, mask_folder, method, layer))
         sections += evaluation
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
@@ -533,13 +536,6 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     target = Path(out) if out else results.run.path / "report.html"
     cards = headline(results.metrics) if results.metrics else []
     return _write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
-
-
-def _mask_folder(masks: str | os.PathLike) -> Path:
-    folder = Path(masks)
-    if not folder.is_dir():
-        raise DataError(f"masks folder {folder} does not exist; give the folder of masks named like the images")
-    return folder
 
 
 def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
