@@ -43,14 +43,16 @@ class HistoryWriter(L.Callback):
     Args:
         path: the ``history.csv`` file.
         echo: also print a one-line summary of each epoch (for logs, where no progress bar is drawn).
+        prefix: put before each printed line.
     """
 
-    def __init__(self, path: str | Path, echo: bool = False) -> None:
+    def __init__(self, path: str | Path, echo: bool = False, prefix: str = "") -> None:
         self.path = Path(path)
         self.echo = echo
+        self.prefix = prefix
         self._started = 0.0
         self._lr = math.nan
-        self._console = Console(stderr=True, highlight=False)
+        self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._started = time.perf_counter()
@@ -72,7 +74,7 @@ class HistoryWriter(L.Callback):
             pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
         )
         if self.echo:
-            self._console.print(_epoch_line(row, trainer.max_epochs))
+            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs))
 
     def _write(self, frame: pd.DataFrame) -> None:
         with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:

@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,21 @@ class TrainResult:
     report_error: str | None = None
 
 
-def train(config: Config, out: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
+def train(
+    config: Config,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    log_prefix: str = "",
+) -> TrainResult:
     """Train and evaluate a classifier as `config` says, in a run directory.
 
     Args:
         config: the configuration; ``config.data`` names the data.
         out: the run directory (default ``runs/<data>-<backbone>``, numbered when taken).
         progress: show progress bars on a terminal.
+        callbacks: more Lightning callbacks (the experiment queue's heartbeat checks and pruning).
+        log_prefix: put before each per-epoch log line (which experiment it is, when several run at once).
 
     Returns:
         The run, its final metrics, and whether it resumed.
@@ -80,7 +89,7 @@ def train(config: Config, out: str | os.PathLike | None = None, progress: bool =
     table = _split(table, config, run, resumed)
     spec = StoreSpec(config.image_size, config.channels, config.resize, config.interpolation)
     store = open_store(table, spec, config.cache_dir, config.workers, progress)
-    model = _fit(config, table, store, preprocessing, run, resumed, progress)
+    model = _fit(config, table, store, preprocessing, run, resumed, progress, callbacks, log_prefix)
     from medtune.engine.evaluate import evaluate_split
 
     metrics = evaluate_split(model, preprocessing, table, store, config, run.path)
@@ -218,6 +227,8 @@ def _fit(
     run: Run,
     resumed: bool,
     progress: bool,
+    extra_callbacks: Sequence[Any] = (),
+    log_prefix: str = "",
 ) -> torch.nn.Module:
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
@@ -269,11 +280,12 @@ def _fit(
         auto_insert_metric_name=False,
     )
     interactive = progress and sys.stderr.isatty()
-    callbacks: list[Any] = [checkpoint, HistoryWriter(run.history_file, echo=not interactive)]
+    callbacks: list[Any] = [checkpoint, HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix)]
     if config.patience > 0:
         callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
     if interactive:
         callbacks.append(RichProgressBar(leave=True))
+    callbacks.extend(extra_callbacks)
     trainer = L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,

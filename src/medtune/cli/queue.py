@@ -1,0 +1,342 @@
+"""``medtune queue add|run|status|retry|cancel``, ``medtune sweep`` and ``medtune leaderboard``."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+
+from medtune.cli._common import console
+from medtune.errors import ConfigError
+
+queue_app = typer.Typer(
+    help="Queue experiments and run them unattended: add, run, status, retry, cancel.", no_args_is_help=True
+)
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
+StorageOption = Annotated[
+    str | None,
+    typer.Option(
+        "--storage",
+        envvar="MEDTUNE_STORAGE",
+        help="Database URL: sqlite:///path.db (default runs/queue.db) or postgresql://user@host:5432/db.",
+        show_default=False,
+    ),
+]
+StudyOption = Annotated[list[str] | None, typer.Option("--study", "-s", help="Only this study (repeatable).")]
+
+
+def _storage(url: str | None, heartbeat: int | None = None, grace: int | None = None) -> Any:
+    from medtune.experiments.storage import GRACE, HEARTBEAT, QueueStorage
+
+    return QueueStorage(url, heartbeat or HEARTBEAT, grace or GRACE)
+
+
+def _split(arguments: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """YAML files, the one DATA argument, and ``key=value`` settings."""
+    files = [a for a in arguments if a.lower().endswith((".yaml", ".yml")) and not _OVERRIDE.match(a)]
+    settings = [a for a in arguments if a not in files and _OVERRIDE.match(a) and not Path(a).exists()]
+    data = [a for a in arguments if a not in files and a not in settings]
+    if len(data) > 1:
+        raise ConfigError(f"give at most one DATA argument, got {data}; settings are written key=value")
+    for file in files:
+        if not Path(file).is_file():
+            raise ConfigError(f"configuration file {file} not found")
+    return files, (data[0] if data else None), settings
+
+
+@queue_app.command("add")
+def add_command(
+    arguments: Annotated[
+        list[str], typer.Argument(help="YAML files (one experiment each), or DATA, and key=value settings for all.")
+    ],
+    study: Annotated[str, typer.Option("--study", "-s", help="Study (group of experiments) to add to.")] = "queue",
+    storage: StorageOption = None,
+) -> None:
+    """Queue experiments: one per YAML file (or one from DATA), each with the key=value settings given."""
+    from medtune.config.loader import parse_overrides
+    from medtune.experiments import add_experiments, experiment_values
+
+    files, data, settings = _split(arguments)
+    overrides = parse_overrides(settings)
+    if data:
+        overrides["data"] = data
+    experiments = [experiment_values(f, overrides) for f in files] or [experiment_values(None, overrides)]
+    db = _storage(storage)
+    ids = add_experiments(db, experiments, study)
+    console.print(f"queued {len(ids)} experiment(s) in study {study!r}: ids {_ids(ids)}", highlight=False)
+    console.print(f"run them with: medtune queue run{_storage_flag(storage)}", highlight=False)
+
+
+def sweep_command(
+    arguments: Annotated[
+        list[str],
+        typer.Argument(help="A YAML file or DATA, then key=value (fixed), key=a,b,c (swept) or key=LOW..HIGH[:log]."),
+    ],
+    search: Annotated[
+        int | None,
+        typer.Option("--search", help="Queue N trials of a model-based search (Optuna TPE, with pruning)."),
+    ] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", "-s", help="Study name (default sweep-1, sweep-2...).")
+    ] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Queue every combination of the swept values (a grid), or N trials of a search with --search N.
+
+    Example: medtune sweep data.npz epochs=6 optimizer=adamw,adam,sgd lr=1e-3,1e-2
+    """
+    from medtune.config.loader import read_yaml
+    from medtune.experiments import add_sweep
+    from medtune.experiments.queue import parse_sweep
+
+    files, data, settings = _split(arguments)
+    if len(files) > 1:
+        raise ConfigError(f"a sweep takes one YAML file, got {len(files)}; queue several with `medtune queue add`")
+    base, dims = parse_sweep(settings)
+    if files:
+        text = read_yaml(files[0])
+        if text.get("data") and not Path(str(text["data"])).is_absolute():
+            text["data"] = str(Path(files[0]).parent / str(text["data"]))
+        base = {**text, **base}
+    if data:
+        base["data"] = data
+    db = _storage(storage)
+    name, ids = add_sweep(db, base, dims, study, search)
+    what = f"{len(ids)} search trials" if search else f"a grid of {len(ids)} experiments"
+    console.print(f"queued {what} in study {name!r}: ids {_ids(ids)}", highlight=False)
+    console.print(
+        f"run them with: medtune queue run --workers 2{_storage_flag(storage)}; then: medtune leaderboard -s {name}",
+        highlight=False,
+    )
+
+
+@queue_app.command("run")
+def run_command(
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, max=64, help="Worker processes on this machine.")
+    ] = 1,
+    study: StudyOption = None,
+    forever: Annotated[bool, typer.Option("--forever", help="Keep waiting for new experiments.")] = False,
+    heartbeat: Annotated[int, typer.Option("--heartbeat", min=1, help="Seconds between heartbeats.")] = 10,
+    grace: Annotated[
+        int, typer.Option("--grace", min=2, help="Seconds of silence after which a worker's experiment is taken back.")
+    ] = 60,
+    name: Annotated[str | None, typer.Option("--name", help="This worker's name in logs.", hidden=True)] = None,
+    storage: StorageOption = None,
+) -> None:
+    """Run queued experiments until none is left: queued -> running -> finished (or failed, with its error).
+
+    Start the same command on other machines (with a postgresql:// --storage) to share the work; a worker that
+    dies has its experiment taken back after --grace seconds, and it resumes from its last checkpoint.
+    """
+    db = _storage(storage, heartbeat, grace)  # creates the tables once, before any worker starts
+    if workers == 1:
+        _run_one(db, study or [], forever, name)
+        return
+    _run_many(db.url, workers, study or [], forever, heartbeat, grace)
+
+
+def _run_one(db: Any, studies: list[str], forever: bool, name: str | None) -> None:
+    from medtune.experiments.worker import Worker, WorkerOptions, install_sigterm
+
+    install_sigterm()
+    options = WorkerOptions(studies=studies, forever=forever)
+    if name:
+        options.name = name
+    worker = Worker(db, options, log=lambda line: print(line, flush=True))
+    summary = worker.run()
+    parts = [f"{len(v)} {k}" for k, v in vars(summary).items() if v]
+    print(f"[{options.name}] done: " + (", ".join(parts) or "nothing was queued"), flush=True)
+
+
+def _run_many(url: str, workers: int, studies: list[str], forever: bool, heartbeat: int, grace: int) -> None:
+    """Start `workers` worker processes, the CPU threads shared between them, and wait for all."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MEDTUNE_STORAGE": url}
+    base = [sys.executable, "-m", "medtune", "queue", "run", "--heartbeat", str(heartbeat), "--grace", str(grace)]
+    base += [f"--study={s}" for s in studies] + (["--forever"] if forever else [])
+    procs = [subprocess.Popen([*base, "--name", f"w{i + 1}"], env=env) for i in range(workers)]
+    console.print(f"started {workers} workers ({threads} CPU thread(s) each): pids {[p.pid for p in procs]}")
+
+    def forward(signum: int, frame: Any) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    try:
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:  # the terminal sent SIGINT to the workers too; they requeue and exit
+        codes = [proc.wait() for proc in procs]
+    bad = [f"w{i + 1} exited {c}" for i, c in enumerate(codes) if c]
+    if bad:
+        console.print(f"[yellow]warning:[/] {', '.join(bad)}; see `medtune queue status`", highlight=False)
+        raise typer.Exit(1)
+
+
+@queue_app.command("status")
+def status_command(study: StudyOption = None, storage: StorageOption = None) -> None:
+    """List experiments with their state, settings, progress, worker and error."""
+    from medtune.experiments.queue import describe, state_of
+
+    db = _storage(storage)
+    trials = db.trials(db.study_ids(study) if study else None)
+    if not trials:
+        console.print("the queue is empty: add experiments with `medtune queue add` or `medtune sweep`")
+        return
+    table = Table(title=f"experiments in {_shown_url(db.url)}", title_justify="left")
+    for column in ("id", "study", "state", "settings", "epoch", "best", "worker", "minutes", "error / run"):
+        table.add_column(column, overflow="fold", justify="right" if column in ("id", "epoch", "best") else "left")
+    counts: dict[str, int] = {}
+    for study_name, trial in trials:
+        state = state_of(trial)
+        counts[state] = counts.get(state, 0) + 1
+        attrs = trial.user_attrs
+        swept = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+        values = {**(attrs.get("config") or {}), **swept}
+        keys = list(swept) or [k for k in values if k != "data"]
+        epochs = values.get("epochs", 12)
+        steps = trial.intermediate_values
+        best = trial.value if trial.value is not None else (max(steps.values()) if steps else None)
+        note = attrs.get("error", "").strip().splitlines()[-1:] if state in ("failed", "pruned", "cancelled") else []
+        table.add_row(
+            str(trial._trial_id),
+            study_name,
+            _coloured(state),
+            describe(values, keys) or "defaults",
+            f"{len(steps)}/{epochs}" if steps or state == "running" else "",
+            f"{best:.4f}" if best is not None else "",
+            (attrs.get("worker") or "").rsplit(":", 1)[0] if state == "running" else "",
+            _minutes(trial),
+            note[0] if note else (attrs.get("run") or ""),
+        )
+    console.print(table)
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+
+
+def _coloured(state: str) -> str:
+    colour = {"finished": "green", "running": "cyan", "failed": "red", "pruned": "yellow", "cancelled": "dim"}
+    return f"[{colour[state]}]{state}[/]" if state in colour else state
+
+
+def _minutes(trial: Any) -> str:
+    start = trial.user_attrs.get("first_start")
+    if start is None:
+        return ""
+    from datetime import UTC
+
+    end = trial.datetime_complete.replace(tzinfo=UTC).timestamp() if trial.datetime_complete else time.time()
+    return f"{(end - float(start)) / 60:.1f}"
+
+
+@queue_app.command("cancel")
+def cancel_command(
+    ids: Annotated[list[int], typer.Argument(help="Experiment ids (see `medtune queue status`).")],
+    storage: StorageOption = None,
+) -> None:
+    """Cancel queued experiments; a running one is stopped by its worker within a heartbeat."""
+    from medtune.experiments import cancel
+
+    db = _storage(storage)
+    for trial_id in ids:
+        what = cancel(db, trial_id)
+        console.print(f"{trial_id}: {'cancelled' if what == 'cancelled' else 'its worker stops it shortly'}")
+
+
+@queue_app.command("retry")
+def retry_command(
+    ids: Annotated[list[int], typer.Argument(help="Experiment ids (see `medtune queue status`).")],
+    storage: StorageOption = None,
+) -> None:
+    """Queue failed, pruned or cancelled experiments again; each resumes from its last checkpoint if it has one."""
+    from medtune.experiments import retry
+
+    db = _storage(storage)
+    for trial_id in ids:
+        console.print(f"{trial_id}: queued again as {retry(db, trial_id)}")
+
+
+def leaderboard_command(
+    metric: Annotated[str, typer.Option("--metric", "-m", help="Rank by this (val_auc, val_acc, test_auc...).")] = (
+        "val_auc"
+    ),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, md or xlsx (a sheet per study).")] = "table",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")] = None,
+    study: StudyOption = None,
+    speed: Annotated[
+        bool, typer.Option("--speed/--no-speed", help="Measure prediction speed (images/s) on this machine.")
+    ] = True,
+    storage: StorageOption = None,
+) -> None:
+    """Rank the experiments: differing keys, best validation and test metrics with intervals, epochs, time,
+    size and prediction speed."""
+    from medtune.experiments.leaderboard import (
+        FORMATS,
+        display_frame,
+        leaderboard_frame,
+        to_markdown,
+        write_leaderboard,
+    )
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
+    if fmt == "xlsx" and out is None:
+        raise ConfigError("--format xlsx writes a file: add --out leaderboard.xlsx")
+    db = _storage(storage)
+    frame = leaderboard_frame(db, metric, study, speed)
+    if out is not None:
+        path = write_leaderboard(frame, fmt, out)
+        console.print(f"leaderboard of {len(frame)} experiment(s) written to {path}", highlight=False)
+        return
+    if fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt == "md":
+        sys.stdout.write(to_markdown(frame))
+    else:
+        if frame.empty:
+            console.print("no experiments yet: add some with `medtune queue add` or `medtune sweep`")
+            return
+        shown = (
+            display_frame(frame, compact=True, metric=metric).astype(str).replace({"None": "", "nan": "", "<NA>": ""})
+        )
+        table = Table(
+            title=f"leaderboard, ranked by {metric} (test metrics with 95% bootstrap intervals)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+        )
+        for column in shown.columns:
+            table.add_column(str(column).replace(" [95% CI]", ""), no_wrap=column != "error", overflow="fold")
+        for row in shown.itertuples(index=False):
+            table.add_row(*row)
+        # never cut a number short: a table wider than the terminal wraps instead
+        needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        (Console(width=needed) if needed > console.width else console).print(table)
+
+
+def _ids(ids: list[int]) -> str:
+    return (
+        f"{ids[0]}-{ids[-1]}" if len(ids) > 2 and ids == list(range(ids[0], ids[-1] + 1)) else ", ".join(map(str, ids))
+    )
+
+
+def _storage_flag(url: str | None) -> str:
+    return f" --storage {url}" if url and not os.environ.get("MEDTUNE_STORAGE") else ""
+
+
+def _shown_url(url: str) -> str:
+    from medtune.experiments.storage import hide_password
+
+    return hide_password(url)

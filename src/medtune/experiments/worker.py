@@ -1,0 +1,364 @@
+"""A queue worker: claim a queued experiment, train it in its run directory, record the outcome, repeat.
+
+- Each experiment is claimed by exactly one worker (`QueueStorage.claim`).
+- While it trains, a thread records a heartbeat every few seconds. The same thread notices when the experiment
+  was cancelled, or taken back from this worker (it went silent longer than the grace period), and stops the
+  training at the next batch.
+- Before each claim a worker takes back the experiments of workers that went silent (killed, machine lost): they
+  are queued again as they were and resume from their last checkpoint in the same run directory. After
+  `max_recoveries` such losses an experiment is failed instead, so a trial that kills its worker cannot loop.
+- A worker interrupted with Ctrl-C or SIGTERM puts its experiment back in the queue at once.
+- A worker only records an outcome while it still owns the experiment, so nothing is finished twice.
+- With an empty queue a worker waits while experiments are still running elsewhere (one of those workers may
+  die and leave work behind), and stops once nothing is queued or running (``forever`` keeps it polling).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+
+from medtune.config import Config
+from medtune.config.loader import validate_config
+from medtune.errors import MedtuneError
+from medtune.experiments.queue import describe, search_space
+from medtune.experiments.storage import QueueStorage
+
+
+class TrialStopped(Exception):
+    """Raised inside training when the experiment was cancelled or is no longer this worker's."""
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker behaves.
+
+    Attributes:
+        studies: only claim experiments of these studies (all when empty).
+        forever: keep polling an empty queue instead of stopping.
+        max_recoveries: how often an experiment may be taken back from a silent worker before it fails.
+        poll: seconds between looks at an empty queue.
+        name: how this worker names itself in logs and in the database.
+    """
+
+    studies: list[str] = field(default_factory=list)
+    forever: bool = False
+    max_recoveries: int = 3
+    poll: float = 2.0
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+
+@dataclass
+class WorkerSummary:
+    """What one worker did: experiment ids by outcome."""
+
+    finished: list[int] = field(default_factory=list)
+    pruned: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+
+
+class _Heartbeat(threading.Thread):
+    """Beat every `interval` seconds; set `stop` when the experiment is cancelled or no longer ours."""
+
+    def __init__(self, storage: QueueStorage, trial_id: int, token: str) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
+        self.storage, self.trial_id, self.token = storage, trial_id, token
+        self.stop = threading.Event()
+        self.reason: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.storage.heartbeat):
+            try:
+                self.storage.beat(self.trial_id)
+                trial = self.storage.rdb.get_trial(self.trial_id)
+            except Exception:  # a database hiccup: try again at the next beat; the grace period covers a few
+                continue
+            if trial.state.name != "RUNNING" or trial.user_attrs.get("worker") != self.token:
+                self.reason = "lost"
+            elif trial.user_attrs.get("queue_state") == "cancel_requested":
+                self.reason = "cancelled"
+            if self.reason:
+                self.stop.set()
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+
+class _TrialCallback(L.Callback):
+    """Report each epoch's validation metric to Optuna, prune when the study's pruner says so, and stop at the
+    next batch when the heartbeat thread asks."""
+
+    def __init__(self, trial: Any, monitor: str, prune: bool, stop: threading.Event) -> None:
+        self.trial, self.monitor, self.prune, self.stop = trial, monitor, prune, stop
+        values = trial.storage.get_trial(trial._trial_id).intermediate_values
+        self.reported = max(values) if values else -1  # a resumed trial reports only epochs it has not
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.stop.is_set():
+            raise TrialStopped
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import optuna
+
+        value = trainer.callback_metrics.get(self.monitor)
+        epoch = trainer.current_epoch
+        if value is None or epoch <= self.reported or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), epoch)
+        self.reported = epoch
+        if self.prune and self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.monitor} {float(value):.4f} at epoch {epoch + 1} is clearly worse")
+
+
+class Worker:
+    """Claims and runs experiments until the queue is empty (see the module docstring).
+
+    Args:
+        storage: the experiment database.
+        options: which studies, how long to wait, how to name itself.
+        log: where progress lines go (default: print with the worker's name).
+    """
+
+    def __init__(self, storage: QueueStorage, options: WorkerOptions | None = None, log: Any = None) -> None:
+        self.storage = storage
+        self.options = options or WorkerOptions()
+        self._log = log
+        self.summary = WorkerSummary()
+
+    def say(self, message: str) -> None:
+        line = f"[{self.options.name}] {message}"
+        if self._log:
+            self._log(line)
+        else:
+            print(line, flush=True)
+
+    def run(self) -> WorkerSummary:
+        """Work until nothing is queued or running (or forever); returns what this worker did."""
+        idle_since: float | None = None
+        while True:
+            study_ids = self.storage.study_ids(self.options.studies)
+            self.recover(study_ids)
+            trial_id = self.storage.claim(study_ids)
+            if trial_id is not None:
+                idle_since = None
+                self.run_trial(trial_id)
+                continue
+            running = self.storage.count("RUNNING", study_ids)
+            if not running and not self.options.forever:
+                return self.summary
+            if idle_since is None:
+                idle_since = time.monotonic()
+                if running:
+                    self.say(f"queue empty; waiting while {running} experiment(s) run elsewhere")
+            time.sleep(self.options.poll)
+
+    def recover(self, study_ids: list[int]) -> None:
+        """Queue again the experiments whose worker went silent (or fail them after too many losses)."""
+        for trial_id in self.storage.stale(study_ids):
+            trial = self.storage.rdb.get_trial(trial_id)
+            losses = int(trial.user_attrs.get("recovered", 0))
+            if losses >= self.options.max_recoveries:
+                if self.storage.requeue(trial_id):  # take it, then fail it: only one worker gets here
+                    self.storage.rdb.set_trial_user_attr(
+                        trial_id,
+                        "error",
+                        f"its worker stopped answering {losses + 1} times (killed, out of memory, machine lost); "
+                        f"see the run directory, then `medtune queue retry {trial_id}`",
+                    )
+                    self.storage.rdb.set_trial_state_values(trial_id, _state("FAIL"))
+                    self.say(f"#{trial_id} failed: its worker was lost {losses + 1} times")
+                continue
+            if self.storage.requeue(trial_id):
+                self.storage.rdb.set_trial_user_attr(trial_id, "recovered", losses + 1)
+                self.summary.recovered.append(trial_id)
+                self.say(f"#{trial_id} taken back from silent worker {trial.user_attrs.get('worker')}; queued again")
+
+    def run_trial(self, trial_id: int) -> str:
+        """Run one claimed experiment to its end; returns its outcome."""
+        import optuna
+
+        storage, rdb = self.storage, self.storage.rdb
+        frozen = rdb.get_trial(trial_id)
+        attrs = frozen.user_attrs
+        token = f"{self.options.name}:{uuid.uuid4().hex[:8]}"
+        rdb.set_trial_user_attr(trial_id, "worker", token)
+        rdb.set_trial_user_attr(trial_id, "claims", int(attrs.get("claims", 0)) + 1)
+        if "first_start" not in attrs:
+            rdb.set_trial_user_attr(trial_id, "first_start", time.time())
+        study_name = storage.study_of(trial_id)
+        study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
+        search = bool(attrs.get("search"))
+        sampler, pruner = _search_parts() if search else (None, None)
+        study = storage.study(study_name, sampler=sampler, pruner=pruner)
+        study.get_trials(deepcopy=False)  # Optuna's storage cache must know the trial before it takes parameters
+        trial = optuna.Trial(study, trial_id)
+        heartbeat = _Heartbeat(storage, trial_id, token)
+        heartbeat.start()
+        outcome = "failed"
+        try:
+            values = dict(attrs["config"])
+            swept = search_space(study_attrs) if study_attrs.get("kind") in ("grid", "search") else []
+            for dim in swept:
+                values[dim.key] = dim.suggest(trial)
+            config = validate_config(values)
+            run_dir = Path(attrs.get("run") or _run_dir(attrs, study_name, frozen.number, config))
+            rdb.set_trial_user_attr(trial_id, "run", str(run_dir))
+            label = describe(values, [d.key for d in swept]) if swept else run_dir.name
+            resumed = " (resuming)" if (run_dir / "checkpoints" / "last.ckpt").is_file() else ""
+            self.say(f"#{trial_id} {study_name}: started {label}{resumed} in {run_dir}")
+            callback = _TrialCallback(trial, config.monitor, search, heartbeat.stop)
+            result = _train(config, run_dir, callback, f"[{self.options.name} #{trial_id}] ")
+            if self._finish(trial_id, token, "COMPLETE", result["best"], {"result": result}):
+                outcome = "finished"
+                self.say(f"#{trial_id} finished: best {config.monitor} {result['best']:.4f}")
+        except optuna.TrialPruned as exc:
+            last = trial.storage.get_trial(trial_id).intermediate_values
+            value = last[max(last)] if last else None
+            if self._finish(trial_id, token, "PRUNED", value, {"error": str(exc)}):
+                outcome = "pruned"
+                self.say(f"#{trial_id} pruned: {exc}")
+        except TrialStopped:
+            if heartbeat.reason == "cancelled":
+                if self._finish(trial_id, token, "FAIL", None, {"queue_state": "cancelled", "error": "cancelled"}):
+                    outcome = "cancelled"
+                    self.say(f"#{trial_id} cancelled; its run directory keeps the last checkpoint")
+            else:
+                outcome = "lost"
+                self.say(f"#{trial_id} was taken back by another worker after this one went silent; stopped")
+        except (KeyboardInterrupt, SystemExit):
+            if self._owned(trial_id, token) and storage.requeue(trial_id):
+                self.say(f"#{trial_id} interrupted: queued again; it resumes from its last checkpoint")
+            raise
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, MedtuneError) else _traceback_tail(exc)
+            if self._finish(trial_id, token, "FAIL", None, {"error": message}):
+                self.say(f"#{trial_id} failed: {message.splitlines()[-1] if message else type(exc).__name__}")
+        finally:
+            heartbeat.close()
+        getattr(self.summary, outcome).append(trial_id)
+        return outcome
+
+    def _owned(self, trial_id: int, token: str) -> bool:
+        trial = self.storage.rdb.get_trial(trial_id)
+        return trial.state.name == "RUNNING" and trial.user_attrs.get("worker") == token
+
+    def _finish(self, trial_id: int, token: str, state: str, value: float | None, attrs: dict[str, Any]) -> bool:
+        """Record the outcome if this worker still owns the experiment; False (and nothing written) if not."""
+        if not self._owned(trial_id, token):
+            self.say(f"#{trial_id} is no longer this worker's (taken back after a silence); its outcome is dropped")
+            return False
+        for key, item in attrs.items():
+            self.storage.rdb.set_trial_user_attr(trial_id, key, item)
+        values = [float(value)] if value is not None and math.isfinite(value) else None
+        return self.storage.rdb.set_trial_state_values(trial_id, _state(state), values)
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _search_parts() -> tuple[Any, Any]:
+    """TPE (a model-based search; the first 5 trials are random) and a pruner that stops only trials clearly
+    behind: below the 25th percentile of finished trials at the same epoch, once 5 have finished, after epoch 2."""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True)
+    pruner = optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=2, n_min_trials=3)
+    return sampler, pruner
+
+
+def _run_dir(attrs: dict[str, Any], study: str, number: int, config: Config) -> Path:
+    from medtune.engine.run import RUNS_DIR, default_run_name
+
+    root = Path(attrs.get("root") or Path.cwd() / RUNS_DIR)
+    return root / study / f"{number:03d}-{default_run_name(config)}"
+
+
+def _train(config: Config, run_dir: Path, callback: _TrialCallback, prefix: str) -> dict[str, Any]:
+    """Train (or resume) in `run_dir`; a run that already finished (its worker died before recording it) is
+    only read back, never trained twice."""
+    from medtune.engine.run import Run
+    from medtune.engine.train import train
+
+    run = Run(run_dir)
+    if not (run.finished and run.config_file.is_file()):
+        train(config, out=run_dir, progress=False, callbacks=[callback], log_prefix=prefix)
+    return summarize_run(run, config.monitor)
+
+
+def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
+    """What the leaderboard shows of a finished run, kept in the database so that workers on other machines
+    need no shared disk: the best validation epoch, test metrics with intervals, size and time."""
+    import json
+
+    import torch
+
+    from medtune.engine.callbacks import read_history
+    from medtune.engine.metrics import monitor_mode
+    from medtune.engine.run import network_state
+
+    history = read_history(run.history_file)
+    column = history[monitor].astype(float)
+    best_row = history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
+    metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
+    intervals = metrics.get("intervals", {})
+
+    def scored(value: Any, key: str) -> list[Any]:
+        return [value, *(intervals.get(key) or [None, None])]
+
+    state = network_state(torch.load(run.best_checkpoint, map_location="cpu", weights_only=True))
+    return {
+        "monitor": monitor,
+        "best": float(best_row[monitor]),
+        "best_epoch": int(best_row["epoch"]),
+        "val": {k: float(best_row[k]) for k in history.columns if k.startswith("val_")},
+        "test": {
+            "auc": scored(metrics["macro"]["auc"], "auc"),
+            "accuracy": scored(metrics["accuracy"], "accuracy"),
+            "balanced_accuracy": scored(metrics["balanced_accuracy"], "balanced_accuracy"),
+            "f1": scored(metrics["macro"]["f1"], "f1"),
+            "ece": metrics.get("ece"),
+            "n": metrics.get("n"),
+        },
+        "epochs": len(history),
+        "train_seconds": float(history["seconds"].sum()),
+        "params": int(sum(t.numel() for name, t in state.items() if not name.endswith(_BUFFERS))),
+        "weights_bytes": int(sum(t.numel() * t.element_size() for t in state.values())),
+    }
+
+
+#: Batch-norm statistics: saved with the weights but not parameters.
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _traceback_tail(exc: BaseException, lines: int = 12) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def install_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so a stopped worker puts its experiment back in the queue."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
