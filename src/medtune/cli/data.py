@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table as RichTable
 
 from medtune._io import write_json
 from medtune.cli._common import build_config, console, progress_bar
-from medtune.data import load_table
-from medtune.data.summary import Summary, summarize
+
+if TYPE_CHECKING:
+    from medtune.data.summary import Summary
 
 data_app = typer.Typer(help="Inspect data: counts, sizes, problems, one sample walked through.", no_args_is_help=True)
 
@@ -30,6 +31,9 @@ def summary_command(
     Exits 1 when the data cannot be used as it is (each problem is named with its fix).
     """
     config = build_config(config_file, overrides, data=data)
+    from medtune.data import load_table
+    from medtune.data.summary import summarize
+
     table = load_table(config)
     with progress_bar("scanning images", total=len(table)) as advance:
         summary = summarize(table, config, on_progress=advance)

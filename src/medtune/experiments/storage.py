@@ -82,7 +82,7 @@ class QueueStorage:
     def __init__(self, url: str | None = None, heartbeat: int = HEARTBEAT, grace: int = GRACE) -> None:
         import optuna
 
-        self.url = url or default_url()
+        self.url = _with_driver(url or default_url())
         if grace <= heartbeat:
             raise ConfigError(f"the grace period ({grace} s) must be longer than the heartbeat ({heartbeat} s)")
         self.heartbeat, self.grace = int(heartbeat), int(grace)
@@ -109,7 +109,11 @@ class QueueStorage:
                 "pip install 'medtune[postgres]' (psycopg2-binary)"
             ) from None
         except ImportError as exc:
-            raise ConfigError(f"the storage {hide_password(self.url)} cannot be used: {exc}") from None
+            cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+            raise ConfigError(
+                f"the storage {hide_password(self.url)} cannot be used: {exc}{cause}; for PostgreSQL: "
+                "pip install 'medtune[postgres]' (psycopg2-binary)"
+            ) from None
         except Exception as exc:  # sqlalchemy's ArgumentError/OperationalError and optuna's RuntimeError
             raise DataError(
                 f"cannot open the experiment database {hide_password(self.url)}: {_first_line(exc)}; check the "
@@ -260,6 +264,24 @@ class QueueStorage:
         if row is None:
             raise DataError(f"there is no experiment {trial_id} in {hide_password(self.url)}")
         return self.rdb.get_study_name_from_id(row[0])
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://`` with the driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3, 2.0 to psycopg2,
+    and medtune's ``postgres`` extra installs psycopg2.
+
+    >>> _with_driver("sqlite:///q.db")
+    'sqlite:///q.db'
+    """
+    import importlib.util
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    rest = url.split("://", 1)[1]
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://{rest}"
+    return f"postgresql://{rest}"
 
 
 def _first_line(exc: BaseException) -> str:
