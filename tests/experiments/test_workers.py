@@ -52,7 +52,7 @@ def test_twenty_tiny_trials_on_one_sqlite_file_each_run_exactly_once_by_two_work
     trials = [t for _, t in storage.trials()]
     assert len(trials) == 20 and sorted(starts) == sorted(t._trial_id for t in trials)
     assert set(starts.values()) == {1}, starts  # each experiment started once, by one worker
-    assert {"w1", "w2"} <= set(re.findall(r"\[(w\d)\] #\d+ \S+: started", log))  # both workers took a share
+    assert {"w1", "w2"} <= set(re.findall(r"\[(w\d)\] \S+ #\d+ \S+: started", log))  # both workers took a share
     for trial in trials:
         assert state_of(trial) == "finished" and trial.user_attrs["claims"] == 1
         run = Path(trial.user_attrs["run"])

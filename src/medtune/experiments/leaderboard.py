@@ -118,11 +118,11 @@ def _scores(result: dict[str, Any], trial: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"best_epoch": result["best_epoch"] + 1 if "best_epoch" in result else None}
     for key in VAL_METRICS:
         out[key] = val.get(key)
-    monitor = result.get("monitor")
+    monitor = result.get("monitor") or (trial.user_attrs.get("config") or {}).get("monitor", "val_auc")
     if not result and trial.intermediate_values and trial.state.name in ("PRUNED", "RUNNING"):
-        out["val_auc"] = max(trial.intermediate_values.values())  # its best so far (reported metric: val_auc)
-    if monitor and monitor not in VAL_METRICS:
-        out[monitor] = result.get("best")
+        best = min if monitor.endswith("loss") else max
+        out[monitor] = best(trial.intermediate_values.values())  # its best so far (the metric it reports)
+
     test = result.get("test") or {}
     for name in ("auc", "accuracy", "balanced_accuracy", "f1"):
         value, low, high = (test.get(name) or [None, None, None])[:3]

@@ -25,7 +25,7 @@ from typing import Any
 from medtune.config import Config
 from medtune.config.loader import parse_overrides, read_yaml, validate_config
 from medtune.errors import ConfigError, DataError
-from medtune.experiments.storage import QueueStorage
+from medtune.experiments.storage import QueueStorage, set_attr
 
 #: Study that ``queue add`` uses when none is named.
 DEFAULT_STUDY = "queue"
@@ -166,13 +166,26 @@ def parse_sweep(arguments: Sequence[str]) -> tuple[dict[str, Any], list[Dimensio
         if ".." in body:
             dims.append(_range(key, body, log))
         elif "," in raw:
-            values = [parse_overrides([f"{key}={part.strip()}"])[key] for part in raw.split(",") if part.strip()]
+            values = [
+                _typed(key, parse_overrides([f"{key}={part.strip()}"])[key]) for part in raw.split(",") if part.strip()
+            ]
             if len(set(map(repr, values))) != len(values):
                 raise ConfigError(f"{key}={raw}: a value is listed twice")
             dims.append(Dimension(key, tuple(values)))
         else:
             fixed.append(item)
     return parse_overrides(fixed), dims
+
+
+def _typed(key: str, value: Any) -> Any:
+    """`value` as the key's type (YAML reads ``1e-3`` as text; the configuration wants a float)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(Config.model_fields[key].annotation).validate_python(value)
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"]
+        raise ConfigError(f"{key}={value!r} in the sweep: {problem}") from None
 
 
 def _range(key: str, body: str, log: bool) -> Dimension:
@@ -310,26 +323,9 @@ def retry(storage: QueueStorage, trial_id: int) -> int:
     new_id = _enqueue(storage, storage.study_of(trial_id), attrs, params)
     if trial.state.name == "FAIL":
         with storage.transaction() as conn:  # the old row says where it went; Optuna refuses edits to ended trials
-            _set_ended_attr(conn, trial_id, "queue_state", "retried")
-            _set_ended_attr(conn, trial_id, "retried_as", new_id)
+            set_attr(conn, trial_id, "queue_state", "retried")
+            set_attr(conn, trial_id, "retried_as", new_id)
     return new_id
-
-
-def _set_ended_attr(conn: Any, trial_id: int, key: str, value: Any) -> None:
-    import json
-
-    import sqlalchemy as sa
-
-    params = {"t": trial_id, "k": key, "v": json.dumps(value)}
-    if (
-        conn.execute(
-            sa.text("UPDATE trial_user_attributes SET value_json=:v WHERE trial_id=:t AND key=:k"), params
-        ).rowcount
-        == 0
-    ):
-        conn.execute(
-            sa.text("INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:t, :k, :v)"), params
-        )
 
 
 def describe(values: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:

@@ -224,6 +224,18 @@ class QueueStorage:
             conn.execute(sa.text(_DROP_BEAT), {"tid": trial_id})  # else the old beat makes it stale at once
         return True
 
+    def fail_running(self, trial_id: int, error: str) -> bool:
+        """Fail a RUNNING trial with `error` (only while it is still RUNNING); False when it no longer was."""
+        import sqlalchemy as sa
+
+        with self.transaction() as conn:
+            failed = "UPDATE trials SET state='FAIL', datetime_complete=:now WHERE trial_id=:tid AND state='RUNNING'"
+            if conn.execute(sa.text(failed), {"tid": trial_id, "now": _utcnow()}).rowcount != 1:
+                return False
+            conn.execute(sa.text(_DROP_BEAT), {"tid": trial_id})
+            set_attr(conn, trial_id, "error", error)
+        return True
+
     def cancel_waiting(self, trial_id: int) -> bool:
         """Cancel a queued trial; False when it is no longer queued (a worker claimed it meanwhile)."""
         import sqlalchemy as sa
@@ -264,6 +276,19 @@ class QueueStorage:
         if row is None:
             raise DataError(f"there is no experiment {trial_id} in {hide_password(self.url)}")
         return self.rdb.get_study_name_from_id(row[0])
+
+
+def set_attr(conn: Any, trial_id: int, key: str, value: Any) -> None:
+    """Set a user attribute inside `conn`'s transaction, also on an ended trial (Optuna's API refuses those)."""
+    import json
+
+    import sqlalchemy as sa
+
+    params = {"t": trial_id, "k": key, "v": json.dumps(value)}
+    update = "UPDATE trial_user_attributes SET value_json=:v WHERE trial_id=:t AND key=:k"
+    if conn.execute(sa.text(update), params).rowcount == 0:
+        insert = "INSERT INTO trial_user_attributes (trial_id, key, value_json) VALUES (:t, :k, :v)"
+        conn.execute(sa.text(insert), params)
 
 
 def _with_driver(url: str) -> str:

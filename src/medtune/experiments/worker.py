@@ -56,7 +56,7 @@ class WorkerOptions:
     forever: bool = False
     max_recoveries: int = 3
     poll: float = 2.0
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    name: str = "worker"
 
 
 @dataclass
@@ -143,7 +143,7 @@ class Worker:
         self.summary = WorkerSummary()
 
     def say(self, message: str) -> None:
-        line = f"[{self.options.name}] {message}"
+        line = f"[{self.options.name}] {time.strftime('%H:%M:%S')} {message}"
         if self._log:
             self._log(line)
         else:
@@ -175,14 +175,11 @@ class Worker:
             trial = self.storage.rdb.get_trial(trial_id)
             losses = int(trial.user_attrs.get("recovered", 0))
             if losses >= self.options.max_recoveries:
-                if self.storage.requeue(trial_id):  # take it, then fail it: only one worker gets here
-                    self.storage.rdb.set_trial_user_attr(
-                        trial_id,
-                        "error",
-                        f"its worker stopped answering {losses + 1} times (killed, out of memory, machine lost); "
-                        f"see the run directory, then `medtune queue retry {trial_id}`",
-                    )
-                    self.storage.rdb.set_trial_state_values(trial_id, _state("FAIL"))
+                error = (
+                    f"its worker stopped answering {losses + 1} times (killed, out of memory, machine lost); see "
+                    f"the run directory, then `medtune queue retry {trial_id}`"
+                )
+                if self.storage.fail_running(trial_id, error):
                     self.say(f"#{trial_id} failed: its worker was lost {losses + 1} times")
                 continue
             if self.storage.requeue(trial_id):
@@ -197,7 +194,7 @@ class Worker:
         storage, rdb = self.storage, self.storage.rdb
         frozen = rdb.get_trial(trial_id)
         attrs = frozen.user_attrs
-        token = f"{self.options.name}:{uuid.uuid4().hex[:8]}"
+        token = f"{socket.gethostname()}:{os.getpid()}:{self.options.name}:{uuid.uuid4().hex[:8]}"
         rdb.set_trial_user_attr(trial_id, "worker", token)
         rdb.set_trial_user_attr(trial_id, "claims", int(attrs.get("claims", 0)) + 1)
         if "first_start" not in attrs:
