@@ -167,8 +167,13 @@ def _run_many(url: str, workers: int, studies: list[str], forever: bool, heartbe
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MEDTUNE_STORAGE": url}
     base = [sys.executable, "-m", "medtune", "queue", "run", "--heartbeat", str(heartbeat), "--grace", str(grace)]
     base += [f"--study={s}" for s in studies] + (["--forever"] if forever else [])
-    procs = [subprocess.Popen([*base, "--name", f"w{i + 1}"], env=env) for i in range(workers)]
-    console.print(f"started {workers} workers ({threads} CPU thread(s) each): pids {[p.pid for p in procs]}")
+    gpus = _gpus()
+    procs = []
+    for i in range(workers):  # with several GPUs, each worker gets one of them in turn
+        own = {**env, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if len(gpus) > 1 else env
+        procs.append(subprocess.Popen([*base, "--name", f"w{i + 1}"], env=own))
+    placed = f", GPUs {', '.join(gpus)} in turn" if len(gpus) > 1 else ""
+    console.print(f"started {workers} workers ({threads} CPU thread(s) each{placed}): pids {[p.pid for p in procs]}")
 
     def forward(signum: int, frame: Any) -> None:
         for proc in procs:
@@ -186,6 +191,16 @@ def _run_many(url: str, workers: int, studies: list[str], forever: bool, heartbe
         raise typer.Exit(1)
 
 
+def _gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (none on a CPU machine)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 @queue_app.command("status")
 def status_command(study: StudyOption = None, storage: StorageOption = None) -> None:
     """List experiments with their state, settings, progress, worker and error."""
@@ -196,9 +211,9 @@ def status_command(study: StudyOption = None, storage: StorageOption = None) -> 
     if not trials:
         console.print("the queue is empty: add experiments with `medtune queue add` or `medtune sweep`")
         return
-    table = Table(title=f"experiments in {_shown_url(db.url)}", title_justify="left")
+    table = Table(title=f"experiments in {_shown_url(db.url)}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("id", "study", "state", "settings", "epoch", "best", "worker", "minutes", "error / run"):
-        table.add_column(column, overflow="fold", justify="right" if column in ("id", "epoch", "best") else "left")
+        table.add_column(column, no_wrap=True, justify="right" if column in ("id", "epoch", "best") else "left")
     counts: dict[str, int] = {}
     for study_name, trial in trials:
         state = state_of(trial)
@@ -220,10 +235,20 @@ def status_command(study: StudyOption = None, storage: StorageOption = None) -> 
             f"{best:.4f}" if best is not None else "",
             (attrs.get("worker") or "").rsplit(":", 1)[0] if state == "running" else "",
             _minutes(trial),
-            note[0] if note else (attrs.get("run") or ""),
+            note[0] if note else _relative(attrs.get("run")),
         )
-    console.print(table)
+    _print_wide(table)
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+
+
+def _relative(path: str | None) -> str:
+    """A run directory relative to the current folder when it lies below it."""
+    if not path:
+        return ""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _coloured(state: str) -> str:
@@ -321,9 +346,13 @@ def leaderboard_command(
             table.add_column(str(column).replace(" [95% CI]", ""), no_wrap=column != "error", overflow="fold")
         for row in shown.itertuples(index=False):
             table.add_row(*row)
-        # never cut a number short: a table wider than the terminal wraps instead
-        needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
-        (Console(width=needed) if needed > console.width else console).print(table)
+        _print_wide(table)
+
+
+def _print_wide(table: Table) -> None:
+    """Print without cutting a value short: a table wider than the terminal wraps its lines instead."""
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    (Console(width=needed) if needed > console.width else console).print(table)
 
 
 def _ids(ids: list[int]) -> str:
