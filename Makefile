@@ -34,7 +34,7 @@ bench: setup
 	$(PY) benchmarks/store.py
 	$(PY) benchmarks/pneumoniamnist.py
 	$(PY) benchmarks/explain.py
-	$(PY) benchmarks/queue.py
+	$(PY) benchmarks/claims.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

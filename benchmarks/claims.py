@@ -1,6 +1,6 @@
 """Claiming queued experiments: medtune's conditional UPDATE against Optuna's own ``study.ask()``.
 
-    python benchmarks/queue.py [--trials 200] [--processes 4] [--postgres URL]
+    python benchmarks/claims.py [--trials 200] [--processes 4] [--postgres URL]
 
 Each row queues the same number of trials (``enqueue_trial``), then starts the worker processes together on a
 barrier; each claims until the queue is empty and marks what it claimed finished. A trial claimed by two
@@ -136,7 +136,10 @@ def main() -> None:
     for column in ("database", "claimed with", "claims", "trained twice", "empty trials", "ms per claim", "ratio"):
         table.add_column(column, justify="left" if column in ("database", "claimed with") else "right")
     try:
-        for name, url, _ in databases:
+        from medtune.experiments.storage import QueueStorage
+
+        for name, given, _ in databases:
+            url = QueueStorage(given).url  # postgresql:// with the installed driver; the tables made once
             rows = {mode: race(url, mode, args.trials, args.processes) for mode in ("medtune claim", "optuna ask()")}
             base = rows["medtune claim"]["seconds"] / max(1, rows["medtune claim"]["claims"])
             for mode, row in rows.items():
@@ -148,7 +151,7 @@ def main() -> None:
             if stop:
                 stop()
         shutil.rmtree(folder, ignore_errors=True)
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
