@@ -28,9 +28,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback (Debian's package; `.ci/run` installs it), with an empty
-    database; stopped and deleted after the session. Skips without the package, except under CI."""
+def postgres_server():
+    """A throwaway PostgreSQL server on loopback (Debian's package; `.ci/run` installs it), stopped and deleted
+    after the session; yields a function that creates an empty database and returns its URL. Skips without the
+    package, except under CI."""
     pytest.importorskip("psycopg2", reason="psycopg2-binary is not installed: pip install -e '.[dev]'")
     bin_dir = _initdb()
     if bin_dir is None:
@@ -51,12 +52,25 @@ def postgres_url():
     run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
     options = f"-k {folder} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c synchronous_commit=off"
     run(bin_dir / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "60", "-o", options, "start")
+    count = 0
+
+    def create() -> str:
+        nonlocal count
+        count += 1
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", f"medtune{count}")
+        return f"postgresql://postgres@127.0.0.1:{port}/medtune{count}"
+
     try:
-        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "medtune")
-        yield f"postgresql://postgres@127.0.0.1:{port}/medtune"
+        yield create
     finally:
         subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """An empty database of its own on the session's PostgreSQL server."""
+    return postgres_server()
 
 
 @pytest.fixture
