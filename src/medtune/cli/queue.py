@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,19 +96,15 @@ def sweep_command(
 
     Example: medtune sweep data.npz epochs=6 optimizer=adamw,adam,sgd lr=1e-3,1e-2
     """
-    from medtune.config.loader import read_yaml
     from medtune.experiments import add_sweep
-    from medtune.experiments.queue import parse_sweep
+    from medtune.experiments.queue import parse_sweep, read_experiment_yaml
 
     files, data, settings = _split(arguments)
     if len(files) > 1:
         raise ConfigError(f"a sweep takes one YAML file, got {len(files)}; queue several with `medtune queue add`")
     base, dims = parse_sweep(settings)
     if files:
-        text = read_yaml(files[0])
-        if text.get("data") and not Path(str(text["data"])).is_absolute():
-            text["data"] = str(Path(files[0]).parent / str(text["data"]))
-        base = {**text, **base}
+        base = {**read_experiment_yaml(files[0]), **base}
     if data:
         base["data"] = data
     db = _storage(storage)
@@ -257,13 +252,10 @@ def _coloured(state: str) -> str:
 
 
 def _minutes(trial: Any) -> str:
-    start = trial.user_attrs.get("first_start")
-    if start is None:
-        return ""
-    from datetime import UTC
+    from medtune.experiments.queue import elapsed_minutes
 
-    end = trial.datetime_complete.replace(tzinfo=UTC).timestamp() if trial.datetime_complete else time.time()
-    return f"{(end - float(start)) / 60:.1f}"
+    minutes = elapsed_minutes(trial, until_now=True)
+    return "" if minutes is None else f"{minutes:.1f}"
 
 
 @queue_app.command("cancel")

@@ -24,7 +24,7 @@ import pandas as pd
 from medtune._io import atomic_open, write_json
 from medtune.config import Config
 from medtune.errors import ConfigError, DataError
-from medtune.experiments.queue import state_of
+from medtune.experiments.queue import elapsed_minutes, state_of
 from medtune.experiments.storage import QueueStorage
 
 #: Metrics the leaderboard can rank by: the best validation epoch's, or the test split's.
@@ -132,13 +132,8 @@ def _scores(result: dict[str, Any], trial: Any) -> dict[str, Any]:
 
 
 def _wall_minutes(trial: Any) -> float | None:
-    start = trial.user_attrs.get("first_start")
-    end = trial.datetime_complete
-    if start is None or end is None:
-        return None
-    from datetime import UTC
-
-    return round((end.replace(tzinfo=UTC).timestamp() - float(start)) / 60, 2)
+    minutes = elapsed_minutes(trial)
+    return None if minutes is None else round(minutes, 2)
 
 
 def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) -> float | None:
@@ -275,12 +270,17 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_leaderboard(frame: pd.DataFrame, fmt: str, out: str | os.PathLike | None) -> Path | None:
-    """Write `frame` as CSV, Markdown or a spreadsheet (a sheet per study); returns the file (None: printed)."""
+def check_format(fmt: str, out: str | os.PathLike | None) -> None:
+    """Refuse an unknown format, and xlsx without a file (it cannot be printed)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt == "xlsx" and out is None:
         raise ConfigError("--format xlsx writes a file: add --out leaderboard.xlsx")
+
+
+def write_leaderboard(frame: pd.DataFrame, fmt: str, out: str | os.PathLike | None) -> Path | None:
+    """Write `frame` as CSV, Markdown or a spreadsheet (a sheet per study); returns the file (None: printed)."""
+    check_format(fmt, out)
     if out is None:
         return None
     path = Path(out)

@@ -44,10 +44,8 @@ def experiment_values(file: str | Path | None = None, overrides: Mapping[str, An
     Raises:
         ConfigError: an unknown key or a bad value (nothing is queued).
     """
-    merged: dict[str, Any] = read_yaml(file) if file else {}
+    merged = read_experiment_yaml(file) if file else {}
     merged.update(overrides or {})
-    if merged.get("data") and file and not Path(str(merged["data"])).is_absolute():
-        merged["data"] = str(Path(file).parent / str(merged["data"]))  # data: in a YAML file is relative to it
     config = validate_config(merged)
     if not config.data:
         raise ConfigError("an experiment needs data: give DATA (a folder, CSV/TSV or .npz) or data: in the YAML")
@@ -58,6 +56,26 @@ def experiment_values(file: str | Path | None = None, overrides: Mapping[str, An
     if not Path(values["data"]).exists():
         raise DataError(f"data {values['data']} does not exist; give a folder, CSV/TSV manifest or .npz file")
     return values
+
+
+def read_experiment_yaml(file: str | Path) -> dict[str, Any]:
+    """A YAML experiment file; its ``data:`` is relative to the file's folder."""
+    values = read_yaml(file)
+    if values.get("data") and not Path(str(values["data"])).is_absolute():
+        values["data"] = str(Path(file).parent / str(values["data"]))
+    return values
+
+
+def elapsed_minutes(trial: Any, until_now: bool = False) -> float | None:
+    """Minutes from an experiment's first start to its end (to now when `until_now` and it has not ended)."""
+    import time
+    from datetime import UTC
+
+    start = trial.user_attrs.get("first_start")
+    if start is None or (trial.datetime_complete is None and not until_now):
+        return None
+    end = trial.datetime_complete.replace(tzinfo=UTC).timestamp() if trial.datetime_complete else time.time()
+    return (end - float(start)) / 60
 
 
 def direction_of(values: Mapping[str, Any]) -> str:
