@@ -88,7 +88,8 @@ def test_store_holds_the_prepared_images(cxr60, tmp_path):
         np.testing.assert_array_equal(store[row], expected(cxr60, row, spec))
     meta = json.loads((store.path / "meta.json").read_text())
     assert meta["count"] == 60 and meta["key"] == store.key == store.path.name
-    assert meta["spec"] == {"size": 32, "channels": 1, "resize": "squash", "interpolation": "bicubic"}
+    assert meta["spec"] == {"size": 32, "channels": 1, "resize": "squash", "interpolation": "bicubic",
+                            "window": "auto", "frame": None, "mask": "none", "mask_margin": 0.1}  # fmt: skip
     assert store_folders(tmp_path) == [store.key]  # the temporary build folder is gone
 
 

@@ -34,7 +34,8 @@ class Config(BaseModel):
     classes: list[str] | None = Field(None, description="class names in order; npz class names")
     split: str | None = Field(None, description="CSV column with train/val/test")
     group: str | None = Field(None, description="CSV column with the patient (group) id")
-    mask: str | None = Field(None, description="CSV column with mask paths")
+    mask_column: str | None = Field(None, description="CSV column with mask paths (auto: mask, mask_path)")
+    masks: str | None = Field(None, description="folder of masks paired with the images by file name")
     domain: str | None = Field(None, description="CSV column with the source domain (hospital)")
     # --- splitting ---------------------------------------------------------------------------------------
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="share of images for validation")
@@ -50,6 +51,19 @@ class Config(BaseModel):
     )
     cache_dir: str | None = Field(None, description="folder for image stores (default ~/.cache/medtune)")
     workers: int = Field(2, ge=0, le=64, description="processes that decode images when building the store")
+    window: str = Field(
+        "auto", description="DICOM windowing: auto (the file's VOI LUT or window), none (full range) or CENTRE,WIDTH"
+    )
+    frame: int | Literal["middle"] | None = Field(
+        None, description="multi-frame DICOM: the frame to use (0-based) or middle; unset refuses multi-frame files"
+    )
+    mask: Literal["none", "multiply", "crop", "channel"] = Field(
+        "none", description="use masks: multiply (zero outside), crop (to the mask's box) or channel (extra input)"
+    )
+    mask_margin: float = Field(0.1, ge=0.0, le=1.0, description="crop: margin around the mask's box, share of its size")
+    mask_missing: Literal["error", "whole"] = Field(
+        "error", description="an image without a mask: error (list them) or whole (use the whole image)"
+    )
     # --- network -----------------------------------------------------------------------------------------
     backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
     pretrained: bool = Field(True, description="start from ImageNet weights")
@@ -79,6 +93,13 @@ class Config(BaseModel):
     step_epochs: int = Field(5, ge=1, description="step schedule: epochs between decays")
     step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor per decay")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
+    loss: Literal["cross-entropy", "focal"] = Field(
+        "cross-entropy", description="cross-entropy (BCE for multi-label) or focal loss for rare classes"
+    )
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss: down-weighting of easy examples")
+    threshold: Literal["youden", "f1"] = Field(
+        "youden", description="multi-label: per-label threshold chosen on validation by Youden's J or best F1"
+    )
     class_weights: Literal["none", "auto"] | list[float] = Field(
         "none", description="loss weight per class: none, auto (inverse frequency) or a list"
     )
@@ -135,6 +156,30 @@ class Config(BaseModel):
     @classmethod
     def _channels_int(cls, value: object) -> object:
         return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("frame", mode="before")
+    @classmethod
+    def _frame_int(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError("frame must be 0 or more (the first frame is 0), or middle")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_text(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "none"):
+            return value
+        parts = value.split(",")
+        try:
+            centre, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            centre = width = None
+        if centre is None or width is None or width <= 0:
+            raise ValueError("window must be auto, none or CENTRE,WIDTH with a positive width, e.g. window=40,400")
+        return f"{centre:g},{width:g}"
 
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:

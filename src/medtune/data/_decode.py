@@ -26,6 +26,7 @@ class Entry:
     path: str
     array: str | None = None
     index: int | None = None
+    mask: str | None = None
 
     def describe(self) -> str:
         return self.path if self.array is None else f"{self.path} [{self.array}][{self.index}]"
@@ -34,25 +35,30 @@ class Entry:
 def table_entries(table: Table) -> list[Entry]:
     """One `Entry` per table row, in table order."""
     entries = []
-    columns = zip(table.frame["path"], table.frame["array"], table.frame["index"], strict=True)
-    for position, (path, array, index) in enumerate(columns):
+    frame = table.frame
+    columns = zip(frame["path"], frame["array"], frame["index"], frame["mask"], strict=True)
+    for position, (path, array, index, mask) in enumerate(columns):
+        mask = str(mask) if isinstance(mask, str) and mask else None
         if isinstance(array, str):
-            entries.append(Entry(position, str(path), array, None if pd.isna(index) else int(index)))
+            entries.append(Entry(position, str(path), array, None if pd.isna(index) else int(index), mask))
         else:
-            entries.append(Entry(position, str(path)))
+            entries.append(Entry(position, str(path), mask=mask))
     return entries
 
 
 Decoded = np.ndarray | ImageReadError
 
 
-def decode_entries(entries: list[Entry]) -> Iterator[tuple[Entry, Decoded]]:
-    """Decode `entries`: image files one by one, then each archive array in one forward pass."""
+def decode_entries(
+    entries: list[Entry], window: str = "auto", frame: int | str | None = None
+) -> Iterator[tuple[Entry, Decoded]]:
+    """Decode `entries`: image files one by one, then each archive array in one forward pass. `window` and
+    `frame` reach the DICOM decoder (see `medtune.data.images.read_image`)."""
     groups: dict[tuple[str, str], list[Entry]] = {}
     for entry in entries:
         if entry.array is None:
             try:
-                yield entry, read_image(entry.path)
+                yield entry, read_image(entry.path, window, frame)
             except ImageReadError as exc:
                 yield entry, exc
         else:

@@ -19,8 +19,9 @@ from medtune.errors import ImageReadError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
-#: Decoders by lower-case file suffix; a new format (DICOM) is a new file that registers here.
-DECODERS: Registry[Callable[[Path], np.ndarray]] = Registry("image decoder")
+#: Decoders by lower-case file suffix; a new format (DICOM) is a new file that registers here. A decoder is called
+#: as ``decoder(path, window=..., frame=...)``; formats without windows or frames ignore those two.
+DECODERS: Registry[Callable[..., np.ndarray]] = Registry("image decoder")
 
 RESIZE_MODES = ("squash", "pad", "crop")
 
@@ -38,11 +39,13 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in DECODERS
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode one image file at its own precision.
+def read_image(path: str | Path, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
+    """Decode one image file at its own precision: exactly what the image store receives.
 
     Args:
-        path: an image file (PNG 8/16 bit, JPEG, TIFF, BMP; DICOM once its reader is installed).
+        path: an image file (PNG 8/16 bit, JPEG, TIFF, BMP, DICOM).
+        window: DICOM only: ``auto`` (the file's VOI LUT or window), ``none`` (full range) or ``"CENTRE,WIDTH"``.
+        frame: DICOM only: the frame of a multi-frame file (0-based) or ``"middle"``; None refuses such files.
 
     Returns:
         ``(H, W)`` for grayscale or ``(H, W, 3)`` for colour; uint8, uint16 or float32.
@@ -61,7 +64,7 @@ def read_image(path: str | Path) -> np.ndarray:
         )
     if not path.is_file():
         raise ImageReadError(path, "file not found; check the path (relative paths are resolved against the CSV)")
-    return DECODERS.get(suffix)(path)
+    return DECODERS.get(suffix)(path, window=window, frame=frame)
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
@@ -97,7 +100,7 @@ def is_colour(image: np.ndarray) -> bool:
     return image.ndim == 3 and image.shape[-1] == 3 and not _is_gray(image)
 
 
-def _read_with_pil(path: Path) -> np.ndarray:
+def _read_with_pil(path: Path, **_: object) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -191,11 +194,14 @@ def prepare(
     return resize(to_channels(to_uint8(array), channels), size, mode, interpolation)
 
 
-def read_entry(path: str | Path, array: str | None = None, index: int | None = None) -> np.ndarray:
+def read_entry(
+    path: str | Path, array: str | None = None, index: int | None = None, window: str = "auto",
+    frame: int | str | None = None,
+) -> np.ndarray:
     """Decode one table entry: an image file, or row `index` of `array` inside an ``.npz`` archive (read alone,
     without loading the whole array)."""
     if not isinstance(array, str):
-        return read_image(path)
+        return read_image(path, window, frame)
     from medtune.data._decode import Entry, decode_entries
 
     [(_, image)] = decode_entries([Entry(0, str(path), array, int(index))])

@@ -34,7 +34,8 @@ from medtune._io import write_json
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune.data._decode import Entry, decode_entries, table_entries
-from medtune.data.images import INTERPOLATIONS, RESIZE_MODES, is_colour, prepare
+from medtune.data.images import INTERPOLATIONS, RESIZE_MODES, is_colour
+from medtune.data.masks import MASK_MODES, prepare_masked
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError, ImageReadError
 
@@ -58,12 +59,25 @@ class StoreSpec:
         channels: 1 (gray) or 3 (colour).
         resize: ``squash``, ``pad`` or ``crop`` (see `medtune.data.images.resize`).
         interpolation: resampling filter: ``nearest``, ``bilinear``, ``bicubic``, ``lanczos`` or ``box``.
+        window: DICOM windowing (``auto``, ``none`` or ``"CENTRE,WIDTH"``).
+        frame: the frame of multi-frame DICOM files (None refuses them).
+        mask: how each row's mask is used: ``none``, ``multiply``, ``crop`` or ``channel`` (see `medtune.data.masks`).
+        mask_margin: ``crop``: the margin around the mask's box, as a share of the box's size.
     """
 
     size: int
     channels: int = 1
     resize: str = "squash"
     interpolation: str = "bicubic"
+    window: str = "auto"
+    frame: int | str | None = None
+    mask: str = "none"
+    mask_margin: float = 0.1
+
+    @property
+    def stored_channels(self) -> int:
+        """Channels of a stored image: the image's, plus one for the mask with ``mask="channel"``."""
+        return self.channels + (self.mask == "channel")
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
@@ -76,6 +90,8 @@ class StoreSpec:
             raise ConfigError(
                 f"interpolation {self.interpolation!r} is unknown; expected one of {', '.join(INTERPOLATIONS)}"
             )
+        if self.mask not in MASK_MODES:
+            raise ConfigError(f"mask mode {self.mask!r} is unknown; expected one of {', '.join(MASK_MODES)}")
 
 
 class ImageStore:
@@ -106,7 +122,7 @@ class ImageStore:
             self.images: np.memmap = np.load(self.path / IMAGES_FILE, mmap_mode="r")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{self.path} is not a complete image store ({exc}); delete it to rebuild") from None
-        expected = (count, self.spec.size, self.spec.size, self.spec.channels)
+        expected = (count, self.spec.size, self.spec.size, self.spec.stored_channels)
         found = (fmt, self.images.shape, self.images.dtype, len(self.ids))
         if found != (STORE_FORMAT, expected, np.uint8, count):
             raise DataError(
@@ -347,7 +363,10 @@ def _store_key(table: Table, entries: list[Entry], spec: StoreSpec) -> str:
             state = _file_state(entry.path)
         else:
             state = archives.get(entry.path) or archives.setdefault(entry.path, _file_state(entry.path))
-        digest.update(json.dumps([str(row_id), entry.path, entry.array, entry.index, state]).encode() + b"\n")
+        row = [str(row_id), entry.path, entry.array, entry.index, state]
+        if spec.mask != "none":
+            row += [entry.mask, entry.mask and _file_state(entry.mask)]
+        digest.update(json.dumps(row).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -364,11 +383,11 @@ def _build_chunk(npy: str, entries: list[Entry], spec: StoreSpec) -> tuple[int, 
     images = np.load(npy, mmap_mode="r+")
     failures = []
     try:
-        for entry, image in decode_entries(entries):
+        for entry, image in decode_entries(entries, spec.window, spec.frame):
             try:
                 if isinstance(image, ImageReadError):
                     raise image
-                images[entry.position] = prepare(image, spec.size, spec.channels, spec.resize, spec.interpolation)
+                images[entry.position] = prepare_masked(image, entry.mask, spec)
             except ImageReadError as exc:
                 failures.append((exc.path, exc.reason))
             except ValueError as exc:  # an array prepare cannot turn into an image (2 or 4 channels)
@@ -440,7 +459,7 @@ def _build(
     tmp = Path(tempfile.mkdtemp(prefix=f"{_BUILD_PREFIX}{os.getpid()}-", dir=final.parent))
     try:
         npy = tmp / IMAGES_FILE
-        shape = (len(entries), spec.size, spec.size, spec.channels)
+        shape = (len(entries), spec.size, spec.size, spec.stored_channels)
         np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape).flush()  # a sparse file
         failures: list[tuple[str, str]] = []
         with _worker_pool(workers) as pool, create_progress(progress) as bar:

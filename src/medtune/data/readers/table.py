@@ -20,6 +20,7 @@ PATH_NAMES = ("path", "image", "image_path", "filepath", "file_path", "file", "f
               "image index", "image_id")  # fmt: skip
 LABEL_NAMES = ("label", "class", "target", "diagnosis", "category", "finding_labels", "finding labels")
 GROUP_NAMES = ("patient_id", "patientid", "patient id", "patient", "subject_id", "subject")
+MASK_NAMES = ("mask", "mask_path", "mask_file")
 TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 FALSE = {"0", "0.0", "false", "no", "n", "f", "", "-1", "-1.0"}
 
@@ -139,12 +140,14 @@ def read_manifest(path: Path, config: Config) -> Table:
                 )
             out["label"] = labels
 
-    for key, candidates in (("split", ("split",)), ("group", GROUP_NAMES), ("mask", ()), ("domain", ())):
-        column = _find(frame, getattr(config, key), candidates, key, key, path)
+    optional = (("split", "split", ("split",)), ("group", "group", GROUP_NAMES),
+                ("mask", "mask_column", MASK_NAMES), ("domain", "domain", ()))  # fmt: skip
+    for key, setting, candidates in optional:
+        column = _find(frame, getattr(config, setting), candidates, key, setting, path)
         if column is None:
             continue
-        if getattr(config, key) is None:
-            notes.append(f"{key} from column {column!r} (set {key}=COLUMN to choose another)")
+        if getattr(config, setting) is None:
+            notes.append(f"{key} from column {column!r} (set {setting}=COLUMN to choose another)")
         values = frame[column].str.strip()
         out[key] = _resolve_paths(values, base) if key == "mask" else values
     return create_table(out, classes=classes, multilabel=multilabel, source=path, reader="table", notes=notes)
