@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from medtune.config import Config
@@ -50,6 +51,27 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: A
     return run_prediction(run, inputs, **kwargs)
 
 
+def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
+    """Decode one image file (PNG, JPEG, TIFF, BMP, DICOM) exactly as the image store receives it, before it is
+    made uint8 and resized (`medtune.data.images.read_image`); does not import torch.
+
+    Args:
+        path: the image file.
+        window: DICOM: ``auto`` (the file's VOI LUT or window), ``none`` or ``"CENTRE,WIDTH"`` (``"40,400"``).
+        frame: DICOM: the frame of a multi-frame file (0-based) or ``"middle"``.
+
+    Returns:
+        ``(H, W)`` gray or ``(H, W, 3)`` colour; DICOM gray is float32 (rescaled values, or 0..1 when windowed,
+        MONOCHROME1 inverted).
+
+    >>> medtune.read_image("../shared/data/dicom/siim_cr_jpeg_baseline.dcm").shape  # doctest: +SKIP
+    (1024, 1024)
+    """
+    from medtune.data.images import read_image as decode
+
+    return decode(path, window, frame)
+
+
 # The package of Grad-CAM building blocks shares the name of the function below. Python binds a subpackage to its
 # parent's attribute when the subpackage is first imported, which would replace the function the first time
 # anything ran `from medtune.explain import ...`. Importing the (lightweight) package here, before the function is
@@ -67,4 +89,4 @@ def explain(
     return run_explanation(run, inputs, out, **kwargs)
 
 
-__all__ = ["__version__", "evaluate", "explain", "predict", "train"]
+__all__ = ["__version__", "evaluate", "explain", "predict", "read_image", "train"]

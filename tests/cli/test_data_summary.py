@@ -43,6 +43,43 @@ def test_pneumoniamnist(tmp_path):
     assert "duplicates across splits" in out.stdout
 
 
+def test_dicom_folder_without_labels(tmp_path):
+    out = medtune("data", "summary", shared_path("dicom"), "--json", tmp_path / "s.json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["images"] == 4 and summary["classes"] == [] and summary["modes"] == {"gray float": 4}
+    found = {(d["modality"], d["photometric"], d["bits_stored"], d["bits_allocated"], d["images"])
+             for d in summary["dicom"]}  # fmt: skip
+    assert found == {("OT", "MONOCHROME2", 8, 8, 1), ("DX", "MONOCHROME2", 8, 8, 1), ("CR", "MONOCHROME2", 8, 8, 1),
+                     ("CR", "MONOCHROME1", 8, 8, 1)}  # fmt: skip
+    assert "4 images, unlabelled" in out.stdout and "DICOM headers" in out.stdout
+    rows = [line for line in out.stdout.splitlines() if "MONOCHROME" in line]
+    assert len(rows) == 4 and all(line.split("│")[3].strip() == "8" for line in rows)  # bits stored
+    assert {line.split("│")[1].strip() for line in rows} == {"OT", "DX", "CR"}
+    assert any("MONOCHROME1" in line and "JPEG Baseline (Process 1)" in line for line in rows)
+    assert "group from DICOM PatientID" in out.stdout and "no problems found" in out.stdout
+
+
+def test_multi_frame_dicom_needs_a_frame(tmp_path):
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    (tmp_path / "data").mkdir()
+    shutil.copy(get_testdata_file("rtdose.dcm"), tmp_path / "data" / "dose.dcm")  # 15 frames
+    shutil.copy(get_testdata_file("CT_small.dcm"), tmp_path / "data" / "ct.dcm")
+    out = medtune("data", "summary", tmp_path / "data")
+    assert out.returncode == 0, out.stderr  # one of two images unreadable is a warning
+    text = " ".join(out.stdout.split())  # rich wraps long lines
+    assert "unreadable images: 1 image(s) cannot be decoded" in text
+    assert "dose.dcm (holds 15 frames and no frame was chosen: set frame=K (0..14) or frame=middle" in text
+    out = medtune("data", "summary", tmp_path / "data", "frame=middle", "--json", tmp_path / "s.json")
+    assert out.returncode == 0 and "unreadable images" not in out.stdout
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["height"] == {"min": 10, "median": 69.0, "max": 128}
+    assert {(d["modality"], d["bits_stored"]) for d in summary["dicom"]} == {("RTDOSE", 32), ("CT", 16)}
+    assert pydicom.dcmread(tmp_path / "data" / "dose.dcm").NumberOfFrames == 15
+
+
 def test_empty_folder_is_refused(tmp_path):
     out = medtune("data", "summary", tmp_path)
     assert out.returncode == 1

@@ -19,14 +19,18 @@ data_app = typer.Typer(help="Inspect data: counts, sizes, problems, one sample w
 
 @data_app.command("summary")
 def summary_command(
-    data: Annotated[str, typer.Argument(help="A folder of class folders, a CSV/TSV manifest or an .npz file.")],
+    data: Annotated[
+        str, typer.Argument(help="A folder of class folders (or of unlabelled images), a CSV/TSV manifest or an .npz.")
+    ],
     overrides: Annotated[
         list[str] | None, typer.Argument(help="key=value settings, e.g. label=diagnosis group=patient_id")
     ] = None,
     config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON here.")] = None,
 ) -> None:
-    """Counts per class and split, image sizes, problems, and one sample walked through preprocessing.
+    """Counts per class and split, image sizes, DICOM headers, problems, and one sample walked through preprocessing.
+
+    A folder of images without class folders is summarised as unlabelled images.
 
     Exits 1 when the data cannot be used as it is (each problem is named with its fix).
     """
@@ -34,7 +38,7 @@ def summary_command(
     from medtune.data import load_table
     from medtune.data.summary import summarize
 
-    table = load_table(config)
+    table = load_table(config, labelled=None)
     with progress_bar("scanning images", total=len(table)) as advance:
         summary = summarize(table, config, on_progress=advance)
     render_summary(summary)
@@ -48,10 +52,29 @@ def render_summary(summary: Summary) -> None:
     """Print a summary as rich tables."""
     table = summary.table
     kind = "multi-label" if table.multilabel else "single-label"
-    console.print(f"[bold]{table.source}[/]  reader: {table.reader}, {len(table)} images, "
-                  f"{len(table.classes)} classes ({kind})", highlight=False)  # fmt: skip
+    labels = f"{len(table.classes)} classes ({kind})" if table.classes else "unlabelled"
+    console.print(f"[bold]{table.source}[/]  reader: {table.reader}, {len(table)} images, {labels}", highlight=False)
     for note in table.notes:
         console.print(f"  note: {note}", highlight=False)
+    if table.classes:
+        _render_counts(summary)
+    _render_images(summary)
+    if summary.steps:
+        walk = RichTable(title=f"One sample through preprocessing: {summary.sample_id}", title_justify="left")
+        for column in ("step", "shape", "dtype", "min", "max"):
+            walk.add_column(column, justify="left" if column == "step" else "right")
+        for step in summary.steps:
+            walk.add_row(step.name, str(step.shape), step.dtype, f"{step.low:.3g}", f"{step.high:.3g}")
+        console.print(walk)
+    if not summary.problems:
+        console.print("[green]no problems found[/]")
+    for problem in summary.problems:
+        colour = "red" if problem.level == "error" else "yellow"
+        console.print(f"[{colour}]{problem.level}[/]: [bold]{problem.title}[/]: {problem.message}", highlight=False)
+
+
+def _render_counts(summary: Summary) -> None:
+    table = summary.table
     counts = table.class_counts()
     grid = RichTable(title="Images per class and split", title_justify="left")
     grid.add_column("class")
@@ -66,6 +89,9 @@ def render_summary(summary: Summary) -> None:
     per_split = table.frame["split"].fillna("(none)").value_counts()
     grid.add_row("[bold]all images[/]", *(str(int(per_split.get(s, 0))) for s in counts.columns), str(len(table)), "")
     console.print(grid)
+
+
+def _render_images(summary: Summary) -> None:
     sizes = summary.size_table()
     size_grid = RichTable(title="Image sizes (most common first)", title_justify="left")
     for column in ("height", "width", "channels", "dtype", "images"):
@@ -78,15 +104,11 @@ def render_summary(summary: Summary) -> None:
     modes = ", ".join(f"{mode}: {n}" for mode, n in summary.mode_counts().items())
     console.print(f"pixel modes: {modes or 'none readable'}; stored as {summary.channels} channel(s) at "
                   f"{summary.image_size} px", highlight=False)  # fmt: skip
-    if summary.steps:
-        walk = RichTable(title=f"One sample through preprocessing: {summary.sample_id}", title_justify="left")
-        for column in ("step", "shape", "dtype", "min", "max"):
-            walk.add_column(column, justify="left" if column == "step" else "right")
-        for step in summary.steps:
-            walk.add_row(step.name, str(step.shape), step.dtype, f"{step.low:.3g}", f"{step.high:.3g}")
-        console.print(walk)
-    if not summary.problems:
-        console.print("[green]no problems found[/]")
-    for problem in summary.problems:
-        colour = "red" if problem.level == "error" else "yellow"
-        console.print(f"[{colour}]{problem.level}[/]: [bold]{problem.title}[/]: {problem.message}", highlight=False)
+    dicom = summary.dicom_counts()
+    if not dicom.empty:
+        grid = RichTable(title="DICOM headers", title_justify="left")
+        for column in ("modality", "photometric", "bits stored", "bits allocated", "transfer syntax", "images"):
+            grid.add_column(column, justify="right" if column.startswith(("bits", "images")) else "left")
+        for row in dicom.itertuples(index=False):
+            grid.add_row(*("-" if v is None else str(v) for v in row))
+        console.print(grid)

@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,20 +51,28 @@ def _describe(array: np.ndarray) -> dict:
     }
 
 
-def _scan_chunk(entries: list[Entry]) -> list[tuple[int, dict]]:
+def _scan_chunk(entries: list[Entry], window: str = "auto", frame: int | str | None = None) -> list[tuple[int, dict]]:
     out = []
-    for entry, image in decode_entries(entries):
+    for entry, image in decode_entries(entries, window, frame):
         out.append((entry.position, {"error": image.reason} if isinstance(image, ImageReadError) else _describe(image)))
     return out
 
 
-def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+def scan_images(
+    table: Table,
+    workers: int = 2,
+    on_progress: Callable[[int], None] | None = None,
+    window: str = "auto",
+    frame: int | str | None = None,
+) -> pd.DataFrame:
     """Decode every image of `table` once and describe it.
 
     Args:
         table: the dataset table.
         workers: decoding processes (0 decodes in this process).
         on_progress: called with the number of images finished after each chunk.
+        window: DICOM windowing, as the image store decodes (see `medtune.data.images.read_image`).
+        frame: the frame of multi-frame DICOM files, as the image store decodes.
 
     Returns:
         One row per table row (same order): height, width, channels, colour (`is_colour`), dtype, hash (of the
@@ -79,13 +88,14 @@ def scan_images(table: Table, workers: int = 2, on_progress: Callable[[int], Non
         if on_progress:
             on_progress(len(found))
 
+    scan = partial(_scan_chunk, window=window, frame=frame)
     if workers and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for found in pool.map(_scan_chunk, chunks):
+            for found in pool.map(scan, chunks):
                 place(found)
     else:
         for chunk in chunks:
-            place(_scan_chunk(chunk))
+            place(scan(chunk))
     return pd.DataFrame(results, columns=["height", "width", "channels", "colour", "dtype", "hash", "error"])
 
 

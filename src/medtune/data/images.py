@@ -2,7 +2,8 @@
 
 `read_image` returns what the file holds, at its own precision: ``(H, W)`` for grayscale, ``(H, W, 3)`` for
 colour, dtype uint8, uint16 or float32. `to_uint8`, `to_channels` and `resize` are the pure steps the image
-store applies afterwards. Readers for other formats (DICOM) register a decoder by file suffix.
+store applies afterwards. Each format registers a decoder by file suffix: PIL's formats here, DICOM in
+`medtune.data.dicom`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medtune._registry import Registry
+from medtune.data.dicom import DICOM_SUFFIXES, read_dicom
 from medtune.errors import ImageReadError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
-#: Decoders by lower-case file suffix; a new format (DICOM) is a new file that registers here. A decoder is called
-#: as ``decoder(path, window=..., frame=...)``; formats without windows or frames ignore those two.
+#: Decoders by lower-case file suffix; a new format is a new file that registers here (as DICOM does below). A decoder
+#: is called as ``decoder(path, window=..., frame=...)``; formats without windows or frames ignore those two.
 DECODERS: Registry[Callable[..., np.ndarray]] = Registry("image decoder")
 
 RESIZE_MODES = ("squash", "pad", "crop")
@@ -118,10 +120,13 @@ def _read_with_pil(path: Path, **_: object) -> np.ndarray:
 
 for _suffix in IMAGE_SUFFIXES:
     DECODERS.register(_suffix)(_read_with_pil)
+for _suffix in DICOM_SUFFIXES:
+    DECODERS.register(_suffix)(read_dicom)  # pydicom itself is imported only when a DICOM file is read
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """Map an image of any precision to uint8: uint8 passes through; deeper data is stretched min..max.
+    """Map an image of any precision to uint8: uint8 passes through; floats on a 0-1 scale (windowed DICOM) are
+    multiplied by 255; other deeper data is stretched min..max.
 
     Data deeper than 8 bits (16-bit PNG, DICOM) rarely uses its full range (12-bit X-rays in 16-bit
     containers), so a fixed divide would leave it dark; a min-max stretch keeps all its contrast.
@@ -133,6 +138,9 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     if not finite.any():
         return np.zeros(array.shape, dtype=np.uint8)
     low, high = float(data[finite].min()), float(data[finite].max())
+    if np.issubdtype(array.dtype, np.floating) and low >= 0.0 and high <= 1.0:
+        # already on a 0-1 scale (a DICOM window's output): map it as is, so the window is kept, not stretched
+        return np.clip(np.rint(np.where(finite, data, 0.0) * 255.0), 0, 255).astype(np.uint8)
     if high <= low:
         return np.zeros(array.shape, dtype=np.uint8)
     scaled = np.where(finite, (data - low) / (high - low) * 255.0, 0.0)
@@ -195,7 +203,10 @@ def prepare(
 
 
 def read_entry(
-    path: str | Path, array: str | None = None, index: int | None = None, window: str = "auto",
+    path: str | Path,
+    array: str | None = None,
+    index: int | None = None,
+    window: str = "auto",
     frame: int | str | None = None,
 ) -> np.ndarray:
     """Decode one table entry: an image file, or row `index` of `array` inside an ``.npz`` archive (read alone,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +13,13 @@ import torch
 
 from medtune.config import Config
 from medtune.data.checks import Problem, check_table, scan_images
+from medtune.data.dicom import DICOM_SUFFIXES, dicom_info
 from medtune.data.images import read_entry, resize, to_channels, to_uint8
 from medtune.data.table import Table
+from medtune.errors import ImageReadError
+
+#: The DICOM header facts `data summary` counts images by.
+DICOM_KEYS = ("modality", "photometric", "bits_stored", "bits_allocated", "transfer_syntax")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Summary:
         sample_id: the id of the image walked through.
         channels: the channel count the data will be stored with.
         image_size: the working size.
+        dicom: `dicom_info` of each DICOM file whose header is readable (empty without DICOM files).
     """
 
     table: Table
@@ -48,6 +55,7 @@ class Summary:
     sample_id: str
     channels: int
     image_size: int
+    dicom: pd.DataFrame | None = None
 
     @property
     def ok(self) -> bool:
@@ -73,6 +81,16 @@ class Summary:
         ]
         return {str(k): int(v) for k, v in pd.Series(modes, dtype=object).value_counts().items()}
 
+    def dicom_counts(self) -> pd.DataFrame:
+        """DICOM images per modality, photometric interpretation, bits stored and allocated, and transfer syntax,
+        most common first; a missing header element shows as None."""
+        if self.dicom is None or self.dicom.empty:
+            return pd.DataFrame(columns=[*DICOM_KEYS, "images"])
+        headers = self.dicom[list(DICOM_KEYS)].astype(object)
+        counts = headers.groupby(list(DICOM_KEYS), dropna=False, sort=False).size().reset_index(name="images")
+        counts = counts.sort_values("images", ascending=False, kind="stable").reset_index(drop=True)
+        return counts.astype(object).where(counts.notna(), None)
+
     def to_dict(self) -> dict:
         """A JSON-ready form of the summary."""
         readable = self.scan[self.scan["error"].isna()]
@@ -86,12 +104,32 @@ class Summary:
             "height": _range(readable["height"]),
             "width": _range(readable["width"]),
             "modes": self.mode_counts(),
+            "dicom": [{k: _plain(v) for k, v in row.items()} for row in self.dicom_counts().to_dict("records")],
             "channels": self.channels,
             "image_size": self.image_size,
             "notes": list(self.table.notes),
             "problems": [{"level": p.level, "title": p.title, "message": p.message} for p in self.problems],
             "sample": {"id": self.sample_id, "steps": [s.__dict__ for s in self.steps]},
         }
+
+
+def _plain(value: object) -> object:
+    """A JSON-ready scalar: numpy integers become int."""
+    return int(value) if isinstance(value, np.integer) else value
+
+
+def scan_dicom(table: Table) -> pd.DataFrame:
+    """`dicom_info` of every DICOM file of `table` (header only); files whose header is unreadable are left out
+    here, as the image scan reports them."""
+    infos = []
+    for path, array in zip(table.frame["path"], table.frame["array"], strict=True):
+        if isinstance(array, str) or Path(str(path)).suffix.lower() not in DICOM_SUFFIXES:
+            continue
+        try:
+            infos.append(dicom_info(path))
+        except ImageReadError:
+            continue
+    return pd.DataFrame(infos, dtype=object)
 
 
 def _range(values: pd.Series) -> dict:
@@ -106,9 +144,10 @@ def _step(name: str, value: np.ndarray | torch.Tensor) -> Step:
 
 
 def walk_sample(entry: pd.Series, size: int, channels: int, resize_mode: str, interpolation: str,
-                mean: tuple[float, ...], std: tuple[float, ...]) -> list[Step]:  # fmt: skip
+                mean: tuple[float, ...], std: tuple[float, ...], window: str = "auto",
+                frame: int | str | None = None) -> list[Step]:  # fmt: skip
     """Take one table row through every stage from file to network input, recording each result."""
-    array = read_entry(entry["path"], entry["array"], entry["index"])
+    array = read_entry(entry["path"], entry["array"], entry["index"], window, frame)
     steps = [_step("decoded", array)]
     array = to_uint8(array)
     steps.append(_step("to uint8", array))
@@ -141,7 +180,7 @@ def summarize(table: Table, config: Config, on_progress: Callable[[int], None] |
     """
     from medtune.models import resolve_preprocessing
 
-    scan = scan_images(table, workers=config.workers, on_progress=on_progress)
+    scan = scan_images(table, config.workers, on_progress, config.window, config.frame)
     problems = check_table(table, scan)
     readable = scan["error"].isna().to_numpy()
     channels = config.channels if config.channels != "auto" else (3 if scan["colour"].fillna(False).any() else 1)
@@ -153,5 +192,6 @@ def summarize(table: Table, config: Config, on_progress: Callable[[int], None] |
         first = int(np.flatnonzero(readable)[0])
         sample_id = str(table.frame["id"].iat[first])
         steps = walk_sample(table.frame.iloc[first], size, channels, config.resize,
-                            config.interpolation or pre.interpolation, pre.mean, pre.std)  # fmt: skip
-    return Summary(table, scan, problems, steps, sample_id, channels, size)
+                            config.interpolation or pre.interpolation, pre.mean, pre.std, config.window,
+                            config.frame)  # fmt: skip
+    return Summary(table, scan, problems, steps, sample_id, channels, size, scan_dicom(table))

@@ -49,6 +49,13 @@ def _class_rows(class_dir: Path, root: Path, label: str, split: str | None, note
             for img in images]  # fmt: skip
 
 
+def is_flat_folder(root: Path) -> bool:
+    """True for a folder of images without sub-folders: images with no class to read from the layout."""
+    if _visible_dirs(root):
+        return False
+    return any(p.is_file() and not p.name.startswith(".") and is_image_file(p) for p in root.iterdir())
+
+
 def _is_split_layout(root: Path) -> bool:
     names = {d.name.lower() for d in _visible_dirs(root)}
     return bool(names) and names <= set(SPLIT_DIRS) and any(SPLIT_DIRS[n] == "train" for n in names)
@@ -87,7 +94,7 @@ def read_class_folders(root: Path, config: Config) -> Table:
         notes += _skipped_note(loose, root) if loose else []
     if not rows:
         raise DataError(
-            f"no images found in {root}: expected {root}/<class>/*.png (or .jpg, .tif, .bmp), optionally inside "
+            f"no images found in {root}: expected {root}/<class>/*.png (or .jpg, .tif, .bmp, .dcm), optionally inside "
             "train/, val/ and test/ folders"
         )
     order = config.classes or sorted(classes)
@@ -103,6 +110,8 @@ def read_unlabelled(root: Path) -> Table:
     """Every image under `root` (recursive), without labels: the input of prediction."""
     images, others = _walk_files(root)
     if not images:
-        raise DataError(f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif or .bmp")
+        raise DataError(
+            f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif, .bmp or .dcm"
+        )
     rows = [{"id": img.relative_to(root).as_posix(), "path": str(img)} for img in images]
     return create_table(pd.DataFrame(rows), classes=(), source=root, reader="folder", notes=_skipped_note(others, root))
