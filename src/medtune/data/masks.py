@@ -37,6 +37,11 @@ _ASPECT_TOLERANCE = 0.02
 _LISTED = 5
 
 
+def network_channels(config: Config) -> int:
+    """Input channels of the network: the image's, plus one for ``mask=channel``."""
+    return int(config.channels) + (config.mask == "channel")
+
+
 def find_mask(mask_dir: Path, image: str | os.PathLike) -> Path | None:
     """The mask of `image` in `mask_dir`: the same file name, else the same stem with any image suffix.
 
@@ -142,11 +147,20 @@ def prepare_masked(image: np.ndarray, mask: str | None, spec: StoreSpec) -> np.n
         return resize(base, spec.size, spec.resize, spec.interpolation)
     inside = None if mask is None else read_mask(mask, base.shape[:2])
     masked = apply_mask(base, inside, spec.mask, spec.mask_margin)
-    if spec.mask != "channel":
-        return resize(masked, spec.size, spec.resize, spec.interpolation)
+    if spec.mask == "crop" or inside is None:
+        pixels = resize(np.ascontiguousarray(masked[..., : spec.channels]), spec.size, spec.resize, spec.interpolation)
+        return pixels if spec.mask != "channel" else np.concatenate([pixels, np.full_like(pixels[..., :1], 255)], -1)
+    if spec.mask == "multiply":
+        pixels = resize(masked, spec.size, spec.resize, spec.interpolation)
+        # resampling blurs the edge outwards: zero again outside the mask at the working size
+        return pixels * (_resized_plane(inside, spec) > 0)
     pixels = resize(np.ascontiguousarray(masked[..., :-1]), spec.size, spec.resize, spec.interpolation)
-    plane = resize(np.ascontiguousarray(masked[..., -1:]), spec.size, spec.resize, "nearest")
-    return np.concatenate([pixels, plane], axis=-1)
+    return np.concatenate([pixels, _resized_plane(inside, spec)], axis=-1)
+
+
+def _resized_plane(inside: np.ndarray, spec: StoreSpec) -> np.ndarray:
+    """The mask at the working size (nearest neighbour, the spec's resize mode) as ``(size, size, 1)`` 0/255."""
+    return resize(inside[..., None].astype(np.uint8) * 255, spec.size, spec.resize, "nearest")
 
 
 def attach_masks(table: Table, config: Config) -> Table:
@@ -198,7 +212,7 @@ def attach_masks(table: Table, config: Config) -> Table:
             f"{', '.join(Path(str(p)).name for p in missing[:_LISTED])}; add their masks (same file name), leave "
             "those images out, or set mask_missing=whole to use their whole image"
         )
+    notes = [f"masks for {int(has.sum())} of {len(frame)} image(s), used as mask={config.mask}"]
     if missing:
-        note = f"{len(missing)} image(s) without a mask use the whole image (mask_missing=whole)"
-        return replace(table.with_frame(frame), notes=(*table.notes, note))
-    return table.with_frame(frame)
+        notes.append(f"{len(missing)} image(s) without a mask use the whole image (mask_missing=whole)")
+    return replace(table.with_frame(frame), notes=(*table.notes, *notes))

@@ -74,6 +74,14 @@ class StoreSpec:
     mask: str = "none"
     mask_margin: float = 0.1
 
+    @classmethod
+    def from_config(cls, config: Any) -> StoreSpec:
+        """The spec a resolved `medtune.config.Config` asks for (size, channels, resizing, DICOM and mask keys)."""
+        return cls(
+            int(config.image_size), int(config.channels), config.resize, config.interpolation, config.window,
+            config.frame, config.mask, config.mask_margin,
+        )  # fmt: skip
+
     @property
     def stored_channels(self) -> int:
         """Channels of a stored image: the image's, plus one for the mask with ``mask="channel"``."""
@@ -190,13 +198,14 @@ def open_store(
     return _build(entries, list(table.frame["id"]), spec, key, final, workers, progress)
 
 
-def detect_channels(table: Table, sample: int = 32) -> int:
+def detect_channels(table: Table, sample: int = 32, window: str = "auto", frame: int | str | None = None) -> int:
     """3 when any of the first `sample` rows holds a colour image, else 1.
 
     Colour files whose three channels are equal (X-rays saved as RGB JPEG) count as gray; unreadable files are
-    skipped here and reported by the store build.
+    skipped here and reported by the store build. `window` and `frame` reach the DICOM decoder.
     """
-    for _, image in decode_entries(table_entries(table.with_frame(table.frame.iloc[:sample]))):
+    head = table_entries(table.with_frame(table.frame.iloc[:sample]))
+    for _, image in decode_entries(head, window, frame):
         if isinstance(image, np.ndarray) and is_colour(image):
             return 3
     return 1

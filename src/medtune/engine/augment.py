@@ -56,22 +56,52 @@ def resolve_augment(config: Config) -> AugmentSpec:
     return replace(preset, **{key: float(value) for key, value in overrides.items()})
 
 
-def create_train_transform(spec: AugmentSpec, size: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def create_train_transform(
+    spec: AugmentSpec, size: int, mask: str = "none"
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """A transform of one uint8 ``(C, size, size)`` image, drawing new random parameters per image; None when
     the spec changes nothing.
 
     Geometry comes first (crop, rotation, flips, all of which keep the size), then intensity, so the output is
-    still uint8 of the same shape and normalisation stays on the accelerator.
+    still uint8 of the same shape and normalisation stays on the accelerator. Masks follow the geometry: with
+    ``mask="channel"`` the last channel is the mask, moved with the image, kept 0 or 255, and left out of the
+    intensity changes; with ``mask="multiply"`` pixels that are 0 after the geometry (outside the mask, or
+    rotated in) stay 0 after the intensity changes, which would otherwise lift them towards the mean.
     """
-    steps: list[torch.nn.Module] = []
+    geometry: list[torch.nn.Module] = []
     if spec.crop_scale < 1.0:
-        steps.append(v2.RandomResizedCrop(size, scale=(spec.crop_scale, 1.0), ratio=(0.9, 1.1), antialias=True))
+        geometry.append(v2.RandomResizedCrop(size, scale=(spec.crop_scale, 1.0), ratio=(0.9, 1.1), antialias=True))
     if spec.rotate > 0:
-        steps.append(v2.RandomRotation(spec.rotate, interpolation=v2.InterpolationMode.BILINEAR))
+        geometry.append(v2.RandomRotation(spec.rotate, interpolation=v2.InterpolationMode.BILINEAR))
     if spec.hflip > 0:
-        steps.append(v2.RandomHorizontalFlip(spec.hflip))
+        geometry.append(v2.RandomHorizontalFlip(spec.hflip))
     if spec.vflip > 0:
-        steps.append(v2.RandomVerticalFlip(spec.vflip))
+        geometry.append(v2.RandomVerticalFlip(spec.vflip))
+    intensity = None
     if spec.brightness > 0 or spec.contrast > 0:
-        steps.append(v2.ColorJitter(brightness=spec.brightness or None, contrast=spec.contrast or None))
-    return v2.Compose(steps) if steps else None
+        intensity = v2.ColorJitter(brightness=spec.brightness or None, contrast=spec.contrast or None)
+    if not geometry and intensity is None:
+        return None
+    if mask in ("channel", "multiply"):
+        return MaskedTransform(v2.Compose(geometry) if geometry else None, intensity, mask)
+    return v2.Compose([*geometry, *([intensity] if intensity is not None else [])])
+
+
+class MaskedTransform(torch.nn.Module):
+    """Geometry on every channel, then intensity on the image alone (see `create_train_transform`)."""
+
+    def __init__(self, geometry: torch.nn.Module | None, intensity: torch.nn.Module | None, mask: str) -> None:
+        super().__init__()
+        self.geometry, self.intensity, self.mask = geometry, intensity, mask
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.geometry is not None:
+            image = self.geometry(image)
+        if self.mask == "channel":
+            pixels, plane = image[:-1], image[-1:]
+            if self.intensity is not None:
+                pixels = self.intensity(pixels)
+            return torch.cat([pixels, (plane > 127).to(torch.uint8) * 255])
+        if self.intensity is None:
+            return image
+        return self.intensity(image) * (image > 0).any(dim=0, keepdim=True)

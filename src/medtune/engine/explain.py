@@ -23,9 +23,11 @@ from medtune._io import atomic_open
 from medtune._progress import create_progress
 from medtune._registry import suggest
 from medtune.config import Config
-from medtune.data.images import IMAGE_SUFFIXES, prepare, read_image
+from medtune.data.images import prepare, read_image
+from medtune.data.masks import find_mask
+from medtune.data.store import StoreSpec
 from medtune.engine.inference import InferenceModel, predict_batches
-from medtune.engine.predict import _collate, _ImageFiles, collect_inputs
+from medtune.engine.predict import _collate, _ImageFiles, collect_inputs, input_masks
 from medtune.engine.run import load_trained
 from medtune.errors import ConfigError, DataError, ImageReadError
 
@@ -89,11 +91,14 @@ def explain(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(paths)
-    dataset = _ImageFiles(paths, config.image_size, int(config.channels), config.resize, config.interpolation)
+    mask_files, missing = input_masks(paths, config, masks)
+    dataset = _ImageFiles(paths, StoreSpec.from_config(config), mask_files, missing)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.
     loader = DataLoader(dataset, batch_size=max(16, batch_size or 0), num_workers=0, collate_fn=_collate)
     # channels-last like compute_cams, which turns the network so on its first batch
-    model = InferenceModel(trained.model, trained.preprocessing, tta=False, channels_last=True)
+    model = InferenceModel(
+        trained.model, trained.preprocessing, tta=False, channels_last=True, multilabel=trained.multilabel
+    )
     rows: dict[int, dict] = {}
     with create_progress(progress) as bar:
         task = bar.add_task(f"explaining ({method})", total=len(paths))
@@ -109,7 +114,8 @@ def explain(
                 for j, i in enumerate(indices):
                     row = {"file": paths[i], "method": method, "layer": layer_name}
                     row.update(_describe(probs[j], int(targets[j]), trained.classes))
-                    row.update(_write_maps(out, stems[i], images[j], heat[j], row))
+                    image = images[j][: int(config.channels)]  # the image without a mask channel
+                    row.update(_write_maps(out, stems[i], image, heat[j], row))
                     if mask_dir is not None:
                         row.update(_mask_energy(mask_dir, paths[i], heat[j], config))
                     rows[i] = row
@@ -216,15 +222,6 @@ def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, config: Config) ->
         return {"mask": str(mask_path), "mask_energy": None, "warning": f"mask unreadable: {reason}"}
     energy = compute_mask_energy(heat, mask)
     return {"mask": str(mask_path), "mask_energy": None if math.isnan(energy) else round(energy, 6)}
-
-
-def find_mask(mask_dir: Path, image: Path) -> Path | None:
-    """The mask of `image` in `mask_dir`: the same file name, else the same stem with any image suffix."""
-    exact = mask_dir / image.name
-    if exact.is_file():
-        return exact
-    others = sorted(p for p in mask_dir.glob(f"{image.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return others[0] if others else None
 
 
 def read_mask(path: Path, config: Config) -> np.ndarray:
