@@ -64,3 +64,15 @@ def tiny_cxr3_run(tmp_path_factory):
                      "batch_size=16", "workers=0", "--out", out)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_findings_run(tmp_path_factory):
+    """A multi-label cxr3 run: the ChestX-ray14 findings of the `|`-joined finding_labels column ("No Finding" is
+    none), trained with the literal ``labels=finding_labels label_sep='|'`` of the command line, scaled down."""
+    out = tmp_path_factory.mktemp("runs") / "findings"
+    result = medtune("train", shared_path("cxr3", "labels.csv"), "labels=finding_labels", "label_sep=|", "limit=300",
+                     "image_size=32", "epochs=1", "batch_size=32", "workers=0", "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (out.parent / "train-stdout.txt").write_text(result.stdout)  # what `medtune train` printed, for the tests
+    return out

@@ -65,3 +65,18 @@ def test_other_data_read_with_key_value_settings(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 1000 and metrics["unmatched_labels"] == {"covid": 124}
+
+
+def test_multilabel_run_is_evaluated_with_its_stored_thresholds(tiny_findings_run, tmp_path):
+    saved = json.loads((tiny_findings_run / "metrics.json").read_text())
+    thresholds = json.loads((tiny_findings_run / "thresholds.json").read_text())["thresholds"]
+    result = medtune("evaluate", tiny_findings_run, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["thresholds"] == thresholds and metrics["threshold_method"] == "youden"
+    assert metrics["macro"]["auc"] == saved["macro"]["auc"] and metrics["intervals"] == saved["intervals"]
+    predictions = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    for row in predictions.to_dict("records"):
+        assert row["predicted"] == "|".join(n for n in metrics["classes"] if row[f"prob_{n}"] >= thresholds[n])
+    assert (predictions["correct"].mean() - metrics["accuracy"]) < 1e-9  # exact match
+    assert "ROC AUC (macro over labels)" in result.stdout and "Pneumonia" in result.stdout

@@ -69,3 +69,22 @@ def test_nothing_to_predict(tiny_run, tmp_path):
     result = medtune("predict", tiny_run, tmp_path / "empty", "--out", tmp_path / "r.json")
     assert result.returncode == 1 and "no images found" in result.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_multilabel_predictions_follow_the_stored_thresholds(tiny_findings_run, tmp_path):
+    images = [*sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:10]]
+    images += sorted(shared_path("cxr3", "normal").glob("*.png"))[:10]
+    thresholds = json.loads((tiny_findings_run / "thresholds.json").read_text())["thresholds"]
+    result = medtune("predict", tiny_findings_run, *images, "--out", tmp_path / "findings.csv")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(tmp_path / "findings.csv", keep_default_na=False)
+    assert list(frame.columns) == ["file", "labels", *(f"prob_{n}" for n in thresholds), "error"]
+    assert len(frame) == 20
+    for row in frame.to_dict("records"):
+        assert row["labels"] == "|".join(n for n, t in thresholds.items() if row[f"prob_{n}"] >= t)
+    assert "no finding" in result.stdout
+
+    as_json = medtune("predict", tiny_findings_run, *images[:3], "--out", tmp_path / "findings.json", "--probs")
+    assert as_json.returncode == 0, as_json.stderr
+    for record in json.loads((tmp_path / "findings.json").read_text()):
+        assert record["labels"] == [n for n, t in thresholds.items() if round(record["probabilities"][n], 6) >= t]

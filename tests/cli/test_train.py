@@ -176,6 +176,59 @@ def test_unusable_data_is_refused(tmp_path):
     assert empty.returncode == 1 and "empty" in empty.stderr.lower()
     nothing = medtune("train", "epochs=1")
     assert nothing.returncode == 2 and "no data given" in nothing.stderr
-    multi = medtune("train", shared_path("cxr3", "labels.csv"), "label=finding_labels", "label_sep=|", "--out",
-                    tmp_path / "r2")  # fmt: skip
-    assert multi.returncode == 2 and "multi-label" in multi.stderr
+    both = medtune("train", shared_path("cxr3", "labels.csv"), "labels=Edema,Mass", "label_sep=|", "--out",
+                   tmp_path / "r2")  # fmt: skip
+    assert both.returncode == 2 and "label_sep= splits one column" in both.stderr
+
+
+def test_multilabel_findings_run(tiny_findings_run):
+    """The issue's command, `labels=finding_labels label_sep='|'`: one sigmoid per finding, thresholds chosen on the
+    validation split, per-finding AUCs with bootstrap intervals."""
+    run = tiny_findings_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["multilabel"] is True and metrics["split"] == ["test"]
+    assert len(metrics["classes"]) == 15 and "No Finding" not in metrics["classes"]
+    assert {"Pneumonia", "COVID-19", "Infiltration", "Hernia"} <= set(metrics["classes"])
+    defined = {name: v for name, v in metrics["per_class"].items() if v["auc"] is not None}
+    assert len(defined) >= 10
+    for name, values in defined.items():
+        low, high = metrics["intervals"]["per_class"][name]["auc"]
+        assert low <= values["auc"] <= high, name
+    for key, interval in (("macro", "auc"), ("micro", "micro_auc")):
+        low, high = metrics["intervals"][interval]
+        assert low <= metrics[key]["auc"] <= high, key
+    for name, values in metrics["per_class"].items():
+        if values["auc"] is None:
+            assert any("no positive image here" in w and f"'{name}'" in w for w in metrics["warnings"])
+
+    stored = json.loads((run / "thresholds.json").read_text())
+    assert stored["method"] == "youden" and stored["split"] == "val"
+    assert stored["thresholds"] == metrics["thresholds"]
+    assert all(metrics["per_class"][n]["threshold"] == t for n, t in stored["thresholds"].items())
+    predictions = pd.read_csv(run / "predictions.csv", keep_default_na=False)
+    assert len(predictions) == metrics["n"]
+    for row in predictions.to_dict("records"):
+        flagged = [n for n in metrics["classes"] if row[f"prob_{n}"] >= stored["thresholds"][n]]
+        assert row["predicted"] == "|".join(flagged)
+
+    meta = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["medtune"]
+    assert meta["multilabel"] is True and meta["classes"] == metrics["classes"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["label"], config["labels"], config["label_sep"]) == ("finding_labels", None, "|")
+    history = pd.read_csv(run / "history.csv")
+    assert history[["val_loss", "val_auc", "val_acc", "val_balanced_acc", "val_f1"]].notna().all().all()
+    printed = (run.parent / "train-stdout.txt").read_text()
+    assert "ROC AUC (micro, pooled)" in printed and "Per label" in printed and "Infiltration" in printed
+
+
+def test_focal_loss_single_label(tmp_path):
+    data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
+    result = medtune("train", data, *TINY, "loss=focal", "focal_gamma=2", "class_weights=auto", "report=false",
+                     "--out", tmp_path / "focal")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((tmp_path / "focal" / "metrics.json").read_text())
+    assert metrics["classes"] == ["normal", "pneumonia"] and "multilabel" not in metrics
+    assert 0 <= metrics["balanced_accuracy"] <= 1 and metrics["per_class"]["pneumonia"]["recall"] is not None
+    history = pd.read_csv(tmp_path / "focal" / "history.csv")
+    assert history["train_loss"].notna().all() and history["val_balanced_acc"].notna().all()
+    assert "balanced accuracy" in result.stdout and "recall" in result.stdout  # imbalance shown on the console

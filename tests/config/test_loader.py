@@ -54,3 +54,11 @@ def test_lists_from_commas_or_yaml():
 def test_config_is_frozen():
     with pytest.raises(Exception, match="frozen"):
         load_config().seed = 3
+
+
+def test_one_labels_column_with_a_separator_is_the_delimited_column():
+    config = load_config(overrides=["labels=finding_labels", "label_sep=|"])
+    assert (config.label, config.labels, config.label_sep) == ("finding_labels", None, "|")
+    assert load_config(overrides=["labels=a,b"]).labels == ["a", "b"]  # 0/1 columns, untouched
+    with pytest.raises(ConfigError, match="label_sep= splits one column"):
+        load_config(overrides=["labels=a,b", "label_sep=|"])

@@ -216,3 +216,24 @@ def test_evaluations_on_other_data_are_tabulated(tiny_run, tmp_path):
     assert re.search(rf"<td>cxr3-all</td>\s*<td>cxr3</td>\s*<td>{metrics['n']}</td>", html)
     assert "124 image(s) labelled &#39;covid&#39; match no class" in html
     assert "broken/metrics.json could not be read" in html
+
+
+def test_multilabel_report(tiny_findings_run, tmp_path):
+    """Training wrote the page; per-label AUCs with intervals, thresholds, and the sections that fit multi-label."""
+    html = (tiny_findings_run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((tiny_findings_run / "metrics.json").read_text())
+    for section in ("training", "roc", "pr", "per-class", "mistakes", "left-out", "data", "config"):
+        assert f'<section id="{section}"' in html, section
+    assert '<section id="confusion"' not in html and '<section id="calibration"' not in html
+    assert "findings are not exclusive" in html
+    for name, values in metrics["per_class"].items():
+        if values["auc"] is not None:
+            lo, hi = metrics["intervals"]["per_class"][name]["auc"]
+            assert f"<td>{name}</td>" in html and f"{values['auc']:.3f} [{lo:.3f}, {hi:.3f}]" in html, name
+        assert f"{values['threshold']:.3f}" in html
+    lo, hi = metrics["intervals"]["micro_auc"]
+    assert f"{lo:.3f} to {hi:.3f}" in html  # the micro AUC card
+    assert {"roc", "pr", "mistakes"} <= set(_embedded_pngs(html))
+    result = medtune("report", tiny_findings_run, "--out", tmp_path / "page.html", "--mistakes", "4")
+    assert result.returncode == 0, result.stderr
+    assert "Most confident false positives" in (tmp_path / "page.html").read_text(encoding="utf-8")

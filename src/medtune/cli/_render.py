@@ -22,7 +22,10 @@ def _interval(value: Any, interval: Any) -> str:
 
 
 def render_metrics(metrics: dict[str, Any], title: str) -> None:
-    """Print the headline metrics with their intervals, and the per-class table."""
+    """Print the headline metrics with their intervals, and the per-class table (per-label for multi-label)."""
+    if metrics.get("multilabel"):
+        render_findings(metrics, title)
+        return
     intervals = metrics.get("intervals", {})
     macro = metrics.get("macro", {})
     level = round(100 * metrics.get("confidence", 0.95))
@@ -60,5 +63,42 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
         for name, row in zip(matrix["labels"], matrix["matrix"], strict=True):
             grid.add_row(name, *(str(v) for v in row))
         console.print(grid)
+    for warning in metrics.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+
+
+def render_findings(metrics: dict[str, Any], title: str) -> None:
+    """Print a multi-label evaluation: macro and micro AUC, exact-match and balanced accuracy, then one row per
+    label with its prevalence, AUC, threshold and the precision / recall / F1 it gives."""
+    intervals = metrics.get("intervals", {})
+    level = round(100 * metrics.get("confidence", 0.95))
+    head = RichTable(title=f"{title} ({metrics.get('n')} images; {level}% bootstrap intervals)", title_justify="left")
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    head.add_row("ROC AUC (macro over labels)", _interval(metrics["macro"].get("auc"), intervals.get("auc")))
+    head.add_row("ROC AUC (micro, pooled)", _interval(metrics["micro"].get("auc"), intervals.get("micro_auc")))
+    head.add_row("exact-match accuracy", _interval(metrics.get("accuracy"), intervals.get("accuracy")))
+    head.add_row("balanced accuracy (label mean)", _interval(metrics.get("balanced_accuracy"),
+                                                             intervals.get("balanced_accuracy")))  # fmt: skip
+    head.add_row("F1 (macro, at thresholds)", _interval(metrics["macro"].get("f1"), intervals.get("f1")))
+    head.add_row("F1 (micro, at thresholds)", _num(metrics["micro"].get("f1")))
+    console.print(head)
+    method = metrics.get("threshold_method") or "0.5"
+    table = RichTable(title=f"Per label (thresholds: {method})", title_justify="left")
+    for column in ("label", "prevalence", "AUC", "threshold", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "label" else "right")
+    bounds = intervals.get("per_class", {})
+    for name, row in metrics.get("per_class", {}).items():
+        table.add_row(
+            name,
+            _num(row.get("prevalence")),
+            _interval(row.get("auc"), bounds.get(name, {}).get("auc")),
+            _num(row.get("threshold")),
+            _num(row.get("precision")),
+            _num(row.get("recall")),
+            _num(row.get("f1")),
+            str(row.get("support")),
+        )
+    console.print(table)
     for warning in metrics.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medtune.cli._common import InputsArgument, RunArgument, console
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def predict_command(
@@ -21,17 +24,30 @@ def predict_command(
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average with the mirrored image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
     path_column: Annotated[str | None, typer.Option("--path-column", help="Path column of CSV inputs.")] = None,
+    masks: Annotated[
+        Path | None, typer.Option("--masks", help="Folder of masks named like the images (runs trained with mask=).")
+    ] = None,
 ) -> None:
     """Predict every input image; unreadable files are reported in the output with their error."""
     from medtune.engine.predict import predict, write_predictions
 
-    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column)
+    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks)
     written = write_predictions(results, out, fmt, probs)
     failed = results[results["error"].notna()]
-    counts = results["label"].value_counts()
-    summary = ", ".join(f"{name} {n}" for name, n in counts.items())
+    summary = _summary(results)
     console.print(f"{len(results) - len(failed)} image(s) predicted ({summary}); written to {written}", highlight=False)
+    for warning in results.attrs.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     for row in failed.itertuples(index=False):
         console.print(f"[yellow]unreadable[/]: {row.file}: {row.error}", highlight=False)
     if len(failed) == len(results):
         raise typer.Exit(1)
+
+
+def _summary(results: pd.DataFrame) -> str:
+    """Images per predicted class; multi-label: images per finding and images with none."""
+    if "labels" not in results:
+        return ", ".join(f"{name} {n}" for name, n in results["label"].value_counts().items())
+    read = results["labels"].dropna()
+    counts = read[read != ""].str.split("|").explode().value_counts()
+    return ", ".join([*(f"{name} {n}" for name, n in counts.items()), f"no finding {int((read == '').sum())}"])

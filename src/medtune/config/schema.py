@@ -28,8 +28,10 @@ class Config(BaseModel):
     reader: str = Field("auto", description="reader name (folder, table, npz...) or auto to detect")
     path: str | None = Field(None, description="CSV column with image paths (auto: path, image, file, filename...)")
     label: str | None = Field(None, description="CSV column with the label (auto: label, class, target...)")
-    labels: list[str] | None = Field(None, description="CSV 0/1 columns, one per class (multi-label)")
-    label_sep: str | None = Field(None, description="separator of several labels in one cell, e.g. '|'")
+    labels: list[str] | None = Field(
+        None, description="CSV 0/1 columns, one per class (multi-label); with label_sep: one delimited column"
+    )
+    label_sep: str | None = Field(None, description="separator of several labels in one cell, e.g. '|' (multi-label)")
     no_finding: str = Field("No Finding", description="label value that means no class (multi-label)")
     classes: list[str] | None = Field(None, description="class names in order; npz class names")
     split: str | None = Field(None, description="CSV column with train/val/test")
@@ -101,10 +103,12 @@ class Config(BaseModel):
         "youden", description="multi-label: per-label threshold chosen on validation by Youden's J or best F1"
     )
     class_weights: Literal["none", "auto"] | list[float] = Field(
-        "none", description="loss weight per class: none, auto (inverse frequency) or a list"
+        "none",
+        description="loss weight per class: none, auto (inverse frequency; multi-label: negatives/positives per "
+        "label, at most 20) or a list",
     )
     sampler: Literal["random", "weighted"] = Field(
-        "random", description="weighted draws every class equally often per epoch"
+        "random", description="weighted draws every class (multi-label: finding) about equally often per epoch"
     )
     augment: Literal["none", "flip", "medical"] = Field(
         "medical", description="augmentation preset; per-transform keys below override it"
@@ -181,6 +185,16 @@ class Config(BaseModel):
             raise ValueError("window must be auto, none or CENTRE,WIDTH with a positive width, e.g. window=40,400")
         return f"{centre:g},{width:g}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _delimited_labels_column(cls, values: object) -> object:
+        """``labels=COLUMN label_sep=SEP``: one column with a separator is the delimited column ``label=COLUMN``."""
+        if isinstance(values, dict) and values.get("label_sep") is not None and not values.get("label"):
+            labels = _comma_list(values.get("labels"))
+            if isinstance(labels, list) and len(labels) == 1:
+                return {**values, "label": labels[0], "labels": None}
+        return values
+
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:
         if self.val_fraction + self.test_fraction >= 0.9:
@@ -190,4 +204,9 @@ class Config(BaseModel):
             )
         if self.label and self.labels:
             raise ValueError("give either label= (one column) or labels= (several 0/1 columns), not both")
+        if self.labels and self.label_sep is not None:
+            raise ValueError(
+                "label_sep= splits one column of delimited labels (label=COLUMN label_sep='|'); labels=A,B names 0/1 "
+                "columns, which need no separator: give one or the other"
+            )
         return self

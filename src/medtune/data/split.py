@@ -59,8 +59,8 @@ def assign_splits(table: Table, val_fraction: float = 0.15, test_fraction: float
     return table.with_frame(frame)
 
 
-def _strata(frame: pd.DataFrame) -> np.ndarray:
-    """One stratum per row: its class; for multi-label rows their rarest class (or 'none')."""
+def label_strata(frame: pd.DataFrame) -> np.ndarray:
+    """One stratum per row of a table frame: its class; for multi-label rows their rarest class (or 'none')."""
     labels = frame["label"].fillna("")
     if not labels.str.contains("|", regex=False).any():
         return labels.to_numpy()
@@ -71,7 +71,7 @@ def _strata(frame: pd.DataFrame) -> np.ndarray:
 def _split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (kept, taken) with about `fraction` of rows taken, stratified and grouped."""
     n = len(frame)
-    strata = _strata(frame)
+    strata = label_strata(frame)
     groups = frame["group"].where(frame["group"].notna(), "\0" + frame["id"]).astype(str).to_numpy()
     # A stratum too small to spread is merged into one "rare" stratum rather than breaking the split.
     values, counts = np.unique(strata, return_counts=True)

@@ -3,7 +3,8 @@
 Writes ``metrics.json`` (accuracy, balanced accuracy, per-class and macro precision / recall / F1 / AUC, confusion
 matrix, log loss, calibration error and bootstrap intervals) and ``predictions.csv`` (one row per image with every
 class probability). On other data, labels are matched to the run's classes by name (case and spacing ignored);
-images whose label matches no class are left out and reported.
+images whose label matches no class are left out and reported. Multi-label runs are evaluated by
+`medtune.engine.multilabel` with the label thresholds chosen on the validation split.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 from medtune._io import atomic_open, write_json
 from medtune.config import Config, load_config
 from medtune.data import read_table
+from medtune.data.masks import attach_masks
 from medtune.data.store import ImageStore, StoreSpec, open_store
 from medtune.data.table import Table
 from medtune.engine.inference import InferenceModel, predict_store
@@ -84,12 +86,20 @@ def evaluate_rows(
     config: Config,
     tta: bool = False,
     store_rows: np.ndarray | None = None,
+    multilabel: bool = False,
+    thresholds: tuple[float, ...] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Predict every row of `table` and compute the metrics against its labels.
 
     Args:
         store_rows: the store row of each table row (default: the store was built from `table`, row for row).
+        multilabel: the run is multi-label (`medtune.engine.multilabel.evaluate_findings`).
+        thresholds: multi-label: the threshold of each label.
     """
+    if multilabel:
+        from medtune.engine.multilabel import evaluate_findings
+
+        return evaluate_findings(network, preprocessing, classes, table, store, config, tta, store_rows, thresholds)
     targets, unmatched = match_labels(table, classes)
     keep = np.flatnonzero(targets >= 0)
     if len(keep) == 0:
@@ -123,11 +133,21 @@ def write_evaluation(out: Path, metrics: dict[str, Any], predictions: pd.DataFra
 def evaluate_split(
     network: nn.Module, preprocessing: Preprocessing, table: Table, store: ImageStore, config: Config, out: Path
 ) -> dict[str, Any]:
-    """Evaluate a freshly trained network on the test split (validation when there is no test split)."""
+    """Evaluate a freshly trained network on the test split (validation when there is no test split); a
+    multi-label run first chooses its label thresholds on the validation split (``out/thresholds.json``)."""
     split = "test" if (table.frame["split"] == "test").any() else "val"
     rows = table.positions(split)
     part = table.with_frame(table.frame.iloc[rows])
-    metrics, predictions = evaluate_rows(network, preprocessing, table.classes, part, store, config, config.tta, rows)
+    thresholds = None
+    if table.multilabel:
+        from medtune.engine.multilabel import choose_run_thresholds
+
+        thresholds = choose_run_thresholds(network, preprocessing, table, store, config, out)
+    metrics, predictions = evaluate_rows(
+        network, preprocessing, table.classes, part, store, config, config.tta, rows, table.multilabel, thresholds
+    )
+    if table.multilabel and split == "val":
+        metrics["warnings"].append("no test split: the thresholds were chosen on the same images they are scored on")
     write_evaluation(out, metrics, predictions)
     return metrics
 
@@ -164,13 +184,13 @@ def evaluate(
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if data is None:
-        table = read_table(config.data, config)
+        table = attach_masks(read_table(config.data, config), config)
         table = load_split(table, run_path / "split.csv", only_listed=True)
         split = split or "test"
         default_out = run_path
     else:
         reading = load_config(overrides=overrides or [], **_data_keys(config))
-        table = read_table(data, reading)
+        table = attach_masks(read_table(data, reading), reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
         default_out = run_path / "evaluations" / f"{Path(data).stem or Path(data).name}-{split}"
@@ -178,11 +198,12 @@ def evaluate(
         table = table.subset(split)
     if len(table) == 0:
         raise DataError(f"{data or config.data} has no images in the {split} split; pick another with --split")
-    spec = StoreSpec(config.image_size, int(config.channels), config.resize, config.interpolation)
+    spec = StoreSpec.from_config(config)
     store = open_store(table, spec, config.cache_dir, config.workers, progress)
     metrics, predictions = evaluate_rows(
-        trained.model, trained.preprocessing, trained.classes, table, store, config, config.tta if tta is None else tta
-    )
+        trained.model, trained.preprocessing, trained.classes, table, store, config, config.tta if tta is None else tta,
+        multilabel=trained.multilabel, thresholds=trained.thresholds,
+    )  # fmt: skip
     metrics["data"] = str(Path(data or config.data).resolve())
     metrics["checkpoint"] = str(trained.checkpoint)
     target = Path(out) if out else default_out
@@ -191,5 +212,7 @@ def evaluate(
 
 
 def _data_keys(config: Config) -> dict[str, Any]:
-    """Reading keys that carry over from the run to other data (none of the column names do)."""
-    return {"no_finding": config.no_finding}
+    """Reading keys that carry over from the run to other data (none of the column names do, nor the masks
+    folder: other data gives its own with ``masks=FOLDER``)."""
+    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing")
+    return {key: getattr(config, key) for key in keys}

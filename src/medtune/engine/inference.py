@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from medtune.data.store import ImageStore, StoreDataset, create_store_loader
-from medtune.engine.module import Normalize
+from medtune.engine.module import Normalize, to_probabilities
 from medtune.models import Preprocessing
 
 
@@ -24,19 +24,28 @@ class InferenceModel(nn.Module):
         preprocessing: its normalisation.
         tta: average the probabilities of each image and its horizontal mirror.
         channels_last: run in channels-last layout.
+        multilabel: an independent sigmoid per label instead of a softmax over classes.
     """
 
-    def __init__(self, model: nn.Module, preprocessing: Preprocessing, tta: bool = False, channels_last: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Preprocessing,
+        tta: bool = False,
+        channels_last: bool = True,
+        multilabel: bool = False,
+    ):
         super().__init__()
         self.normalize = Normalize(preprocessing, channels_last)
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.tta = tta
+        self.multilabel = multilabel
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
-        probs = self.model(x).float().softmax(dim=1)
+        probs = to_probabilities(self.model(x), self.multilabel)
         if self.tta:
-            probs = (probs + self.model(x.flip(-1)).float().softmax(dim=1)) / 2
+            probs = (probs + to_probabilities(self.model(x.flip(-1)), self.multilabel)) / 2
         return probs
 
 

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import torch
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassRecall,
+    MultilabelAUROC,
+    MultilabelExactMatch,
+    MultilabelF1Score,
+    MultilabelRecall,
+    MultilabelSpecificity,
+)
+from torchmetrics.utilities import dim_zero_cat
 
 #: Names logged per epoch, with the train_/val_ prefix: ``val_auc``, ``train_loss``...
 EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc")
@@ -20,15 +32,32 @@ def monitor_mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
 
-def create_epoch_metrics(num_classes: int, prefix: str) -> MetricCollection:
+def create_epoch_metrics(num_classes: int, prefix: str, multilabel: bool = False) -> MetricCollection:
     """Accuracy, balanced accuracy (macro recall), macro F1 and macro one-vs-rest ROC AUC for `num_classes` classes.
 
     With two classes the macro AUC equals the binary ROC AUC (both one-vs-rest curves are the same curve).
 
+    Multi-label (sigmoid probabilities, 0.5 thresholds): ``acc`` is the exact-match accuracy, ``balanced_acc`` the
+    mean over labels of (sensitivity + specificity) / 2, ``f1`` the macro F1 and ``auc`` the macro ROC AUC over the
+    labels that have positive and negative images (`DefinedLabelsAUROC`).
+
     Args:
-        num_classes: number of classes (2 or more).
+        num_classes: number of classes (2 or more), or of labels.
         prefix: ``"train_"``, ``"val_"`` or ``"test_"``.
+        multilabel: multi-hot targets and per-label probabilities.
     """
+    if multilabel:
+        recall = MultilabelRecall(num_classes, average="macro")
+        balanced = (recall + MultilabelSpecificity(num_classes, average="macro")) / 2
+        return MetricCollection(
+            {
+                "acc": MultilabelExactMatch(num_classes),
+                "balanced_acc": balanced,
+                "f1": MultilabelF1Score(num_classes, average="macro"),
+                "auc": DefinedLabelsAUROC(num_classes),
+            },
+            prefix=prefix,
+        )
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -38,3 +67,20 @@ def create_epoch_metrics(num_classes: int, prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+class DefinedLabelsAUROC(MultilabelAUROC):
+    """Macro ROC AUC over the labels that have both positive and negative images (NaN when none has).
+
+    torchmetrics scores a label without positives as 0 and averages it in; a rare finding absent from a small
+    validation split would then pull ``val_auc`` down for nothing the network did.
+    """
+
+    def __init__(self, num_labels: int, **kwargs) -> None:
+        super().__init__(num_labels, average="none", **kwargs)
+
+    def compute(self) -> torch.Tensor:
+        per_label = super().compute()
+        target = dim_zero_cat(self.target)
+        defined = (target == 1).any(dim=0) & (target == 0).any(dim=0)
+        return per_label[defined].mean() if defined.any() else torch.tensor(float("nan"))

@@ -10,9 +10,21 @@ import torch
 from torch import nn
 
 from medtune.config import Config
+from medtune.engine.losses import create_loss
 from medtune.engine.metrics import create_epoch_metrics
 from medtune.engine.optim import create_optimizer, create_scheduler
 from medtune.models import Classifier, Preprocessing
+
+
+def to_probabilities(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label (multi-label).
+
+    >>> logits = torch.tensor([[0.0, 0.0]])
+    >>> to_probabilities(logits).tolist(), to_probabilities(logits, multilabel=True).tolist()
+    ([[0.5, 0.5]], [[0.5, 0.5]])
+    """
+    logits = logits.float()
+    return logits.sigmoid() if multilabel else logits.softmax(dim=1)
 
 
 class Normalize(nn.Module):
@@ -33,14 +45,15 @@ class Normalize(nn.Module):
 
 
 class ClassifierModule(L.LightningModule):
-    """Training, validation and test steps for single-label classification.
+    """Training, validation and test steps for single-label or multi-label classification.
 
     Args:
         model: the network (`medtune.models.Classifier`).
         config: the resolved configuration (loss, optimizer, schedule and strategy keys).
         preprocessing: the backbone's normalisation.
-        class_weights: loss weight per class, or None.
+        class_weights: loss weight per class (multi-label: positive weight per label), or None.
         meta: what every checkpoint embeds besides the weights (config, classes, preprocessing, version).
+        multilabel: multi-hot targets, a sigmoid per label and a binary loss per label.
     """
 
     def __init__(
@@ -50,15 +63,17 @@ class ClassifierModule(L.LightningModule):
         preprocessing: Preprocessing,
         class_weights: torch.Tensor | None = None,
         meta: dict[str, Any] | None = None,
+        multilabel: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.config = config
+        self.multilabel = multilabel
         self.normalize = Normalize(preprocessing, config.channels_last)
-        self.loss = nn.CrossEntropyLoss(weight=class_weights, label_smoothing=config.label_smoothing)
+        self.loss = create_loss(config, multilabel, class_weights)
         num_classes = model.head[-1].out_features
-        self.train_metrics = create_epoch_metrics(num_classes, "train_")
-        self.val_metrics = create_epoch_metrics(num_classes, "val_")
+        self.train_metrics = create_epoch_metrics(num_classes, "train_", multilabel)
+        self.val_metrics = create_epoch_metrics(num_classes, "val_", multilabel)
         self.meta = meta or {}
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -88,28 +103,28 @@ class ClassifierModule(L.LightningModule):
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets = batch
-        targets = targets.long()
         logits = self(images)
-        return self.loss(logits, targets), logits, targets
+        loss = self.loss(logits, targets.float() if self.multilabel else targets.long())
+        return loss, logits, targets.long()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, targets = self._shared_step(batch)
-        self.train_metrics.update(logits.detach().float().softmax(dim=1), targets)
+        self.train_metrics.update(to_probabilities(logits.detach(), self.multilabel), targets)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(targets))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._shared_step(batch)
-        self.val_metrics.update(logits.float().softmax(dim=1), targets)
+        self.val_metrics.update(to_probabilities(logits, self.multilabel), targets)
         self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
         self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        probs = self(images).float().softmax(dim=1)
+        probs = to_probabilities(self(images), self.multilabel)
         if self.config.tta:
-            probs = (probs + self(images.flip(-1)).float().softmax(dim=1)) / 2
+            probs = (probs + to_probabilities(self(images.flip(-1)), self.multilabel)) / 2
         return probs
 
     # --- optimisation and checkpoints --------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from medtune._progress import create_progress
 from medtune.config import Config
-from medtune.data.images import is_image_file, prepare, read_image
+from medtune.data.images import is_image_file, read_image
+from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
+from medtune.data.store import StoreSpec
 from medtune.engine.inference import InferenceModel, predict_batches
 from medtune.engine.run import load_trained
 from medtune.errors import DataError, ImageReadError
@@ -67,11 +69,12 @@ def _manifest_paths(path: Path, column: str | None) -> list[str]:
 
 
 class _ImageFiles(Dataset):
-    """Decoded, store-preprocessed images; an unreadable file yields its error instead."""
+    """Decoded, store-preprocessed images (with their masks when the run uses masks); an unreadable file or a
+    missing mask yields its error instead."""
 
-    def __init__(self, paths: list[str], size: int, channels: int, resize: str, interpolation: str) -> None:
-        self.paths, self.size, self.channels = paths, size, channels
-        self.resize, self.interpolation = resize, interpolation
+    def __init__(self, paths: list[str], spec: StoreSpec, masks: list[str | None] | None = None,
+                 missing: str | None = None) -> None:  # fmt: skip
+        self.paths, self.spec, self.masks, self.missing = paths, spec, masks, missing
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -80,13 +83,40 @@ class _ImageFiles(Dataset):
         path = self.paths[i]
         if not Path(path).exists():
             return i, None, "file not found"
+        mask = self.masks[i] if self.masks is not None else None
+        if self.spec.mask != "none" and mask is None and self.missing is not None:
+            return i, None, self.missing
         try:
-            image = prepare(read_image(path), self.size, self.channels, self.resize, self.interpolation)
+            image = prepare_masked(read_image(path, self.spec.window, self.spec.frame), mask, self.spec)
         except ImageReadError as exc:
-            return i, None, exc.reason
+            return i, None, exc.reason if exc.path == str(path) else f"mask {exc.path}: {exc.reason}"
         except (OSError, ValueError) as exc:
             return i, None, f"{type(exc).__name__}: {exc}"
         return i, image, None
+
+
+def input_masks(paths: list[str], config: Config, masks: str | os.PathLike | None) -> tuple[list | None, str | None]:
+    """The mask file of each input (None where there is none) from a masks folder, and the error an input without
+    a mask gets (None when the run's ``mask_missing=whole`` uses the whole image instead).
+
+    Raises:
+        DataError: the run uses masks but no folder was given (unless ``mask_missing=whole``), or the folder does
+            not exist.
+    """
+    if config.mask == "none":
+        return None, None
+    missing = None if config.mask_missing == "whole" else "no mask for this image in the masks folder"
+    if masks is None:
+        if missing is None:
+            return [None] * len(paths), None
+        raise DataError(
+            f"this run was trained with mask={config.mask}: give the inputs' masks with --masks FOLDER (masks named "
+            "like the images), or train with mask_missing=whole to accept images without one"
+        )
+    folder = Path(masks).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"masks folder {folder} does not exist; give the folder of masks named like the images")
+    return [None if (m := find_mask(folder, p)) is None else str(m) for p in paths], missing
 
 
 def _collate(items: list[tuple[int, np.ndarray | None, str | None]]) -> tuple[list[int], torch.Tensor | None, dict]:
@@ -104,6 +134,7 @@ def predict(
     workers: int | None = None,
     path_column: str | None = None,
     progress: bool = True,
+    masks: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Predict the class of every input image with a run's best checkpoint.
 
@@ -115,10 +146,14 @@ def predict(
         workers: decoding processes (default: the run's ``workers``).
         path_column: the path column of CSV inputs (auto-detected when None).
         progress: a progress bar on a terminal.
+        masks: a folder of masks named like the images, for a run trained with ``mask=...``.
 
     Returns:
         One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
-        class and ``error`` (None when read).
+        class and ``error`` (None when read). A multi-label run gives ``labels`` instead of ``label`` and
+        ``confidence``: the findings whose probability reaches their threshold (``thresholds.json``), joined by
+        ``|``, an empty string for none (None when unreadable); ``attrs["warnings"]`` says when the run has no
+        thresholds yet and 0.5 was used.
 
     >>> predict("runs/pneumoniamnist-tf_efficientnet_lite0", ["xrays/"]).head()  # doctest: +SKIP
     """
@@ -126,8 +161,12 @@ def predict(
     config: Config = trained.config
     paths = collect_inputs(inputs, path_column)
     use_tta = config.tta if tta is None else tta
-    model = InferenceModel(trained.model, trained.preprocessing, tta=use_tta, channels_last=config.channels_last)
-    dataset = _ImageFiles(paths, config.image_size, int(config.channels), config.resize, config.interpolation)
+    model = InferenceModel(
+        trained.model, trained.preprocessing, tta=use_tta, channels_last=config.channels_last,
+        multilabel=trained.multilabel,
+    )  # fmt: skip
+    mask_files, missing = input_masks(paths, config, masks)
+    dataset = _ImageFiles(paths, StoreSpec.from_config(config), mask_files, missing)
     workers = config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
     probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)
@@ -139,6 +178,8 @@ def predict(
             if images is not None:
                 probs[indices] = predict_batches(model, [images])
             bar.advance(task, len(indices) + len(failed))
+    if trained.multilabel:
+        return _findings_results(paths, trained.classes, probs, errors, trained.thresholds)
     return _results(paths, trained.classes, probs, errors)
 
 
@@ -154,6 +195,32 @@ def _results(paths: list[str], classes: tuple[str, ...], probs: np.ndarray, erro
     return frame
 
 
+def _findings_results(
+    paths: list[str],
+    classes: tuple[str, ...],
+    probs: np.ndarray,
+    errors: dict[int, str],
+    thresholds: tuple[float, ...] | None,
+) -> pd.DataFrame:
+    from medtune.engine.multilabel import join_labels
+    from medtune.metrics.multilabel import DECIMALS, DEFAULT_THRESHOLD, predict_labels
+
+    read = ~np.isnan(probs).any(axis=1)
+    flags = predict_labels(np.nan_to_num(probs), thresholds or [DEFAULT_THRESHOLD] * len(classes))
+    frame = pd.DataFrame({"file": paths})
+    frame["labels"] = [names if ok else None for names, ok in zip(join_labels(flags, classes), read, strict=True)]
+    for i, name in enumerate(classes):
+        frame[f"prob_{name}"] = probs[:, i].astype(np.float64).round(DECIMALS)
+    frame["error"] = [errors.get(i) for i in range(len(paths))]
+    frame.attrs["thresholds"] = dict(zip(classes, thresholds or [DEFAULT_THRESHOLD] * len(classes), strict=True))
+    if thresholds is None:
+        frame.attrs["warnings"] = [
+            "the run has no thresholds.json (training did not finish): every finding used 0.5; run the same "
+            "`medtune train` again to finish it"
+        ]
+    return frame
+
+
 #: Output formats of `write_predictions`.
 FORMATS = ("auto", "json", "csv", "submission")
 
@@ -166,6 +233,9 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     - ``csv``: a row per image with ``file``, ``label``, ``confidence``, a column per class and ``error``.
     - ``submission``: ``id,label`` with the file name without its extension as ``id`` (Kaggle's layout); with
       `probs`, a probability column per class instead of the label.
+
+    Multi-label results (a ``labels`` column) write each image's findings: a list in JSON (``[]`` for none),
+    the ``|``-joined string in CSV and submission files (empty for none).
 
     Returns:
         The file written.
@@ -185,6 +255,8 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
         if probs:
             for column in (c for c in results.columns if c.startswith("prob_")):
                 frame[column.removeprefix("prob_")] = results[column]
+        elif "labels" in results:
+            frame["labels"] = results["labels"]
         else:
             frame["label"] = results["label"]
     else:
@@ -194,7 +266,19 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     return out
 
 
+def _findings(value: Any) -> list[str] | None:
+    """A ``|``-joined findings cell as a list (``[]`` for none, None when unreadable)."""
+    from medtune.data.table import split_labels
+
+    return split_labels(value) if isinstance(value, str) else None
+
+
 def _mapping(results: pd.DataFrame) -> dict[str, Any]:
+    if "labels" in results:
+        return {
+            row.file: {"error": row.error} if isinstance(row.error, str) else _findings(row.labels)
+            for row in results[["file", "labels", "error"]].itertuples(index=False)
+        }
     return {
         row.file: {"error": row.error} if isinstance(row.error, str) else row.label
         for row in results[["file", "label", "error"]].itertuples(index=False)
@@ -204,11 +288,15 @@ def _mapping(results: pd.DataFrame) -> dict[str, Any]:
 def _records(results: pd.DataFrame) -> list[dict[str, Any]]:
     prob_columns = [c for c in results.columns if c.startswith("prob_")]
     records = []
+    multilabel = "labels" in results
     for row in results.to_dict("records"):
-        label = row["label"] if isinstance(row["label"], str) else None
-        record: dict[str, Any] = {"file": row["file"], "label": label}
+        if multilabel:
+            record: dict[str, Any] = {"file": row["file"], "labels": _findings(row["labels"])}
+        else:
+            record = {"file": row["file"], "label": row["label"] if isinstance(row["label"], str) else None}
         if not isinstance(row["error"], str):
-            record["confidence"] = float(row["confidence"])
+            if not multilabel:
+                record["confidence"] = float(row["confidence"])
             record["probabilities"] = {c.removeprefix("prob_"): float(row[c]) for c in prob_columns}
         else:
             record["error"] = row["error"]

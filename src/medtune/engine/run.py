@@ -6,6 +6,7 @@
     runs/<name>/checkpoints/       best.ckpt and last.ckpt, each embedding config, classes, preprocessing, version
     runs/<name>/metrics.json       final evaluation with confidence intervals (present once the run finished)
     runs/<name>/predictions.csv    test-split predictions with probabilities
+    runs/<name>/thresholds.json    multi-label: the threshold of each label, chosen on the validation split
 
 A run is never overwritten: the same configuration in an unfinished run resumes it, anything else gets a new
 directory (default names) or an error (a named ``--out``).
@@ -13,6 +14,7 @@ directory (default names) or an error (a named ``--out``).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,10 @@ class Run:
     @property
     def predictions_file(self) -> Path:
         return self.path / "predictions.csv"
+
+    @property
+    def thresholds_file(self) -> Path:
+        return self.path / "thresholds.json"
 
     @property
     def finished(self) -> bool:
@@ -215,6 +221,8 @@ class TrainedModel:
         preprocessing: the backbone's normalisation.
         config: the run's configuration.
         checkpoint: the file it was loaded from.
+        multilabel: an independent sigmoid per label (classes are findings an image may have several of).
+        thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
     """
 
     model: Classifier
@@ -222,6 +230,8 @@ class TrainedModel:
     preprocessing: Preprocessing
     config: Config
     checkpoint: Path
+    multilabel: bool = False
+    thresholds: tuple[float, ...] | None = None
 
 
 def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -239,6 +249,7 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     path = Path(source)
     if not path.exists():
         raise DataError(f"{path} does not exist; give a run directory written by `medtune train` (runs/<name>)")
+    run = Run(path.parent.parent)  # a checkpoint file lies in RUN/checkpoints/
     if path.is_dir():
         run = open_run(path)
         path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
@@ -255,6 +266,27 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
         image_size=config.image_size,
     )  # fmt: skip
     model.load_state_dict(network_state(checkpoint))
+    classes = tuple(meta["classes"])
+    multilabel = bool(meta.get("multilabel", False))
+    thresholds = read_thresholds(run, classes) if multilabel else None
     return TrainedModel(
-        model.eval(), tuple(meta["classes"]), Preprocessing.from_dict(meta["preprocessing"]), config, path
+        model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
     )
+
+
+def read_thresholds(run: Run, classes: tuple[str, ...]) -> tuple[float, ...] | None:
+    """The label thresholds of a multi-label run in class order, or None when ``thresholds.json`` is absent.
+
+    Raises:
+        DataError: the file is unreadable or lacks a label of the run.
+    """
+    if not run.thresholds_file.is_file():
+        return None
+    try:
+        values = json.loads(run.thresholds_file.read_text(encoding="utf-8"))["thresholds"]
+        return tuple(float(values[name]) for name in classes)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"cannot read the thresholds in {run.thresholds_file} ({exc!r}); delete it and run `medtune evaluate "
+            f"{run.path}` to choose them again on the validation split"
+        ) from None

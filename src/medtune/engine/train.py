@@ -25,6 +25,7 @@ from medtune.config import Config
 from medtune.data import assign_splits, load_split, read_table, save_split
 from medtune.data._decode import decode_entries, table_entries
 from medtune.data.images import INTERPOLATIONS
+from medtune.data.masks import attach_masks, network_channels
 from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store
 from medtune.data.table import Table
 from medtune.engine.run import Run, network_state, prepare_run
@@ -33,6 +34,9 @@ from medtune.models import Preprocessing, create_classifier, resolve_preprocessi
 
 #: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
 MIN_AUTO_SIZE = 64
+#: Multi-label ``class_weights=auto``: the largest positive weight a label gets. Beyond about 20, the two or three
+#: positive images of a rare finding dominate its gradient and the network learns to flag it everywhere.
+MAX_POS_WEIGHT = 20.0
 
 
 @dataclass(frozen=True)
@@ -83,11 +87,11 @@ def train(
     """
     if not config.data:
         raise ConfigError("no data given: pass DATA (a folder, a CSV/TSV manifest or an .npz file) or data= in YAML")
-    table = _check_trainable(read_table(config.data, config))
+    table = attach_masks(_check_trainable(read_table(config.data, config)), config)
     config, preprocessing = resolve_config(config, table)
     run, resumed = prepare_run(config, out)
     table = _split(table, config, run, resumed)
-    spec = StoreSpec(config.image_size, config.channels, config.resize, config.interpolation)
+    spec = StoreSpec.from_config(config)
     store = open_store(table, spec, config.cache_dir, config.workers, progress)
     model = _fit(config, table, store, preprocessing, run, resumed, progress, callbacks, log_prefix)
     from medtune.engine.evaluate import evaluate_split
@@ -111,10 +115,9 @@ def _check_trainable(table: Table) -> Table:
     if not table.labelled:
         raise DataError(f"{table.source}: training needs a label for every image; unlabelled rows were found")
     if table.multilabel:
-        raise ConfigError(
-            f"{table.source} is multi-label ({len(table.classes)} findings); multi-label training is not available "
-            "yet: give one label per image (label=COLUMN)"
-        )
+        if not table.classes:
+            raise DataError(f"{table.source}: no image carries a finding; multi-label training needs at least one")
+        return table
     if len(table.classes) < 2:
         raise DataError(f"{table.source} has one class ({table.classes[0]!r}); a classifier needs at least two")
     return table
@@ -127,8 +130,12 @@ def resolve_config(config: Config, table: Table) -> tuple[Config, Preprocessing]
     (rounded up to a multiple of 32, at least 64 px): upscaling 28 px MedMNIST images to 224 px adds no detail and
     costs 12 times the compute.
     """
-    channels = config.channels if config.channels != "auto" else detect_channels(table)
-    preprocessing = resolve_preprocessing(config.backbone, channels)
+    channels = (
+        config.channels
+        if config.channels != "auto"
+        else detect_channels(table, window=config.window, frame=config.frame)
+    )
+    preprocessing = resolve_preprocessing(config.backbone, channels + (config.mask == "channel"))
     size = config.image_size or _auto_size(table, preprocessing.input_size[-1])
     interpolation = config.interpolation or preprocessing.interpolation
     if interpolation not in INTERPOLATIONS:
@@ -140,6 +147,8 @@ def resolve_config(config: Config, table: Table) -> tuple[Config, Preprocessing]
         image_size=size,
         interpolation=interpolation,
     )
+    if config.masks:
+        values["masks"] = str(Path(config.masks).expanduser().resolve())
     return Config(**values), preprocessing
 
 
@@ -172,7 +181,10 @@ def _split(table: Table, config: Config, run: Run, resumed: bool) -> Table:
 
 
 def _limit(table: Table, limit: int, seed: int) -> Table:
-    """At most `limit` images per split, drawn stratified by label (seeded)."""
+    """At most `limit` images per split, drawn stratified by label (seeded); multi-label by each image's rarest
+    finding, so rare findings are kept as often as the rounding allows."""
+    from medtune.data.split import label_strata
+
     frame = table.frame
     kept = []
     for _, part in frame.groupby("split", sort=False):
@@ -180,7 +192,8 @@ def _limit(table: Table, limit: int, seed: int) -> Table:
             kept.append(part)
             continue
         share = limit / len(part)
-        sample = part.groupby("label", group_keys=False).sample(frac=share, random_state=seed)
+        strata = label_strata(part) if table.multilabel else part["label"]
+        sample = part.groupby(strata, group_keys=False).sample(frac=share, random_state=seed)
         kept.append(sample.iloc[:limit])
     return table.with_frame(frame.loc[sorted(i for part in kept for i in part.index)])
 
@@ -198,15 +211,53 @@ def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     return weights
 
 
-def _loss_weights(config: Config, train_targets: np.ndarray, num_classes: int) -> torch.Tensor | None:
+def pos_weights(targets: np.ndarray, cap: float = MAX_POS_WEIGHT) -> np.ndarray:
+    """Multi-label positive weight per label: negatives / positives among the images, at most `cap`; a label
+    without positive images gets 1.
+
+    >>> pos_weights(np.array([[1, 0, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]]), cap=2.0).tolist()
+    [2.0, 1.0, 2.0]
+    >>> pos_weights(np.array([[1, 1], [1, 0], [0, 0], [0, 0]])).tolist()
+    [1.0, 3.0]
+    """
+    positive = (np.asarray(targets) > 0.5).sum(axis=0).astype(np.float64)
+    ratio = np.divide(len(targets) - positive, positive, out=np.ones_like(positive), where=positive > 0)
+    return np.minimum(ratio, cap)
+
+
+def sample_weights(targets: np.ndarray, num_classes: int, multilabel: bool = False) -> np.ndarray:
+    """Draw weight of each image for ``sampler=weighted``.
+
+    Single-label: its class's `class_weights` (every class drawn equally often). Multi-label: the mean inverse
+    frequency of its findings (frequency = share of the images with that finding); an image without a finding
+    weighs the inverse share of such images, so "no finding" counts as one more class.
+
+    >>> sample_weights(np.array([[1, 0], [0, 1], [0, 0], [0, 0]]), 2, multilabel=True).tolist()
+    [4.0, 4.0, 2.0, 2.0]
+    """
+    if not multilabel:
+        return class_weights(targets, num_classes)[targets]
+    positive = np.asarray(targets) > 0.5
+    n = len(positive)
+    inverse = n / np.maximum(positive.sum(axis=0), 1)
+    count = positive.sum(axis=1)
+    none = count == 0
+    return np.where(none, n / max(int(none.sum()), 1), (positive * inverse).sum(axis=1) / np.maximum(count, 1))
+
+
+def _loss_weights(
+    config: Config, train_targets: np.ndarray, num_classes: int, multilabel: bool = False
+) -> torch.Tensor | None:
     if config.class_weights == "none":
         return None
     if config.class_weights == "auto":
-        return torch.tensor(class_weights(train_targets, num_classes), dtype=torch.float32)
+        values = pos_weights(train_targets) if multilabel else class_weights(train_targets, num_classes)
+        return torch.tensor(values, dtype=torch.float32)
     if len(config.class_weights) != num_classes:
+        what = "findings: give one positive weight per finding" if multilabel else "classes: give one per class"
         raise ConfigError(
-            f"class_weights has {len(config.class_weights)} values; the data has {num_classes} classes: give one "
-            "per class in class order, or class_weights=auto"
+            f"class_weights has {len(config.class_weights)} values; the data has {num_classes} {what} in class "
+            "order, or class_weights=auto"
         )
     return torch.tensor(config.class_weights, dtype=torch.float32)
 
@@ -244,30 +295,30 @@ def _fit(
     targets = table.targets()
     train_rows, val_rows = table.positions("train"), table.positions("val")
     num_classes = len(table.classes)
-    transform = create_train_transform(resolve_augment(config), config.image_size)
+    transform = create_train_transform(resolve_augment(config), config.image_size, config.mask)
     train_set = StoreDataset(store, train_rows, targets, transform, seed=config.seed)
     weights = None
     if config.sampler == "weighted":
-        per_class = class_weights(targets[train_rows], num_classes)
-        weights = per_class[targets[train_rows]]
+        weights = sample_weights(targets[train_rows], num_classes, table.multilabel)
     drop_last = len(train_rows) > config.batch_size
     train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights)
     val_loader = create_store_loader(StoreDataset(store, val_rows, targets), max(64, config.batch_size))
 
+    in_chans = network_channels(config)
     model = create_classifier(
-        config.backbone, num_classes, config.channels, config.head, config.dropout, config.pretrained, config.weights,
+        config.backbone, num_classes, in_chans, config.head, config.dropout, config.pretrained, config.weights,
         config.image_size,
     )  # fmt: skip
     meta = {
         "version": __version__,
         "classes": list(table.classes),
-        "in_chans": config.channels,
+        "multilabel": table.multilabel,
+        "in_chans": in_chans,
         "config": config.model_dump(mode="json"),
         "preprocessing": preprocessing.to_dict(),
     }
-    module = ClassifierModule(
-        model, config, preprocessing, _loss_weights(config, targets[train_rows], num_classes), meta
-    )
+    loss_weights = _loss_weights(config, targets[train_rows], num_classes, table.multilabel)
+    module = ClassifierModule(model, config, preprocessing, loss_weights, meta, table.multilabel)
     mode = monitor_mode(config.monitor)
     checkpoint = ModelCheckpoint(
         dirpath=run.checkpoints,
@@ -302,6 +353,7 @@ def _fit(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*No positive samples in targets.*")
+        warnings.filterwarnings("ignore", message=".*No negative samples in targets.*")
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None)
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint

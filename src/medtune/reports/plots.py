@@ -190,3 +190,56 @@ def plot_tiles(tiles: Sequence[Tile], title: str, columns: int = 4) -> Figure:
             grid[row, column * per_tile + 1].imshow(tile.overlay)
     figure.suptitle(title, fontsize=10)
     return figure
+
+
+def top_findings(targets: np.ndarray, count: int = 8) -> list[int]:
+    """Indices of the `count` labels with the most positive images among those with positives and negatives
+    (multi-hot `targets`), most frequent first: the labels a ROC curve can be drawn for.
+
+    >>> top_findings(np.array([[1, 1, 0], [0, 1, 0], [1, 0, 0]]), 2)
+    [0, 1]
+    """
+    positives = targets.sum(axis=0)
+    drawable = [c for c in np.argsort(-positives, kind="stable") if 0 < positives[c] < len(targets)]
+    return [int(c) for c in drawable[:count]]
+
+
+def plot_findings_roc(
+    targets: np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    labels: Sequence[int],
+    metrics: Mapping | None = None,
+) -> Figure:
+    """Multi-label ROC curves of the `labels` (indices), each finding against its absence, the legend giving its AUC
+    with the bootstrap interval from `metrics`."""
+    figure, axes = _figure()
+    intervals = (metrics or {}).get("intervals", {}).get("per_class", {})
+    for n, c in enumerate(labels):
+        fpr, tpr, _ = roc_curve(targets[:, c], probs[:, c])
+        auc = metrics["per_class"][classes[c]]["auc"] if metrics else area_under(fpr, tpr)
+        text = _interval_text(auc, intervals.get(classes[c], {}).get("auc"))
+        axes.plot(fpr, tpr, color=f"C{n}", label=f"{classes[c]}: AUC {text}")
+    axes.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle=":", label="chance")
+    axes.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
+             title="ROC curves (each finding against its absence)", xlim=(0, 1), ylim=(0, 1.01),
+             aspect="equal")  # fmt: skip
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="x-small", loc="lower right")
+    return figure
+
+
+def plot_findings_pr(targets: np.ndarray, probs: np.ndarray, classes: Sequence[str], labels: Sequence[int]) -> Figure:
+    """Multi-label precision-recall curves of the `labels` (indices) with their average precision; dotted lines
+    are their prevalences."""
+    figure, axes = _figure()
+    for n, c in enumerate(labels):
+        precision, recall, _ = precision_recall_curve(targets[:, c], probs[:, c])
+        ap = average_precision_score(targets[:, c], probs[:, c])
+        axes.plot(recall, precision, color=f"C{n}", label=f"{classes[c]}: AP {ap:.3f}")
+        axes.axhline(targets[:, c].mean(), color=f"C{n}", linewidth=1, linestyle=":")
+    axes.set(xlabel="recall (sensitivity)", ylabel="precision (positive predictive value)",
+             title="Precision-recall curves per finding", xlim=(0, 1), ylim=(0, 1.01))  # fmt: skip
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="x-small", loc="upper right")
+    return figure

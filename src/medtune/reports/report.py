@@ -271,9 +271,14 @@ def data_section(results: RunResults) -> Section:
         return section
     counts = pd.crosstab(split["label"], split["split"], margins=True, margins_name="total")
     order = [s for s in ("train", "val", "test", "total") if s in counts.columns]
-    section.tables.append(
-        _table(counts[order].rename_axis(index=None, columns=None).rename_axis("class").reset_index())
-    )
+    if results.multilabel:  # images per finding (an image may count for several), then images per split
+        from medtune.reports.findings import finding_counts
+
+        section.tables.append(_table(finding_counts(split)))
+    else:
+        section.tables.append(
+            _table(counts[order].rename_axis(index=None, columns=None).rename_axis("class").reset_index())
+        )
     groups = split["group"].dropna() if "group" in split else pd.Series(dtype=str)
     if not groups.empty:
         per_split = split.dropna(subset=["group"]).groupby("split")["group"].nunique()
@@ -353,6 +358,7 @@ def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str, layer:
     tiles = []
     for image, cam, row in zip(images, heat, wrong.itertuples(index=False), strict=True):
         caption = f"{row.label} -> {row.predicted} {row.confidence:.2f}\n{_short(str(row.id))}"
+        image = image[..., : int(results.config["channels"])]  # without a mask channel
         tiles.append(Tile(image, caption, create_overlay(image, cam)))
     return tiles
 
@@ -406,7 +412,7 @@ def attention_section(
 
 
 def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int) -> pd.DataFrame:
-    from medtune.engine.explain import find_mask
+    from medtune.data.masks import find_mask
 
     if predictions is None or "path" not in predictions:
         return pd.DataFrame()
@@ -449,21 +455,24 @@ def load_prepared(config: Any, ids: Sequence[str]) -> list[np.ndarray]:
     """
     from medtune.data import read_table
     from medtune.data._decode import decode_entries, table_entries
-    from medtune.data.images import prepare
+    from medtune.data.masks import attach_masks, prepare_masked
+    from medtune.data.store import StoreSpec
 
-    table = read_table(config.data, config)
+    spec = StoreSpec.from_config(config)
+    table = attach_masks(read_table(config.data, config), config)
     position = {str(v): i for i, v in enumerate(table.frame["id"])}
     missing = [i for i in ids if i not in position]
     if missing:
         raise DataError(f"{len(missing)} image(s) of the run, e.g. {missing[0]!r}, are no longer in {config.data}")
     part = table.with_frame(table.frame.iloc[[position[i] for i in ids]])
-    decoded = dict((entry.position, image) for entry, image in decode_entries(table_entries(part)))
+    entries = table_entries(part)
+    decoded = dict((entry.position, image) for entry, image in decode_entries(entries, spec.window, spec.frame))
     out = []
     for n in range(len(ids)):
         image = decoded[n]
         if isinstance(image, Exception):
             raise DataError(f"cannot read {ids[n]}: {image}")
-        out.append(prepare(image, config.image_size, int(config.channels), config.resize, config.interpolation))
+        out.append(prepare_masked(image, entries[n].mask, spec))
     return out
 
 
@@ -522,7 +531,11 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         METHODS.get(method)
     results = read_results(run)
     sections = [training_section(results)]
-    if results.metrics is not None:
+    if results.metrics is not None and results.multilabel:
+        from medtune.reports.findings import findings_sections
+
+        sections += findings_sections(results, results.metrics, mistakes, method, layer, mask_folder)
+    elif results.metrics is not None:
         evaluation = evaluation_sections(results, results.metrics)
         if mistakes > 0:
             evaluation.insert(-1, mistakes_section(results, mistakes, method, layer))
@@ -534,8 +547,18 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
             f"Not evaluated yet: finish training, or run `medtune evaluate {results.run.path}`."]))  # fmt: skip
     sections += [s for s in (evaluations_section(results), data_section(results), config_section(results)) if s]
     target = Path(out) if out else results.run.path / "report.html"
-    cards = headline(results.metrics) if results.metrics else []
+    cards = _cards(results)
     return _write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
+
+
+def _cards(results: RunResults) -> list[tuple[str, str, str]]:
+    if not results.metrics:
+        return []
+    if results.multilabel:
+        from medtune.reports.findings import findings_headline
+
+        return findings_headline(results.metrics)
+    return headline(results.metrics)
 
 
 def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:

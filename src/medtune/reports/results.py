@@ -46,7 +46,20 @@ class RunResults:
     def classes(self) -> list[str]:
         if self.metrics:
             return list(self.metrics["classes"])
-        return sorted(self.split["label"].unique()) if self.split is not None else []
+        if self.split is None:
+            return []
+        if self.multilabel:
+            from medtune.data.table import split_labels
+
+            return sorted({name for value in self.split["label"] for name in split_labels(value)})
+        return sorted(self.split["label"].unique())
+
+    @property
+    def multilabel(self) -> bool:
+        """True for a multi-label run (findings an image may have several of, a threshold per label)."""
+        if self.metrics:
+            return bool(self.metrics.get("multilabel", False))
+        return bool(self.config.get("labels") or self.config.get("label_sep"))
 
     @property
     def best_epoch(self) -> int | None:
@@ -59,9 +72,16 @@ class RunResults:
         return int(self.history.loc[best, "epoch"]) + 1
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """Targets (class indices) and probabilities ``(N, K)`` of the evaluated images, from predictions.csv."""
+        """Targets (class indices; multi-label: multi-hot ``(N, C)``) and probabilities ``(N, K)`` of the evaluated
+        images, from predictions.csv."""
         if self.predictions is None or not self.classes:
             raise DataError(f"{self.run.path} has no predictions.csv yet; run `medtune evaluate {self.run.path}`")
+        if self.multilabel:
+            from medtune.data.table import split_labels
+
+            probs = self.predictions[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=float)
+            found = [set(split_labels(v)) for v in self.predictions["label"]]
+            return np.array([[c in names for c in self.classes] for names in found], dtype=int), probs
         index = {name: i for i, name in enumerate(self.classes)}
         targets = self.predictions["label"].map(index).to_numpy()
         probs = self.predictions[[f"prob_{c}" for c in self.classes]].to_numpy(dtype=float)
