@@ -28,21 +28,36 @@ def _queue(url: str, count: int, study: str) -> list[int]:
 
 def _claimer(url: str, start, out) -> None:
     storage = QueueStorage(url)
+    studies = storage.study_ids()
     start.wait()
     claimed = []
-    while (trial_id := storage.claim(storage.study_ids())) is not None:
+    while (trial_id := storage.claim(studies)) is not None:
         claimed.append(trial_id)
+        time.sleep(0.005)  # a worker does something with its claim before the next one
     out.put(claimed)
+
+
+class _Start:
+    """The starting gun: each process waits on `wait()` after reporting itself ready, so no process races before
+    all have started and connected (spawning four interpreters can take seconds on a loaded 2-core machine)."""
+
+    def __init__(self, ctx) -> None:
+        self.ready, self.go = ctx.Semaphore(0), ctx.Event()
+
+    def wait(self) -> None:
+        self.ready.release()
+        self.go.wait()
 
 
 def _race(target, args_for, processes: int) -> list[list[int]]:
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = _Start(ctx), ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args_for(i), start, out)) for i in range(processes)]
     for proc in procs:
         proc.start()
-    time.sleep(1.0)  # all started and connected: now they race
-    start.set()
+    for _ in procs:
+        assert start.ready.acquire(timeout=120), "a racing process did not start"
+    start.go.set()
     results = [out.get(timeout=120) for _ in procs]
     for proc in procs:
         proc.join(timeout=60)
