@@ -173,17 +173,10 @@ class Config(BaseModel):
     @field_validator("window")
     @classmethod
     def _window_text(cls, value: str) -> str:
-        value = value.strip().lower()
-        if value in ("auto", "none"):
-            return value
-        parts = value.split(",")
-        try:
-            centre, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
-        except ValueError:
-            centre = width = None
-        if centre is None or width is None or width <= 0:
-            raise ValueError("window must be auto, none or CENTRE,WIDTH with a positive width, e.g. window=40,400")
-        return f"{centre:g},{width:g}"
+        from medtune.data.dicom import parse_window  # the DICOM reader's own parser: one rule for both
+
+        choice = parse_window(value)
+        return choice if isinstance(choice, str) else f"{choice[0]:g},{choice[1]:g}"
 
     @model_validator(mode="before")
     @classmethod

@@ -16,6 +16,7 @@ the whole image (for ``channel``: a mask that covers everything).
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -52,12 +53,8 @@ def find_mask(mask_dir: Path, image: str | os.PathLike) -> Path | None:
     exact = mask_dir / image.name
     if exact.is_file():
         return exact
-    others = sorted(p for p in mask_dir.glob(f"{_glob_escape(image.stem)}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    others = sorted(p for p in mask_dir.glob(f"{glob.escape(image.stem)}.*") if p.suffix.lower() in IMAGE_SUFFIXES)
     return others[0] if others else None
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def read_mask(path: str | os.PathLike, shape: tuple[int, int] | None = None, image: str | None = None) -> np.ndarray:
