@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from medtune.data.images import prepare, read_image
-from medtune.engine.module import Normalize
 from medtune.explain import compute_cams
 from medtune.models import create_classifier, resolve_preprocessing
+from medtune.models.inference import Normalize
 
 REPO = Path(__file__).resolve().parents[1]
 

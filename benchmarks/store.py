@@ -30,8 +30,9 @@ from rich.table import Table as RichTable
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from medtune.data.loader import StoreDataset, create_store_loader
 from medtune.data.readers import read_table
-from medtune.data.store import StoreDataset, StoreSpec, create_store_loader, open_store
+from medtune.data.store import StoreSpec, open_store
 
 REPO = Path(__file__).resolve().parents[1]
 

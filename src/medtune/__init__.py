@@ -8,14 +8,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("medtune")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from medtune._version import __version__
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,15 +23,34 @@ if TYPE_CHECKING:
     from medtune.engine.train import TrainResult
 
 
-def train(config: Config | None = None, out: str | os.PathLike | None = None, **keys: Any) -> TrainResult:
-    """Train and evaluate a classifier: `medtune.engine.train.train` with a `Config` or the same flat keys as the
-    command line (``data=``, ``epochs=``...)."""
+def train(
+    config: Config | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+    log_prefix: str = "",
+    **keys: Any,
+) -> TrainResult:
+    """Train and evaluate a classifier, then write its report page (unless ``report=false``): training is
+    `medtune.engine.train.train` with a `Config` or the same flat keys as the command line (``data=``,
+    ``epochs=``...), the page `medtune.reports.write_run_report`. A report that cannot be written leaves the run
+    complete, with ``report_error`` saying why."""
+    from dataclasses import replace
+
     from medtune.config import load_config
     from medtune.engine.train import train as run_training
 
     if config is not None and keys:
         config = load_config(overrides=config.model_dump(exclude_unset=True) | keys)
-    return run_training(config if config is not None else load_config(**keys), out)
+    config = config if config is not None else load_config(**keys)
+    result = run_training(config, out, progress=progress, callbacks=callbacks, log_prefix=log_prefix)
+    if not config.report:
+        return result
+    from medtune.reports import write_run_report
+
+    page, problem = write_run_report(result.run.path)
+    return replace(result, report=page, report_error=problem)
 
 
 def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, **kwargs: Any) -> Evaluation:

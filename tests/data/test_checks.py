@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from medtune.config import load_config
-from medtune.data import load_table
 from medtune.data.checks import check_table, scan_images
 from medtune.data.readers import read_table
+from medtune.runs import load_table
 from tests.conftest import shared_path
 
 

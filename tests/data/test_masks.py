@@ -16,8 +16,8 @@ from medtune.data import read_table
 from medtune.data.images import prepare, read_image
 from medtune.data.masks import apply_mask, attach_masks, find_mask, mask_box, prepare_masked, read_mask
 from medtune.data.store import StoreSpec, open_store
-from medtune.engine.augment import AugmentSpec, create_train_transform
 from medtune.errors import ConfigError, DataError, ImageReadError
+from medtune.training.augment import AugmentSpec, create_train_transform
 from tests.conftest import SHARED_DATA, shared_path
 
 NAMES = sorted(p.name for p in SHARED_DATA.joinpath("lungseg", "images").glob("*.png"))[:4]

@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from medtune.config import load_config
-from medtune.data import load_table
 from medtune.data.readers import read_table
 from medtune.data.split import assign_splits, load_split, save_split
 from medtune.errors import DataError
+from medtune.runs import load_table
 from tests.conftest import shared_path
 
 

@@ -19,15 +19,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from medtune.data.images import prepare, read_entry
+from medtune.data.loader import StoreDataset, create_store_loader
 from medtune.data.readers import read_table
-from medtune.data.store import (
-    ImageStore,
-    StoreDataset,
-    StoreSpec,
-    create_store_loader,
-    detect_channels,
-    open_store,
-)
+from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError
 from tests.conftest import REPO, shared_path

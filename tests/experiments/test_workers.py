@@ -15,9 +15,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from medtune.engine.callbacks import read_history
 from medtune.experiments import QueueStorage
 from medtune.experiments.queue import state_of
+from medtune.runs import read_history
 from tests.conftest import medtune, shared_path
 from tests.experiments.conftest import FAST
 

@@ -13,9 +13,9 @@ import torch
 
 from medtune.errors import WeightsError
 from medtune.models import create_model, resolve_preprocessing
+from medtune.models.hub import check_reachable
 from medtune.models.weights import (
     PACKAGED_WEIGHTS,
-    check_reachable,
     convert_efficientnet_lite,
     packaged_weights_file,
 )

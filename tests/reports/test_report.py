@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from medtune.reports import create_comparison, create_report, read_results
-from medtune.reports.report import comparison_table, confident_mistakes, load_prepared
+from medtune.reports.mistakes import confident_mistakes, load_prepared
+from medtune.reports.report import comparison_table
 from tests.conftest import medtune, shared_path
 
 SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "data", "config")

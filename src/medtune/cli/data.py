@@ -35,12 +35,12 @@ def summary_command(
     Exits 1 when the data cannot be used as it is (each problem is named with its fix).
     """
     config = build_config(config_file, overrides, data=data)
-    from medtune.data import load_table
     from medtune.data.summary import summarize
+    from medtune.runs import prepare_dataset
 
-    table = load_table(config, labelled=None)
-    with progress_bar("scanning images", total=len(table)) as advance:
-        summary = summarize(table, config, on_progress=advance)
+    dataset = prepare_dataset(config, labelled=None, store=False)
+    with progress_bar("scanning images", total=len(dataset.table)) as advance:
+        summary = summarize(dataset.table, dataset.config, dataset.resolved.preprocessing, on_progress=advance)
     render_summary(summary)
     if json_out:
         write_json(json_out, summary.to_dict())

@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from medtune import __version__
+from medtune._version import __version__
 from medtune.cli.data import data_app
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command

@@ -41,7 +41,7 @@ def train_command(
 
     Running the same command again resumes an interrupted run; a finished run is never overwritten.
     """
-    from medtune.engine.train import train
+    from medtune import train
 
     data, overrides = split_arguments(arguments or [])
     config = build_config(config_file, overrides, data=data)

@@ -1,6 +1,18 @@
-"""Configuration: the typed `Config` and the one place YAML and ``key=value`` overrides are merged."""
+"""Configuration: the typed `Config`, the one place YAML and ``key=value`` overrides are merged, and the value
+rules it checks."""
 
 from medtune.config.loader import load_config, parse_overrides, read_yaml, validate_config
 from medtune.config.schema import Config
+from medtune.config.values import EPOCH_METRICS, MONITORS, monitor_mode, parse_window
 
-__all__ = ["Config", "load_config", "parse_overrides", "read_yaml", "validate_config"]
+__all__ = [
+    "EPOCH_METRICS",
+    "MONITORS",
+    "Config",
+    "load_config",
+    "monitor_mode",
+    "parse_overrides",
+    "parse_window",
+    "read_yaml",
+    "validate_config",
+]

@@ -1,7 +1,9 @@
 """The typed configuration: one flat, frozen object with the keys people type (``label=``, ``backbone=``).
 
 A type sits beside its default. Later features add their keys here; the CLI, YAML files and the Python API
-all end in this one object.
+all end in this one object. Keys that name a registered component (``reader``, ``head``, ``optimizer``,
+``scheduler``, ``loss``, ``augment``) are text here and are checked against their registries by
+`medtune.runs.check_names`, so a newly registered component is accepted without touching this schema.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from medtune.config.values import MONITORS, parse_window
 
 
 def _comma_list(value: object) -> object:
@@ -70,7 +74,7 @@ class Config(BaseModel):
     backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
     pretrained: bool = Field(True, description="start from ImageNet weights")
     weights: str | None = Field(None, description="local weights file for the backbone")
-    head: Literal["linear", "pool-bn-dropout"] = Field("linear", description="classifier head on pooled features")
+    head: str = Field("linear", description="classifier head on pooled features (a registered head: linear, ...)")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the head's last layer")
     # --- training ----------------------------------------------------------------------------------------
     name: str | None = Field(None, description="run name: runs/<name> (default: data and backbone names)")
@@ -84,19 +88,19 @@ class Config(BaseModel):
     epochs: int = Field(12, ge=1, le=10_000, description="passes over the training split")
     batch_size: int = Field(32, ge=1, le=65_536, description="images per training step")
     lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak learning rate")
-    optimizer: Literal["sgd", "adam", "adamw", "adamax", "adagrad"] = Field("adamw", description="optimizer")
+    optimizer: str = Field("adamw", description="a registered optimizer: sgd, adam, adamw, adamax, adagrad...")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum")
     nesterov: bool = Field(True, description="sgd Nesterov momentum")
     weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="weight decay (decoupled for adamw)")
-    scheduler: Literal["cosine", "one-cycle", "step", "constant"] = Field(
-        "cosine", description="learning-rate schedule after warm-up"
+    scheduler: str = Field(
+        "cosine", description="a registered learning-rate schedule: cosine, one-cycle, step, constant..."
     )
     warmup_epochs: float = Field(1.0, ge=0.0, description="epochs of linear warm-up (one-cycle: its own ramp)")
     step_epochs: int = Field(5, ge=1, description="step schedule: epochs between decays")
     step_gamma: float = Field(0.1, gt=0.0, le=1.0, description="step schedule: factor per decay")
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0, description="label smoothing of the loss")
-    loss: Literal["cross-entropy", "focal"] = Field(
-        "cross-entropy", description="cross-entropy (BCE for multi-label) or focal loss for rare classes"
+    loss: str = Field(
+        "cross-entropy", description="a registered loss: cross-entropy (BCE for multi-label) or focal for rare classes"
     )
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal loss: down-weighting of easy examples")
     threshold: Literal["youden", "f1"] = Field(
@@ -110,8 +114,8 @@ class Config(BaseModel):
     sampler: Literal["random", "weighted"] = Field(
         "random", description="weighted draws every class (multi-label: finding) about equally often per epoch"
     )
-    augment: Literal["none", "flip", "medical"] = Field(
-        "medical", description="augmentation preset; per-transform keys below override it"
+    augment: str = Field(
+        "medical", description="a registered augmentation preset (none, flip, medical...); the keys below override it"
     )
     hflip: float | None = Field(None, ge=0.0, le=1.0, description="probability of a horizontal flip")
     vflip: float | None = Field(None, ge=0.0, le=1.0, description="probability of a vertical flip")
@@ -150,8 +154,6 @@ class Config(BaseModel):
     @field_validator("monitor")
     @classmethod
     def _known_monitor(cls, value: str) -> str:
-        from medtune.engine.metrics import MONITORS
-
         if value not in MONITORS:
             raise ValueError(f"monitor must be one of {', '.join(MONITORS)}")
         return value
@@ -173,8 +175,6 @@ class Config(BaseModel):
     @field_validator("window")
     @classmethod
     def _window_text(cls, value: str) -> str:
-        from medtune.data.dicom import parse_window  # the DICOM reader's own parser: one rule for both
-
         choice = parse_window(value)
         return choice if isinstance(choice, str) else f"{choice[0]:g},{choice[1]:g}"
 

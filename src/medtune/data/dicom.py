@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from medtune.config.values import parse_window
 from medtune.errors import ConfigError, ImageReadError, MissingDependencyError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -91,26 +92,6 @@ def read_dicom(path: str | Path, window: str = "auto", frame: int | str | None =
     except (*_PARSE_ERRORS, NotImplementedError) as exc:
         reason = f"its rescale or VOI LUT cannot be applied ({_brief(exc)}); set window=none, or export it again"
         raise ImageReadError(path, reason) from None
-
-
-def parse_window(window: str) -> str | tuple[float, float]:
-    """``auto`` or ``none``, or the ``(centre, width)`` of a ``"CENTRE,WIDTH"`` text.
-
-    Raises:
-        ConfigError: anything else, or a width that is not positive.
-    """
-    text = str(window).strip().lower()
-    if text in ("auto", "none"):
-        return text
-    parts = text.split(",")
-    try:
-        centre, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        centre = width = None
-    if centre is None or width is None or not width > 0:
-        raise ConfigError(f"window {window!r} is unknown; expected auto, none or CENTRE,WIDTH with a positive width, "
-                          "e.g. window=40,400")  # fmt: skip
-    return centre, width
 
 
 def apply_window(values: np.ndarray, centre: float, width: float, function: str = "LINEAR_EXACT") -> np.ndarray:

@@ -38,11 +38,6 @@ _ASPECT_TOLERANCE = 0.02
 _LISTED = 5
 
 
-def network_channels(config: Config) -> int:
-    """Input channels of the network: the image's, plus one for ``mask=channel``."""
-    return int(config.channels) + (config.mask == "channel")
-
-
 def find_mask(mask_dir: Path, image: str | os.PathLike) -> Path | None:
     """The mask of `image` in `mask_dir`: the same file name, else the same stem with any image suffix.
 
@@ -213,3 +208,27 @@ def attach_masks(table: Table, config: Config) -> Table:
     if missing:
         notes.append(f"{len(missing)} image(s) without a mask use the whole image (mask_missing=whole)")
     return replace(table.with_frame(frame), notes=(*table.notes, *notes))
+
+
+def check_mask_folder(masks: str | os.PathLike | None) -> Path | None:
+    """The folder of masks as a path (None stays None).
+
+    Raises:
+        DataError: the folder does not exist.
+    """
+    if masks is None:
+        return None
+    folder = Path(masks).expanduser()
+    if not folder.is_dir():
+        raise DataError(f"mask folder {folder} does not exist; give a folder of masks named like the images")
+    return folder
+
+
+def read_mask_plane(path: str | os.PathLike, spec: StoreSpec) -> np.ndarray:
+    """A mask file at the working size of `spec`, as its image is stored (same resizing, nearest neighbour):
+    ``(size, size)`` uint8, 255 inside and 0 outside.
+
+    Raises:
+        ImageReadError: the mask cannot be decoded or is empty.
+    """
+    return _resized_plane(read_mask(path), spec)[..., 0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ from medtune.data.dicom import DICOM_SUFFIXES, dicom_info
 from medtune.data.images import read_entry, resize, to_channels, to_uint8
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
+
+if TYPE_CHECKING:
+    from medtune.models import Preprocessing
 
 #: The DICOM header facts `data summary` counts images by.
 DICOM_KEYS = ("modality", "photometric", "bits_stored", "bits_allocated", "transfer_syntax")
@@ -163,35 +167,37 @@ def walk_sample(entry: pd.Series, size: int, channels: int, resize_mode: str, in
     return steps
 
 
-def summarize(table: Table, config: Config, on_progress: Callable[[int], None] | None = None) -> Summary:
+def summarize(
+    table: Table,
+    config: Config,
+    preprocessing: Preprocessing,
+    on_progress: Callable[[int], None] | None = None,
+) -> Summary:
     """Scan and check a table, and walk its first readable image through preprocessing.
 
     Args:
-        table: the table, splits assigned (`medtune.data.load_table`).
-        config: the store and backbone settings.
+        table: the table, splits assigned (`medtune.runs.load_table`).
+        config: the resolved configuration (`medtune.runs.resolve_config`): working size, channels, resizing.
+        preprocessing: the network's normalisation that goes with it.
         on_progress: called with the number of images scanned after each chunk.
 
     Returns:
         The `Summary`; its ``ok`` is False when the data cannot be used as it is.
 
-    >>> config = load_config(data="../shared/data/cxr3")
-    >>> summarize(load_table(config), config).ok  # doctest: +SKIP
-    ('covid', 'normal', 'pneumonia')
+    >>> dataset = prepare_dataset(load_config(data="../shared/data/cxr3"), store=False)  # doctest: +SKIP
+    >>> summarize(dataset.table, dataset.config, dataset.resolved.preprocessing).ok  # doctest: +SKIP
+    True
     """
-    from medtune.models import resolve_preprocessing
-
     scan = scan_images(table, config.workers, on_progress, config.window, config.frame)
     problems = check_table(table, scan)
     readable = scan["error"].isna().to_numpy()
-    channels = config.channels if config.channels != "auto" else (3 if scan["colour"].fillna(False).any() else 1)
-    pre = resolve_preprocessing(config.backbone, in_chans=channels)
-    size = config.image_size or int(pre.input_size[-1])
+    channels, size = int(config.channels), int(config.image_size)
     steps: list[Step] = []
     sample_id = ""
     if readable.any():
         first = int(np.flatnonzero(readable)[0])
         sample_id = str(table.frame["id"].iat[first])
-        steps = walk_sample(table.frame.iloc[first], size, channels, config.resize,
-                            config.interpolation or pre.interpolation, pre.mean, pre.std, config.window,
+        steps = walk_sample(table.frame.iloc[first], size, channels, config.resize, config.interpolation,
+                            preprocessing.mean[:channels], preprocessing.std[:channels], config.window,
                             config.frame)  # fmt: skip
     return Summary(table, scan, problems, steps, sample_id, channels, size, scan_dicom(table))

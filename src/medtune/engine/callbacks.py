@@ -13,24 +13,7 @@ import pandas as pd
 from rich.console import Console
 
 from medtune._io import atomic_open
-from medtune.engine.metrics import EPOCH_METRICS
-
-#: Columns of history.csv, in order.
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "epoch",
-    *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
-    "lr",
-    "backbone_frozen",
-    "seconds",
-)
-
-
-def read_history(path: str | Path) -> pd.DataFrame:
-    """Read a run's ``history.csv`` (an empty frame with the columns when it does not exist yet)."""
-    path = Path(path)
-    if not path.is_file():
-        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    return pd.read_csv(path)
+from medtune.runs.run import HISTORY_COLUMNS, read_history
 
 
 class HistoryWriter(L.Callback):

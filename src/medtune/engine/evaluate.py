@@ -20,17 +20,14 @@ from torch import nn
 
 from medtune._io import atomic_open, write_json
 from medtune.config import Config, load_config
-from medtune.data import read_table
-from medtune.data.masks import attach_masks
-from medtune.data.store import ImageStore, StoreSpec, open_store
+from medtune.data.store import ImageStore
 from medtune.data.table import Table
-from medtune.engine.inference import InferenceModel, predict_store
-from medtune.engine.run import load_trained
+from medtune.engine.inference import predict_store
 from medtune.errors import DataError
 from medtune.metrics import compute_metrics
 from medtune.models import Preprocessing
-
-SPLITS = ("train", "val", "test", "all")
+from medtune.models.inference import InferenceModel
+from medtune.runs import PreparedDataset, Run, load_trained, prepare_dataset, read_dataset_table
 
 
 @dataclass(frozen=True)
@@ -125,16 +122,17 @@ def evaluate_rows(
 
 def write_evaluation(out: Path, metrics: dict[str, Any], predictions: pd.DataFrame) -> None:
     """Write ``metrics.json`` and ``predictions.csv`` into `out` (atomically)."""
-    with atomic_open(out / "predictions.csv", "w", encoding="utf-8", newline="") as f:
+    folder = Run(out)
+    with atomic_open(folder.predictions_file, "w", encoding="utf-8", newline="") as f:
         predictions.to_csv(f, index=False)
-    write_json(out / "metrics.json", metrics)
+    write_json(folder.metrics_file, metrics)
 
 
-def evaluate_split(
-    network: nn.Module, preprocessing: Preprocessing, table: Table, store: ImageStore, config: Config, out: Path
-) -> dict[str, Any]:
+def evaluate_split(network: nn.Module, dataset: PreparedDataset, out: Path) -> dict[str, Any]:
     """Evaluate a freshly trained network on the test split (validation when there is no test split); a
     multi-label run first chooses its label thresholds on the validation split (``out/thresholds.json``)."""
+    table, store, config = dataset.table, dataset.store, dataset.config
+    preprocessing = dataset.resolved.preprocessing
     split = "test" if (table.frame["split"] == "test").any() else "val"
     rows = table.positions(split)
     part = table.with_frame(table.frame.iloc[rows])
@@ -176,33 +174,21 @@ def evaluate(
     >>> evaluation = evaluate("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     >>> evaluation.metrics["accuracy"]  # doctest: +SKIP
     """
-    from medtune.data import load_split
-
     trained = load_trained(run)
-    run_path = Path(run)
     config = trained.config
-    if split is not None and split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     if data is None:
-        table = attach_masks(read_table(config.data, config), config)
-        table = load_split(table, run_path / "split.csv", only_listed=True)
-        split = split or "test"
-        default_out = run_path
+        dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", progress=progress)
+        default_out = Path(run)
     else:
-        reading = load_config(overrides=overrides or [], **_data_keys(config))
-        table = attach_masks(read_table(data, reading), reading)
+        reading = load_config(overrides=overrides or [], **_data_keys(config), data=str(data))
+        table = read_dataset_table(reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
-        default_out = run_path / "evaluations" / f"{Path(data).stem or Path(data).name}-{split}"
-    if split != "all":
-        table = table.subset(split)
-    if len(table) == 0:
-        raise DataError(f"{data or config.data} has no images in the {split} split; pick another with --split")
-    spec = StoreSpec.from_config(config)
-    store = open_store(table, spec, config.cache_dir, config.workers, progress)
+        dataset = prepare_dataset(config, table=table, split=split, assign_missing=False, progress=progress)
+        default_out = Run(Path(run)).evaluations / f"{Path(data).stem or Path(data).name}-{split}"
     metrics, predictions = evaluate_rows(
-        trained.model, trained.preprocessing, trained.classes, table, store, config, config.tta if tta is None else tta,
-        multilabel=trained.multilabel, thresholds=trained.thresholds,
+        trained.model, trained.preprocessing, trained.classes, dataset.table, dataset.store, config,
+        config.tta if tta is None else tta, multilabel=trained.multilabel, thresholds=trained.thresholds,
     )  # fmt: skip
     metrics["data"] = str(Path(data or config.data).resolve())
     metrics["checkpoint"] = str(trained.checkpoint)

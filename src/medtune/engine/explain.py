@@ -23,13 +23,12 @@ from medtune._io import atomic_open
 from medtune._progress import create_progress
 from medtune._registry import suggest
 from medtune.config import Config
-from medtune.data.images import prepare, read_image
-from medtune.data.masks import find_mask
+from medtune.data.masks import check_mask_folder, find_mask, read_mask_plane
 from medtune.data.store import StoreSpec
-from medtune.engine.inference import InferenceModel, predict_batches
 from medtune.engine.predict import _collate, _ImageFiles, collect_inputs, input_masks
-from medtune.engine.run import load_trained
-from medtune.errors import ConfigError, DataError, ImageReadError
+from medtune.errors import ConfigError, ImageReadError
+from medtune.models.inference import predict_batches
+from medtune.runs import load_trained
 
 #: The table written beside the maps.
 INDEX_FILE = "explanations.csv"
@@ -92,13 +91,12 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(paths)
     mask_files, missing = input_masks(paths, config, masks)
-    dataset = _ImageFiles(paths, StoreSpec.from_config(config), mask_files, missing)
+    spec = trained.resolved.spec
+    dataset = _ImageFiles(paths, spec, mask_files, missing)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.
     loader = DataLoader(dataset, batch_size=max(16, batch_size or 0), num_workers=0, collate_fn=_collate)
     # channels-last like compute_cams, which turns the network so on its first batch
-    model = InferenceModel(
-        trained.model, trained.preprocessing, tta=False, channels_last=True, multilabel=trained.multilabel
-    )
+    model = trained.inference_model(tta=False, channels_last=True)
     rows: dict[int, dict] = {}
     with create_progress(progress) as bar:
         task = bar.add_task(f"explaining ({method})", total=len(paths))
@@ -117,7 +115,7 @@ def explain(
                     image = images[j][: int(config.channels)]  # the image without a mask channel
                     row.update(_write_maps(out, stems[i], image, heat[j], row))
                     if mask_dir is not None:
-                        row.update(_mask_energy(mask_dir, paths[i], heat[j], config))
+                        row.update(_mask_energy(mask_dir, paths[i], heat[j], spec))
                     rows[i] = row
             bar.advance(task, len(indices) + len(failed))
     return _write_index(out, [rows[i] for i in range(len(paths))], masks=mask_dir is not None)
@@ -135,20 +133,6 @@ def _target_index(target: str, classes: tuple[str, ...]) -> int | None:
         f"unknown target class {target!r}.{suggest(name, list(classes))} The run's classes are "
         f"{', '.join(classes)}; give one of them, or 'predicted' for each image's top class"
     )
-
-
-def check_mask_folder(masks: str | os.PathLike | None) -> Path | None:
-    """The folder of masks as a path (None stays None).
-
-    Raises:
-        DataError: the folder does not exist.
-    """
-    if masks is None:
-        return None
-    folder = Path(masks).expanduser()
-    if not folder.is_dir():
-        raise DataError(f"mask folder {folder} does not exist; give a folder of masks named like the images")
-    return folder
 
 
 def _unique_stems(paths: list[str]) -> list[str]:
@@ -208,7 +192,7 @@ def _side_by_side(image: np.ndarray, overlay: np.ndarray, caption: str) -> np.nd
     return np.asarray(canvas)
 
 
-def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, config: Config) -> dict:
+def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, spec: StoreSpec) -> dict:
     """The share of `heat` inside the image's mask (see `find_mask`), or a warning when there is none."""
     from medtune.explain import compute_mask_energy
 
@@ -216,17 +200,12 @@ def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, config: Config) ->
     if mask_path is None:
         return {"mask": None, "mask_energy": None, "warning": f"no mask named {Path(path).name} in {mask_dir}"}
     try:
-        mask = read_mask(mask_path, config)
+        mask = read_mask_plane(mask_path, spec)
     except (ImageReadError, OSError, ValueError) as exc:
         reason = exc.reason if isinstance(exc, ImageReadError) else str(exc)
         return {"mask": str(mask_path), "mask_energy": None, "warning": f"mask unreadable: {reason}"}
     energy = compute_mask_energy(heat, mask)
     return {"mask": str(mask_path), "mask_energy": None if math.isnan(energy) else round(energy, 6)}
-
-
-def read_mask(path: Path, config: Config) -> np.ndarray:
-    """A mask prepared like its image (same size and resizing, nearest neighbour): ``(size, size)`` uint8."""
-    return prepare(read_image(path), config.image_size, 1, config.resize, "nearest")[..., 0]
 
 
 def _write_index(out: Path, rows: list[dict], masks: bool) -> pd.DataFrame:

@@ -7,41 +7,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import nn
 
 from medtune.config import Config
-from medtune.engine.losses import create_loss
-from medtune.engine.metrics import create_epoch_metrics
-from medtune.engine.optim import create_optimizer, create_scheduler
 from medtune.models import Classifier, Preprocessing
-
-
-def to_probabilities(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
-    """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label (multi-label).
-
-    >>> logits = torch.tensor([[0.0, 0.0]])
-    >>> to_probabilities(logits).tolist(), to_probabilities(logits, multilabel=True).tolist()
-    ([[0.5, 0.5]], [[0.5, 0.5]])
-    """
-    logits = logits.float()
-    return logits.sigmoid() if multilabel else logits.softmax(dim=1)
-
-
-class Normalize(nn.Module):
-    """uint8 (or 0-1 float) images to the backbone's normalised float input, channels-last when asked."""
-
-    def __init__(self, preprocessing: Preprocessing, channels_last: bool = True) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, -1, 1, 1), persistent=False)
-        self.channels_last = channels_last
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+from medtune.models.inference import Normalize, to_probabilities
+from medtune.training.losses import create_loss
+from medtune.training.metrics import create_epoch_metrics
+from medtune.training.optim import create_optimizer, create_scheduler
 
 
 class ClassifierModule(L.LightningModule):

@@ -18,7 +18,7 @@ from medtune._io import write_json
 from medtune.config import Config
 from medtune.data.store import ImageStore
 from medtune.data.table import LABEL_SEP, Table, split_labels
-from medtune.engine.inference import InferenceModel, predict_store
+from medtune.engine.inference import predict_store
 from medtune.errors import DataError
 from medtune.metrics.multilabel import (
     DECIMALS,
@@ -28,9 +28,10 @@ from medtune.metrics.multilabel import (
     predict_labels,
 )
 from medtune.models import Preprocessing
+from medtune.models.inference import InferenceModel
+from medtune.runs import Run
 
 #: The file of a run that holds its label thresholds.
-THRESHOLDS_FILE = "thresholds.json"
 
 
 def _key(name: str) -> str:
@@ -88,7 +89,7 @@ def choose_run_thresholds(
     out: Path,
 ) -> tuple[float, ...]:
     """Choose each label's threshold on the validation split (``config.threshold``: Youden's J or F1) and write
-    them to ``out/thresholds.json`` (atomically).
+    them to the run folder `out`'s ``thresholds.json`` (atomically).
 
     Returns:
         The thresholds in class order.
@@ -101,7 +102,7 @@ def choose_run_thresholds(
         probs = predict_probabilities(network, preprocessing, store, rows, config, config.tta)
         thresholds, notes = choose_thresholds(targets, probs, table.classes, config.threshold)
     write_json(
-        out / THRESHOLDS_FILE,
+        Run(out).thresholds_file,
         {
             "method": config.threshold,
             "split": "val",

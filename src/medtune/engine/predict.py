@@ -24,9 +24,9 @@ from medtune.data.images import is_image_file, read_image
 from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
 from medtune.data.store import StoreSpec
-from medtune.engine.inference import InferenceModel, predict_batches
-from medtune.engine.run import load_trained
 from medtune.errors import DataError, ImageReadError
+from medtune.models.inference import predict_batches
+from medtune.runs import load_trained
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -160,13 +160,9 @@ def predict(
     trained = load_trained(run)
     config: Config = trained.config
     paths = collect_inputs(inputs, path_column)
-    use_tta = config.tta if tta is None else tta
-    model = InferenceModel(
-        trained.model, trained.preprocessing, tta=use_tta, channels_last=config.channels_last,
-        multilabel=trained.multilabel,
-    )  # fmt: skip
+    model = trained.inference_model(tta=tta)
     mask_files, missing = input_masks(paths, config, masks)
-    dataset = _ImageFiles(paths, StoreSpec.from_config(config), mask_files, missing)
+    dataset = _ImageFiles(paths, trained.resolved.spec, mask_files, missing)
     workers = config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
     probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)

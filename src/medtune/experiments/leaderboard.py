@@ -141,7 +141,9 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
     `rounds` rounds of at least `seconds` each."""
     import torch
 
-    cache_file = run / "speed.json"
+    from medtune.runs import Run, load_trained
+
+    cache_file = Run(run).speed_file
     key = f"{socket.gethostname()}/threads={torch.get_num_threads()}/batch={batch}"
     try:
         cache = json.loads(cache_file.read_text(encoding="utf-8")) if cache_file.is_file() else {}
@@ -149,15 +151,12 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
         cache = {}
     if key in cache:
         return cache[key]["images_per_s"]
-    if not (run / "checkpoints" / "best.ckpt").is_file():
+    if not Run(run).best_checkpoint.is_file():
         return None
-    from medtune.engine.inference import InferenceModel
-    from medtune.engine.run import load_trained
-
     trained = load_trained(run)
-    model = InferenceModel(trained.model, trained.preprocessing, tta=trained.config.tta).eval()
-    size, channels = trained.config.image_size, int(trained.config.channels)
-    images = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8)
+    model = trained.inference_model().eval()
+    size = trained.config.image_size
+    images = torch.randint(0, 256, (batch, trained.in_chans, size, size), dtype=torch.uint8)
     rates = []
     with torch.inference_mode():
         model(images)  # warm-up: first-call allocations

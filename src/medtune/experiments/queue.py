@@ -46,7 +46,10 @@ def experiment_values(file: str | Path | None = None, overrides: Mapping[str, An
     """
     merged = read_experiment_yaml(file) if file else {}
     merged.update(overrides or {})
+    from medtune.runs.resolve import check_names
+
     config = validate_config(merged)
+    check_names(config)
     if not config.data:
         raise ConfigError("an experiment needs data: give DATA (a folder, CSV/TSV or .npz) or data: in the YAML")
     values = config.model_dump(mode="json", exclude_defaults=True)
@@ -79,7 +82,7 @@ def elapsed_minutes(trial: Any, until_now: bool = False) -> float | None:
 
 
 def direction_of(values: Mapping[str, Any]) -> str:
-    from medtune.engine.metrics import monitor_mode
+    from medtune.config import monitor_mode
 
     monitor = values.get("monitor", Config.model_fields["monitor"].default)
     return "minimize" if monitor_mode(monitor) == "min" else "maximize"
@@ -105,7 +108,7 @@ def _attrs(values: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
 
 def runs_root() -> Path:
     """Where run directories of queued experiments go: ``runs/`` under the current folder."""
-    from medtune.engine.run import RUNS_DIR
+    from medtune.runs.run import RUNS_DIR
 
     return (Path.cwd() / RUNS_DIR).resolve()
 

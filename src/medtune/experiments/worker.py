@@ -191,14 +191,12 @@ class Worker:
         """Run one claimed experiment to its end; returns its outcome."""
         import optuna
 
+        from medtune.runs import Run
+
         storage, rdb = self.storage, self.storage.rdb
         frozen = rdb.get_trial(trial_id)
         attrs = frozen.user_attrs
-        token = f"{socket.gethostname()}:{os.getpid()}:{self.options.name}:{uuid.uuid4().hex[:8]}"
-        rdb.set_trial_user_attr(trial_id, "worker", token)
-        rdb.set_trial_user_attr(trial_id, "claims", int(attrs.get("claims", 0)) + 1)
-        if "first_start" not in attrs:
-            rdb.set_trial_user_attr(trial_id, "first_start", time.time())
+        token = self._sign(trial_id, attrs)
         study_name = storage.study_of(trial_id)
         study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
         search = bool(attrs.get("search"))
@@ -218,7 +216,7 @@ class Worker:
             run_dir = Path(attrs.get("run") or _run_dir(attrs, study_name, frozen.number, config))
             rdb.set_trial_user_attr(trial_id, "run", str(run_dir))
             label = describe(values, [d.key for d in swept]) if swept else run_dir.name
-            resumed = " (resuming)" if (run_dir / "checkpoints" / "last.ckpt").is_file() else ""
+            resumed = " (resuming)" if Run(run_dir).last_checkpoint.is_file() else ""
             self.say(f"#{trial_id} {study_name}: started {label}{resumed} in {run_dir}")
             callback = _TrialCallback(trial, config.monitor, search, heartbeat.stop)
             result = _train(config, run_dir, callback, f"[{self.options.name} #{trial_id}] ")
@@ -252,6 +250,17 @@ class Worker:
         getattr(self.summary, outcome).append(trial_id)
         return outcome
 
+    def _sign(self, trial_id: int, attrs: dict[str, Any]) -> str:
+        """Mark a claimed experiment as this worker's (a new token per claim) and count the claim; returns the
+        token."""
+        rdb = self.storage.rdb
+        token = f"{socket.gethostname()}:{os.getpid()}:{self.options.name}:{uuid.uuid4().hex[:8]}"
+        rdb.set_trial_user_attr(trial_id, "worker", token)
+        rdb.set_trial_user_attr(trial_id, "claims", int(attrs.get("claims", 0)) + 1)
+        if "first_start" not in attrs:
+            rdb.set_trial_user_attr(trial_id, "first_start", time.time())
+        return token
+
     def _owned(self, trial_id: int, token: str) -> bool:
         trial = self.storage.rdb.get_trial(trial_id)
         return trial.state.name == "RUNNING" and trial.user_attrs.get("worker") == token
@@ -284,7 +293,7 @@ def _search_parts() -> tuple[Any, Any]:
 
 
 def _run_dir(attrs: dict[str, Any], study: str, number: int, config: Config) -> Path:
-    from medtune.engine.run import RUNS_DIR, default_run_name
+    from medtune.runs.run import RUNS_DIR, default_run_name
 
     root = Path(attrs.get("root") or Path.cwd() / RUNS_DIR)
     return root / study / f"{number:03d}-{default_run_name(config)}"
@@ -293,8 +302,8 @@ def _run_dir(attrs: dict[str, Any], study: str, number: int, config: Config) -> 
 def _train(config: Config, run_dir: Path, callback: _TrialCallback, prefix: str) -> dict[str, Any]:
     """Train (or resume) in `run_dir`; a run that already finished (its worker died before recording it) is
     only read back, never trained twice."""
-    from medtune.engine.run import Run
-    from medtune.engine.train import train
+    from medtune import train
+    from medtune.runs import Run
 
     run = Run(run_dir)
     if not (run.finished and run.config_file.is_file()):
@@ -309,9 +318,9 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
 
     import torch
 
-    from medtune.engine.callbacks import read_history
-    from medtune.engine.metrics import monitor_mode
-    from medtune.engine.run import network_state
+    from medtune.config import monitor_mode
+    from medtune.runs import read_history
+    from medtune.runs.trained import network_state
 
     history = read_history(run.history_file)
     column = history[monitor].astype(float)

@@ -10,11 +10,11 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from medtune.engine.module import Normalize
 from medtune.errors import ConfigError, DataError
 from medtune.explain.layers import create_reshape_transform, find_target_layer
 from medtune.explain.methods import create_cam
 from medtune.models import Classifier, Preprocessing
+from medtune.models.inference import Normalize
 
 
 class _NormalizedNetwork(nn.Module):

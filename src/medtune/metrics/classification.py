@@ -4,22 +4,22 @@ Everything here is a pure function of ``targets`` (N integer class indices) and 
 probabilities). `compute_metrics` returns one JSON-ready dict for reports; `compute_auc` and `compute_ece` are
 the building blocks it uses.
 
-The bootstrap is vectorised: a resample is stored as a vector of draw counts per image, so every metric is
-computed for a whole block of resamples with a few array operations (confusion counts by a matrix product,
-AUC by the Mann-Whitney statistic over tie groups) instead of calling scikit-learn once per resample.
+The bootstrap (`medtune.metrics.bootstrap`) is vectorised: a resample is stored as a vector of draw counts per
+image, so every metric is computed for a whole block of resamples with a few array operations (confusion counts
+by a matrix product, AUC by the Mann-Whitney statistic over tie groups, `compute_binary_auc_weighted`) instead of
+calling scikit-learn once per resample.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from medtune.errors import ConfigError, DataError
+from medtune.metrics.bootstrap import check_bootstrap_options, compute_bootstrap_intervals
 
-# Largest number of (resample, image) cells held in memory at once during the bootstrap.
-_BLOCK_CELLS = 2_000_000
 # How far a row of probabilities may sum from 1 before it is refused as "not probabilities".
 _ROW_SUM_TOLERANCE = 1e-2
 
@@ -119,7 +119,7 @@ def compute_metrics(
         "n_bootstrap": n_bootstrap,
         "warnings": _point_warnings(classes, support, confusion.sum(axis=0)) + bootstrap_warnings,
     }
-    return _to_json(result)
+    return to_json(result)
 
 
 def compute_auc(
@@ -279,10 +279,8 @@ def _validate_targets(targets: object, n: int, k: int) -> np.ndarray:
 
 def _check_options(n_bootstrap: int, confidence: float, n_bins: int) -> None:
     """Refuse out-of-range bootstrap and binning options."""
-    _check_int("n_bootstrap", n_bootstrap, 0, "0 skips the intervals")
+    check_bootstrap_options(n_bootstrap, confidence)
     _check_int("n_bins", n_bins, 1, "e.g. 15")
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float | np.number) or not 0 < confidence < 1:
-        raise ConfigError(f"confidence must be between 0 and 1 exclusive, e.g. 0.95, got {confidence!r}")
 
 
 def _check_int(name: str, value: object, minimum: int, hint: str) -> None:
@@ -325,16 +323,29 @@ def _compute_auc_weighted(weights: np.ndarray, targets: np.ndarray, probs: np.nd
     """One-vs-rest AUC per class (B, K) of B weighted samples, NaN where a class or its rest is absent."""
     k = probs.shape[1]
     if k == 2:
-        auc = _compute_binary_auc_weighted(weights, targets == 1, probs[:, 1])
+        auc = compute_binary_auc_weighted(weights, targets == 1, probs[:, 1])
         return np.stack([auc, auc], axis=1)
-    return np.stack([_compute_binary_auc_weighted(weights, targets == c, probs[:, c]) for c in range(k)], axis=1)
+    return np.stack([compute_binary_auc_weighted(weights, targets == c, probs[:, c]) for c in range(k)], axis=1)
 
 
-def _compute_binary_auc_weighted(weights: np.ndarray, positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Mann-Whitney AUC (B,) of B weighted samples: P(positive score > negative score) + P(tie) / 2.
+def compute_binary_auc_weighted(weights: np.ndarray, positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Compute the Mann-Whitney AUC of B weighted samples: P(positive score > negative score) + P(tie) / 2.
 
     Images are grouped by equal score; per group the weighted positive and negative counts give the number of
-    negatives scoring below each positive (ties count half), all in one pass over the sorted groups.
+    negatives scoring below each positive (ties count half), all in one pass over the sorted groups. With
+    weights of ones this is scikit-learn's ``roc_auc_score``; with bootstrap draw counts, the AUC of each resample.
+
+    Args:
+        weights: ``(B, N)``; ``weights[b, i]`` counts image i in sample b.
+        positive: ``(N,)`` booleans, True for a positive image.
+        scores: ``(N,)`` scores, higher meaning more likely positive.
+
+    Returns:
+        The B AUCs, NaN for a sample without a positive or without a negative image.
+
+    >>> compute_binary_auc_weighted(np.array([[1.0, 1, 1, 1], [0, 2, 1, 1]]), np.array([False, False, True, True]),
+    ...                             np.array([0.1, 0.4, 0.35, 0.8])).tolist()
+    [0.75, 0.5]
     """
     order = np.argsort(scores, kind="stable")
     sorted_scores = scores[order]
@@ -362,17 +373,6 @@ def _compute_log_loss(targets: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.log(true_prob).mean())
 
 
-def _iter_bootstrap_weights(n: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
-    """Yield blocks of resample weights (B_block, N): how often each image is drawn in each resample."""
-    rng = np.random.default_rng(seed)
-    block = max(1, _BLOCK_CELLS // n)
-    for start in range(0, n_bootstrap, block):
-        size = min(block, n_bootstrap - start)
-        draws = rng.integers(0, n, size=(size, n))
-        flat = (draws + (np.arange(size) * n)[:, None]).ravel()
-        yield np.bincount(flat, minlength=size * n).reshape(size, n).astype(np.float64)
-
-
 def _bootstrap_intervals(
     targets: np.ndarray,
     probs: np.ndarray,
@@ -384,44 +384,31 @@ def _bootstrap_intervals(
 ) -> tuple[dict, list[str]]:
     """Percentile bootstrap intervals of the headline metrics and a warning per metric that some resamples lack."""
     k = len(classes)
-    samples: dict[str, list[np.ndarray]] = {
-        key: [] for key in ("accuracy", "balanced_accuracy", "auc", "f1", "class_auc", "class_f1", "class_recall")
-    }
-    for weights in _iter_bootstrap_weights(len(targets), n_bootstrap, seed):
+
+    def statistics(weights: np.ndarray) -> dict[str, np.ndarray]:
         rates = _compute_rates(_compute_confusion(weights, targets, preds, k))
         class_auc = _compute_auc_weighted(weights, targets, probs)
-        samples["accuracy"].append(rates["accuracy"])
-        samples["balanced_accuracy"].append(rates["balanced_accuracy"])
-        samples["auc"].append(_compute_macro_auc(class_auc))
-        samples["f1"].append(rates["f1"].mean(axis=1))
-        samples["class_auc"].append(class_auc)
-        samples["class_f1"].append(rates["f1_or_nan"])
-        samples["class_recall"].append(rates["recall_or_nan"])
-    stacked = {
-        key: np.concatenate(parts) if parts else np.empty((0, k) if key.startswith("class_") else 0)
-        for key, parts in samples.items()
-    }
-    intervals = {key: _percentile_interval(stacked[key], confidence) for key in ("accuracy", "balanced_accuracy")}
-    intervals["auc"] = _percentile_interval(stacked["auc"], confidence)
-    intervals["f1"] = _percentile_interval(stacked["f1"], confidence)
-    intervals["per_class"] = {
-        name: {
-            metric: _percentile_interval(stacked[f"class_{metric}"][:, c], confidence)
-            for metric in ("auc", "f1", "recall")
+        return {
+            "accuracy": rates["accuracy"],
+            "balanced_accuracy": rates["balanced_accuracy"],
+            "auc": _compute_macro_auc(class_auc),
+            "f1": rates["f1"].mean(axis=1),
+            "class_auc": class_auc,
+            "class_f1": rates["f1_or_nan"],
+            "class_recall": rates["recall_or_nan"],
         }
-        for c, name in enumerate(classes)
-    }
-    return intervals, _bootstrap_warnings(stacked, classes, n_bootstrap)
 
-
-def _percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
-    """``[lo, hi]`` percentile interval of the defined (non-NaN) values, ``[nan, nan]`` when there are none."""
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return [math.nan, math.nan]
-    tail = 100 * (1 - confidence) / 2
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return [float(lo), float(hi)]
+    intervals, samples = compute_bootstrap_intervals(
+        statistics,
+        len(targets),
+        classes,
+        ("accuracy", "balanced_accuracy", "auc", "f1"),
+        ("auc", "f1", "recall"),
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+    )
+    return intervals, _bootstrap_warnings(samples, classes, n_bootstrap)
 
 
 def _point_warnings(classes: list[str], support: np.ndarray, predicted: np.ndarray) -> list[str]:
@@ -464,12 +451,16 @@ def _bootstrap_warnings(stacked: dict[str, np.ndarray], classes: list[str], n_bo
     return messages
 
 
-def _to_json(value: object) -> object:
-    """Turn numpy scalars and arrays into plain Python values, and NaN into None, recursively."""
+def to_json(value: object) -> object:
+    """Turn numpy scalars and arrays into plain Python values, and NaN into None, recursively (dict keys as str).
+
+    >>> to_json({"auc": np.float64("nan"), 1: (np.int64(2), np.float32(0.5)), "ok": np.bool_(True)})
+    {'auc': None, '1': [2, 0.5], 'ok': True}
+    """
     if isinstance(value, dict):
-        return {str(key): _to_json(item) for key, item in value.items()}
+        return {str(key): to_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
-        return [_to_json(item) for item in value]
+        return [to_json(item) for item in value]
     if isinstance(value, bool | np.bool_):
         return bool(value)
     if isinstance(value, int | np.integer):

@@ -5,9 +5,9 @@ independent per-label probabilities, sigmoid outputs). A label is predicted when
 `DECIMALS` decimals (as ``predictions.csv`` and ``medtune predict`` write it), reaches its threshold, so a file of
 written probabilities gives back exactly the written labels.
 
-The bootstrap reuses the vectorised machinery of `medtune.metrics.classification`: a block of resamples is a
-matrix of draw counts per image, per-label counts come from one matrix product and AUCs from the Mann-Whitney
-statistic over tie groups.
+The bootstrap is the vectorised one of `medtune.metrics.bootstrap`: a block of resamples is a matrix of draw counts
+per image, per-label counts come from one matrix product and AUCs from the Mann-Whitney statistic over tie groups
+(`medtune.metrics.classification.compute_binary_auc_weighted`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from medtune.errors import DataError
-from medtune.metrics.classification import (
-    _BLOCK_CELLS,
-    _check_options,
-    _compute_binary_auc_weighted,
-    _iter_bootstrap_weights,
-    _percentile_interval,
-    _to_json,
-)
+from medtune.metrics.bootstrap import check_bootstrap_options, compute_bootstrap_intervals
+from medtune.metrics.classification import compute_binary_auc_weighted, to_json
 
 #: Ways to choose a label's threshold on the validation split.
 THRESHOLD_METHODS = ("youden", "f1")
@@ -154,7 +148,7 @@ def compute_multilabel_metrics(
     (1.0, 0.5, 0.75)
     """
     positive, probs, classes = _validate(targets, probs, classes)
-    _check_options(n_bootstrap, confidence, 15)
+    check_bootstrap_options(n_bootstrap, confidence)
     n, k = probs.shape
     thresholds = _check_thresholds(thresholds, k)
     predicted = predict_labels(probs, thresholds)
@@ -164,8 +158,6 @@ def compute_multilabel_metrics(
     class_auc = _label_auc(ones, positive, probs)[0]
     support = positive.sum(axis=0)
     ap = _average_precision(positive, probs)
-    micro = _micro_rates(counts)
-    share = support / support.sum() if support.sum() else np.zeros(k)
     intervals, bootstrap_warnings = _bootstrap_intervals(
         positive, probs, predicted, classes, n_bootstrap, confidence, seed
     )
@@ -178,21 +170,7 @@ def compute_multilabel_metrics(
         "label_accuracy": ((counts["tp"] + counts["tn"]).sum(axis=1) / (n * k))[0],
         "balanced_accuracy": _nanmean(rates["balanced"])[0],
         "log_loss": _binary_log_loss(positive, probs),
-        "macro": {
-            "precision": rates["precision"][0].mean(),
-            "recall": rates["recall"][0].mean(),
-            "f1": rates["f1"][0].mean(),
-            "auc": _nanmean(class_auc[None, :])[0],
-            "average_precision": _nanmean(ap[None, :])[0],
-        },
-        "micro": {
-            "precision": micro["precision"][0],
-            "recall": micro["recall"][0],
-            "f1": micro["f1"][0],
-            "auc": _micro_auc(ones, positive, probs)[0],
-            "average_precision": _pooled_average_precision(positive, probs),
-        },
-        "weighted": {name: rates[name][0] @ share for name in ("precision", "recall", "f1")},
+        **_averages(positive, probs, counts, rates, class_auc, ap),
         "samples": _sample_rates(positive, predicted),
         "per_class": {
             name: {
@@ -213,7 +191,38 @@ def compute_multilabel_metrics(
         "n_bootstrap": n_bootstrap,
         "warnings": _point_warnings(classes, support, n, predicted.sum(axis=0)) + bootstrap_warnings,
     }
-    return _to_json(result)
+    return to_json(result)
+
+
+def _averages(
+    positive: np.ndarray,
+    probs: np.ndarray,
+    counts: dict[str, np.ndarray],
+    rates: dict[str, np.ndarray],
+    class_auc: np.ndarray,
+    ap: np.ndarray,
+) -> dict[str, dict]:
+    """The ``macro``, ``micro`` and ``weighted`` averages of the point estimates (one sample: the images as given)."""
+    support = positive.sum(axis=0)
+    share = support / support.sum() if support.sum() else np.zeros(probs.shape[1])
+    micro = _micro_rates(counts)
+    return {
+        "macro": {
+            "precision": rates["precision"][0].mean(),
+            "recall": rates["recall"][0].mean(),
+            "f1": rates["f1"][0].mean(),
+            "auc": _nanmean(class_auc[None, :])[0],
+            "average_precision": _nanmean(ap[None, :])[0],
+        },
+        "micro": {
+            "precision": micro["precision"][0],
+            "recall": micro["recall"][0],
+            "f1": micro["f1"][0],
+            "auc": _micro_auc(np.ones((1, len(positive))), positive, probs)[0],
+            "average_precision": _pooled_average_precision(positive, probs),
+        },
+        "weighted": {name: rates[name][0] @ share for name in ("precision", "recall", "f1")},
+    }
 
 
 # --------------------------------------------------------------------------------------------------- validation
@@ -298,14 +307,14 @@ def _micro_rates(counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _label_auc(weights: np.ndarray, positive: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """AUC per label (B, C), NaN where a label has no positive or no negative in a sample."""
     return np.stack(
-        [_compute_binary_auc_weighted(weights, positive[:, c], probs[:, c]) for c in range(probs.shape[1])], axis=1
+        [compute_binary_auc_weighted(weights, positive[:, c], probs[:, c]) for c in range(probs.shape[1])], axis=1
     )
 
 
 def _micro_auc(weights: np.ndarray, positive: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """AUC (B,) of every (image, label) pair pooled; each pair weighs as much as its image."""
     k = probs.shape[1]
-    return _compute_binary_auc_weighted(np.repeat(weights, k, axis=1), positive.ravel(), probs.ravel())
+    return compute_binary_auc_weighted(np.repeat(weights, k, axis=1), positive.ravel(), probs.ravel())
 
 
 def _exact_match(weights: np.ndarray, positive: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -370,39 +379,33 @@ def _bootstrap_intervals(
 ) -> tuple[dict, list[str]]:
     """Percentile intervals of the headline and per-label metrics, and one warning listing the labels whose AUC
     was undefined in some resamples."""
-    n, k = probs.shape
-    keys = ("auc", "micro_auc", "accuracy", "balanced_accuracy", "f1", "class_auc", "class_f1", "class_recall")
-    samples: dict[str, list[np.ndarray]] = {key: [] for key in keys}
-    # blocks sized by the pooled (image, label) pairs of the micro AUC, the largest array per resample
-    block = max(1, _BLOCK_CELLS // (n * k))
-    for drawn in _iter_bootstrap_weights(n, n_bootstrap, seed):
-        for weights in np.array_split(drawn, -(-len(drawn) // block)):
-            rates = _label_rates(_label_counts(weights, positive, predicted))
-            class_auc = _label_auc(weights, positive, probs)
-            samples["auc"].append(_nanmean(class_auc))
-            samples["micro_auc"].append(_micro_auc(weights, positive, probs))
-            samples["accuracy"].append(_exact_match(weights, positive, predicted))
-            samples["balanced_accuracy"].append(_nanmean(rates["balanced"]))
-            samples["f1"].append(rates["f1"].mean(axis=1))
-            samples["class_auc"].append(class_auc)
-            samples["class_f1"].append(rates["f1_or_nan"])
-            samples["class_recall"].append(rates["recall_or_nan"])
-    stacked = {
-        key: np.concatenate(parts) if parts else np.empty((0, k) if key.startswith("class_") else 0)
-        for key, parts in samples.items()
-    }
-    intervals: dict = {
-        key: _percentile_interval(stacked[key], confidence)
-        for key in ("auc", "micro_auc", "accuracy", "balanced_accuracy", "f1")
-    }
-    intervals["per_class"] = {
-        name: {
-            metric: _percentile_interval(stacked[f"class_{metric}"][:, c], confidence)
-            for metric in ("auc", "f1", "recall")
+
+    def statistics(weights: np.ndarray) -> dict[str, np.ndarray]:
+        rates = _label_rates(_label_counts(weights, positive, predicted))
+        class_auc = _label_auc(weights, positive, probs)
+        return {
+            "auc": _nanmean(class_auc),
+            "micro_auc": _micro_auc(weights, positive, probs),
+            "accuracy": _exact_match(weights, positive, predicted),
+            "balanced_accuracy": _nanmean(rates["balanced"]),
+            "f1": rates["f1"].mean(axis=1),
+            "class_auc": class_auc,
+            "class_f1": rates["f1_or_nan"],
+            "class_recall": rates["recall_or_nan"],
         }
-        for c, name in enumerate(classes)
-    }
-    missing = np.isnan(stacked["class_auc"]).sum(axis=0)
+
+    intervals, samples = compute_bootstrap_intervals(
+        statistics,
+        len(positive),
+        classes,
+        ("auc", "micro_auc", "accuracy", "balanced_accuracy", "f1"),
+        ("auc", "f1", "recall"),
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
+        cells_per_image=probs.shape[1],  # the pooled (image, label) pairs of the micro AUC: the largest array
+    )
+    missing = np.isnan(samples["class_auc"]).sum(axis=0)
     partly = [f"{name} ({int(m)})" for name, m in zip(classes, missing, strict=True) if 0 < m < n_bootstrap]
     warnings = []
     if partly:

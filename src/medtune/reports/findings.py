@@ -14,8 +14,9 @@ import pandas as pd
 
 from medtune.data.table import split_labels
 from medtune.errors import DataError
+from medtune.reports.mistakes import predicted_class_cams
+from medtune.reports.page import Section, create_plot, format_interval, format_value, html_table, shorten
 from medtune.reports.plots import Tile, plot_findings_pr, plot_findings_roc, plot_tiles, top_findings
-from medtune.reports.report import Section, _fmt, _plot, _short, _table, _with_interval, predicted_class_cams
 from medtune.reports.results import RunResults
 
 #: At most this many findings get a ROC and a precision-recall curve (the most frequent); all are in the table.
@@ -28,8 +29,12 @@ def findings_headline(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     level = f"{round(100 * metrics.get('confidence', 0.95))}% CI"
 
     def card(name: str, value: Any, interval: Sequence[Any] | None = None) -> tuple[str, str, str]:
-        shown = f"{level} {_fmt(interval[0])} to {_fmt(interval[1])}" if interval and None not in interval else ""
-        return name, _fmt(value), shown
+        shown = (
+            f"{level} {format_value(interval[0])} to {format_value(interval[1])}"
+            if interval and None not in interval
+            else ""
+        )
+        return name, format_value(value), shown
 
     defined = sum(v.get("auc") is not None for v in metrics["per_class"].values())
     return [
@@ -61,8 +66,12 @@ def findings_sections(results: RunResults, metrics: dict[str, Any], mistakes: in
     )
     pr = Section("pr", "Precision-recall curves", "Average precision per finding; dotted: its prevalence.", half=True)
     if shown:
-        roc.plots.append(_plot("roc", plot_findings_roc(targets, probs, classes, shown, metrics), "ROC per finding"))
-        pr.plots.append(_plot("pr", plot_findings_pr(targets, probs, classes, shown), "precision-recall per finding"))
+        roc.plots.append(
+            create_plot("roc", plot_findings_roc(targets, probs, classes, shown, metrics), "ROC per finding")
+        )
+        pr.plots.append(
+            create_plot("pr", plot_findings_pr(targets, probs, classes, shown), "precision-recall per finding")
+        )
     else:
         roc.notes.append("No finding has both positive and negative images in the evaluated split.")
     sections = [roc, pr, per_label_section(metrics)]
@@ -81,25 +90,26 @@ def per_label_section(metrics: dict[str, Any]) -> Section:
         rows.append({
             "label": name,
             "images": values["support"],
-            "prevalence": _fmt(values["prevalence"]),
-            "ROC AUC": _with_interval(values["auc"], bounds.get(name, {}).get("auc")),
-            "average precision": _fmt(values.get("average_precision")),
-            "threshold": _fmt(values["threshold"]),
-            "precision": _fmt(values["precision"]),
-            "recall (sensitivity)": _with_interval(values["recall"], bounds.get(name, {}).get("recall")),
-            "specificity": _fmt(values.get("specificity")),
-            "F1": _with_interval(values["f1"], bounds.get(name, {}).get("f1")),
+            "prevalence": format_value(values["prevalence"]),
+            "ROC AUC": format_interval(values["auc"], bounds.get(name, {}).get("auc")),
+            "average precision": format_value(values.get("average_precision")),
+            "threshold": format_value(values["threshold"]),
+            "precision": format_value(values["precision"]),
+            "recall (sensitivity)": format_interval(values["recall"], bounds.get(name, {}).get("recall")),
+            "specificity": format_value(values.get("specificity")),
+            "F1": format_interval(values["f1"], bounds.get(name, {}).get("f1")),
         })  # fmt: skip
     intervals = metrics.get("intervals", {})
     for average, auc_interval in (("macro", intervals.get("auc")), ("micro", intervals.get("micro_auc"))):
         values = metrics[average]
         rows.append({
             "label": f"{average} average", "images": metrics["n"], "prevalence": "",
-            "ROC AUC": _with_interval(values["auc"], auc_interval),
-            "average precision": _fmt(values.get("average_precision")), "threshold": "",
-            "precision": _fmt(values["precision"]), "recall (sensitivity)": _fmt(values["recall"]),
+            "ROC AUC": format_interval(values["auc"], auc_interval),
+            "average precision": format_value(values.get("average_precision")), "threshold": "",
+            "precision": format_value(values["precision"]), "recall (sensitivity)": format_value(values["recall"]),
             "specificity": "",
-            "F1": _with_interval(values["f1"], intervals.get("f1")) if average == "macro" else _fmt(values["f1"]),
+            "F1": format_interval(values["f1"], intervals.get("f1")) if average == "macro"
+            else format_value(values["f1"]),
         })  # fmt: skip
     method = metrics.get("threshold_method")
     chosen = (
@@ -112,11 +122,12 @@ def per_label_section(metrics: dict[str, Any]) -> Section:
         "Per-label results",
         f"{chosen}; a label is predicted when its probability reaches its threshold. Precision, recall and F1 are at "
         f"that threshold; AUC and average precision do not depend on it. Exact-match accuracy "
-        f"{_fmt(metrics['accuracy'])}, label accuracy (1 - Hamming loss) {_fmt(metrics.get('label_accuracy'))}, "
-        f"sample-averaged F1 {_fmt(metrics.get('samples', {}).get('f1'))}, mean binary log loss "
-        f"{_fmt(metrics.get('log_loss'))}. Brackets hold the bootstrap interval.",
+        f"{format_value(metrics['accuracy'])}, label accuracy (1 - Hamming loss) "
+        f"{format_value(metrics.get('label_accuracy'))}, "
+        f"sample-averaged F1 {format_value(metrics.get('samples', {}).get('f1'))}, mean binary log loss "
+        f"{format_value(metrics.get('log_loss'))}. Brackets hold the bootstrap interval.",
     )
-    section.tables.append(_table(pd.DataFrame(rows)))
+    section.tables.append(html_table(pd.DataFrame(rows)))
     section.notes.extend(metrics.get("warnings", []))
     return section
 
@@ -180,9 +191,9 @@ def false_positives_section(results: RunResults, count: int, method: str, layer:
         )
         return section
     figure = plot_tiles(tiles, f"{len(tiles)} most confident false positives (finding, probability; true findings)")
-    section.plots.append(_plot("mistakes", figure, "most confident false positives with their maps"))
+    section.plots.append(create_plot("mistakes", figure, "most confident false positives with their maps"))
     listing = wrong.assign(label=wrong["label"].replace("", "(no finding)"), probability=wrong["probability"].round(3))
-    section.tables.append(_table(listing.rename(columns={"label": "true findings", "finding": "flagged"})))
+    section.tables.append(html_table(listing.rename(columns={"label": "true findings", "finding": "flagged"})))
     return section
 
 
@@ -193,7 +204,7 @@ def _false_positive_tiles(results: RunResults, wrong: pd.DataFrame, method: str,
     tiles = []
     for image, cam, row in zip(images, heat, wrong.itertuples(index=False), strict=True):
         image = image[..., : int(results.config["channels"])]  # without a mask channel
-        caption = f"{row.finding} {row.probability:.2f}\ntrue: {_short(row.label or 'no finding', 22)}"
+        caption = f"{row.finding} {row.probability:.2f}\ntrue: {shorten(row.label or 'no finding', 22)}"
         tiles.append(Tile(image, caption, create_overlay(image, cam)))
     return tiles
 

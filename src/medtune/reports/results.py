@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medtune.engine.callbacks import read_history
-from medtune.engine.metrics import monitor_mode
-from medtune.engine.run import Run
+from medtune.config import monitor_mode
 from medtune.errors import DataError
+from medtune.runs.run import Run, read_history
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medtune.config import load_config
-from medtune.engine.run import Run, default_run_name, open_run, prepare_run
+from medtune.runs.run import Run, default_run_name, open_run, prepare_run
 from medtune.errors import ConfigError, DataError
 
 

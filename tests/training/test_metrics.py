@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from medtune.engine.metrics import create_epoch_metrics
+from medtune.training.metrics import create_epoch_metrics
 
 
 @pytest.mark.filterwarnings("ignore:No positive samples in targets")

@@ -7,6 +7,8 @@
     runs/<name>/metrics.json       final evaluation with confidence intervals (present once the run finished)
     runs/<name>/predictions.csv    test-split predictions with probabilities
     runs/<name>/thresholds.json    multi-label: the threshold of each label, chosen on the validation split
+    runs/<name>/report.html        the report page, its plots in report/
+    runs/<name>/evaluations/       evaluations on other data, one folder each
 
 A run is never overwritten: the same configuration in an unfinished run resumes it, anything else gets a new
 directory (default names) or an error (a named ``--out``).
@@ -20,19 +22,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
+import pandas as pd
 import yaml
 
-from medtune import __version__
+from medtune._version import __version__
 from medtune._io import write_text
-from medtune.config import Config
+from medtune.config import EPOCH_METRICS, Config
 from medtune.errors import ConfigError, DataError
-from medtune.models import Classifier, Preprocessing, create_classifier
 
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
 RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report"})
+#: Columns of history.csv, in order.
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
+    "lr",
+    "backbone_frozen",
+    "seconds",
+)
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
 
 
@@ -83,6 +92,20 @@ class Run:
         return self.path / "thresholds.json"
 
     @property
+    def report_file(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def speed_file(self) -> Path:
+        """The leaderboard's measured speed of the network, per machine."""
+        return self.path / "speed.json"
+
+    @property
+    def evaluations(self) -> Path:
+        """Folder of the evaluations on other data (``evaluations/<data>-<split>/``)."""
+        return self.path / "evaluations"
+
+    @property
     def finished(self) -> bool:
         """True once training ended and the final evaluation was written."""
         return self.metrics_file.is_file() and self.best_checkpoint.is_file()
@@ -96,6 +119,36 @@ class Run:
         if not isinstance(data, dict):
             raise DataError(f"{self.config_file} does not hold a configuration; delete the run directory")
         return data
+
+    def read_history(self) -> pd.DataFrame:
+        """``history.csv`` (an empty frame with its columns before the first epoch ends)."""
+        return read_history(self.history_file)
+
+    def read_metrics(self) -> dict[str, Any] | None:
+        """``metrics.json``, or None before the run was evaluated."""
+        if not self.metrics_file.is_file():
+            return None
+        try:
+            return json.loads(self.metrics_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read {self.metrics_file}: {exc}; run `medtune evaluate {self.path}` again") from None
+
+    def read_thresholds(self, classes: tuple[str, ...]) -> tuple[float, ...] | None:
+        """The label thresholds of a multi-label run in class order, or None when ``thresholds.json`` is absent.
+
+        Raises:
+            DataError: the file is unreadable or lacks a label of the run.
+        """
+        if not self.thresholds_file.is_file():
+            return None
+        try:
+            values = json.loads(self.thresholds_file.read_text(encoding="utf-8"))["thresholds"]
+            return tuple(float(values[name]) for name in classes)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"cannot read the thresholds in {self.thresholds_file} ({exc!r}); delete it and run `medtune "
+                f"evaluate {self.path}` to choose them again on the validation split"
+            ) from None
 
     def write_config(self, config: Config) -> None:
         """Save the resolved configuration (atomically)."""
@@ -211,82 +264,9 @@ def open_run(path: str | os.PathLike) -> Run:
     return run
 
 
-@dataclass(frozen=True)
-class TrainedModel:
-    """A trained network ready for inference, with what it needs to be fed.
-
-    Attributes:
-        model: the `Classifier` in eval mode (on the CPU).
-        classes: class names in output order.
-        preprocessing: the backbone's normalisation.
-        config: the run's configuration.
-        checkpoint: the file it was loaded from.
-        multilabel: an independent sigmoid per label (classes are findings an image may have several of).
-        thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
-    """
-
-    model: Classifier
-    classes: tuple[str, ...]
-    preprocessing: Preprocessing
-    config: Config
-    checkpoint: Path
-    multilabel: bool = False
-    thresholds: tuple[float, ...] | None = None
-
-
-def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The `Classifier` weights inside a Lightning checkpoint (the module keeps the network as ``model.``)."""
-    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
-
-
-def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel:
-    """Load a trained model from a run directory (its `which` checkpoint) or from a ``.ckpt`` file.
-
-    >>> trained = load_trained("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
-    >>> trained.classes  # doctest: +SKIP
-    ('normal', 'pneumonia')
-    """
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path} does not exist; give a run directory written by `medtune train` (runs/<name>)")
-    run = Run(path.parent.parent)  # a checkpoint file lies in RUN/checkpoints/
-    if path.is_dir():
-        run = open_run(path)
-        path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
-    meta = checkpoint.get("medtune")
-    if not isinstance(meta, dict):
-        raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
-    config = Config(**meta["config"])
-    model = create_classifier(
-        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False,
-        image_size=config.image_size,
-    )  # fmt: skip
-    model.load_state_dict(network_state(checkpoint))
-    classes = tuple(meta["classes"])
-    multilabel = bool(meta.get("multilabel", False))
-    thresholds = read_thresholds(run, classes) if multilabel else None
-    return TrainedModel(
-        model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
-    )
-
-
-def read_thresholds(run: Run, classes: tuple[str, ...]) -> tuple[float, ...] | None:
-    """The label thresholds of a multi-label run in class order, or None when ``thresholds.json`` is absent.
-
-    Raises:
-        DataError: the file is unreadable or lacks a label of the run.
-    """
-    if not run.thresholds_file.is_file():
-        return None
-    try:
-        values = json.loads(run.thresholds_file.read_text(encoding="utf-8"))["thresholds"]
-        return tuple(float(values[name]) for name in classes)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"cannot read the thresholds in {run.thresholds_file} ({exc!r}); delete it and run `medtune evaluate "
-            f"{run.path}` to choose them again on the validation split"
-        ) from None
+def read_history(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a ``history.csv`` (an empty frame with the columns when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    return pd.read_csv(path)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from medtune._registry import Registry
-from medtune.config import Config
+
+if TYPE_CHECKING:
+    from medtune.config import Config
 
 #: Optimizer builders: ``(param_groups, config) -> torch.optim.Optimizer``.
 OPTIMIZERS: Registry[Callable[[list[dict], Config], torch.optim.Optimizer]] = Registry("optimizer")
@@ -29,10 +32,42 @@ OPTIMIZERS.register("adamax")(lambda groups, c: torch.optim.Adamax(groups, lr=c.
 OPTIMIZERS.register("adagrad")(lambda groups, c: torch.optim.Adagrad(groups, lr=c.lr, weight_decay=c.weight_decay))
 
 #: Schedule shapes after warm-up: ``(progress 0..1, epoch, config) -> factor of the peak learning rate``.
-SCHEDULES: Registry[Callable[[float, float, Config], float]] = Registry("scheduler")
-SCHEDULES.register("cosine")(lambda progress, epoch, c: 0.5 * (1.0 + math.cos(math.pi * progress)))
-SCHEDULES.register("constant")(lambda progress, epoch, c: 1.0)
-SCHEDULES.register("step")(lambda progress, epoch, c: c.step_gamma ** int(epoch // c.step_epochs))
+#: Schedules: ``(optimizer, config, total_steps, warmup_steps) -> LRScheduler``, stepped every optimizer step.
+SCHEDULERS: Registry[Callable[..., torch.optim.lr_scheduler.LRScheduler]] = Registry("scheduler")
+
+
+def _warmup_then(shape: Callable[[float, float, Config], float]) -> Callable[..., torch.optim.lr_scheduler.LambdaLR]:
+    """A schedule builder: a linear warm-up over the warm-up steps, then ``shape(progress, epoch, config)``."""
+
+    def build(
+        optimizer: torch.optim.Optimizer, config: Config, total_steps: int, warmup: int
+    ) -> torch.optim.lr_scheduler.LambdaLR:
+        steps_per_epoch = total_steps / config.epochs
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return shape(min(progress, 1.0), step / steps_per_epoch, config)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    return build
+
+
+SCHEDULERS.register("cosine")(_warmup_then(lambda progress, epoch, c: 0.5 * (1.0 + math.cos(math.pi * progress))))
+SCHEDULERS.register("constant")(_warmup_then(lambda progress, epoch, c: 1.0))
+SCHEDULERS.register("step")(_warmup_then(lambda progress, epoch, c: c.step_gamma ** int(epoch // c.step_epochs)))
+
+
+@SCHEDULERS.register("one-cycle")
+def one_cycle(
+    optimizer: torch.optim.Optimizer, config: Config, total_steps: int, warmup: int
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """torch's OneCycleLR; its ramp lasts ``warmup_epochs`` (a share of 0.05 to 0.5 of the steps, else 0.3)."""
+    pct = min(0.5, max(warmup / total_steps, 0.05)) if config.warmup_epochs > 0 else 0.3
+    max_lr = [group["lr"] for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
 
 
 def _decay_split(params: Iterable[tuple[str, nn.Parameter]]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -73,24 +108,11 @@ def create_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
 def create_scheduler(
     optimizer: torch.optim.Optimizer, config: Config, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """A per-step schedule over `total_steps`: ``one-cycle`` is torch's OneCycleLR (its ramp lasts
-    ``warmup_epochs``); the others are a linear warm-up followed by the shape in `SCHEDULES`."""
+    """The schedule named by ``config.scheduler`` (`SCHEDULERS`) over `total_steps` optimizer steps, with
+    ``warmup_epochs`` of warm-up (one-cycle: its ramp)."""
     total_steps = max(1, total_steps)
-    steps_per_epoch = total_steps / config.epochs
-    warmup = min(total_steps - 1, round(config.warmup_epochs * steps_per_epoch))
-    if config.scheduler == "one-cycle":
-        pct = min(0.5, max(warmup / total_steps, 0.05)) if config.warmup_epochs > 0 else 0.3
-        max_lr = [group["lr"] for group in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct)
-    shape = SCHEDULES.get(config.scheduler)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return shape(min(progress, 1.0), step / steps_per_epoch, config)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    warmup = min(total_steps - 1, round(config.warmup_epochs * total_steps / config.epochs))
+    return SCHEDULERS.get(config.scheduler)(optimizer, config, total_steps, warmup)
 
 
 def list_optimizers() -> list[str]:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision.transforms import v2
 
 from medtune._registry import Registry
-from medtune.config import Config
+
+if TYPE_CHECKING:
+    from medtune.config import Config
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from medtune.config import load_config
-from medtune.engine.augment import AUGMENT_PRESETS, create_train_transform, resolve_augment
+from medtune.training.augment import AUGMENT_PRESETS, create_train_transform, resolve_augment
 
 
 def test_presets_and_overrides():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from medtune.config import load_config
-from medtune.engine.optim import OPTIMIZERS, create_optimizer, create_param_groups, create_scheduler
 from medtune.models import create_classifier
+from medtune.training.optim import OPTIMIZERS, create_optimizer, create_param_groups, create_scheduler
 
 
 @pytest.fixture(scope="module")

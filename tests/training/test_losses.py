@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from medtune.config import load_config
-from medtune.engine.losses import FocalLoss, MultiLabelLoss, create_loss, softmax_focal_loss
+from medtune.training.losses import FocalLoss, MultiLabelLoss, create_loss, softmax_focal_loss
 
 
 @pytest.fixture

@@ -17,20 +17,6 @@ from torchmetrics.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
-#: Names logged per epoch, with the train_/val_ prefix: ``val_auc``, ``train_loss``...
-EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc")
-#: Validation metrics that can pick the best checkpoint and stop training early.
-MONITORS: tuple[str, ...] = tuple(f"val_{name}" for name in EPOCH_METRICS)
-
-
-def monitor_mode(monitor: str) -> str:
-    """``"min"`` for a loss, ``"max"`` for every other metric.
-
-    >>> monitor_mode("val_loss"), monitor_mode("val_auc")
-    ('min', 'max')
-    """
-    return "min" if monitor.endswith("loss") else "max"
-
 
 def create_epoch_metrics(num_classes: int, prefix: str, multilabel: bool = False) -> MetricCollection:
     """Accuracy, balanced accuracy (macro recall), macro F1 and macro one-vs-rest ROC AUC for `num_classes` classes.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medtune.data.store import EpochBatchSampler
-from medtune.engine.train import class_weights, pos_weights, sample_weights
+from medtune.data.loader import EpochBatchSampler
+from medtune.training.sampling import class_weights, pos_weights, sample_weights
 
 
 def test_order_depends_on_seed_and_epoch_only():

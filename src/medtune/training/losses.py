@@ -7,11 +7,19 @@ and label smoothing toward one half (``y * (1 - s) + s / 2``).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medtune.config import Config
+from medtune._registry import Registry
+
+if TYPE_CHECKING:
+    from medtune.config import Config
+
+#: Losses: ``(config, multilabel, weights) -> nn.Module``.
+LOSSES: Registry = Registry("loss")
 
 
 def create_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
@@ -27,12 +35,23 @@ def create_loss(config: Config, multilabel: bool = False, weights: torch.Tensor 
     >>> create_loss(load_config(loss="focal"), multilabel=True)
     MultiLabelLoss(label_smoothing=0.1, gamma=2.0)
     """
-    gamma = config.focal_gamma if config.loss == "focal" else None
+    return LOSSES.get(config.loss)(config, multilabel, weights)
+
+
+@LOSSES.register("cross-entropy")
+def cross_entropy_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
+    """Cross-entropy over classes, or binary cross-entropy per label (multi-label)."""
     if multilabel:
-        return MultiLabelLoss(config.label_smoothing, weights, gamma)
-    if gamma is not None:
-        return FocalLoss(gamma, weights, config.label_smoothing)
+        return MultiLabelLoss(config.label_smoothing, weights, None)
     return nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+
+
+@LOSSES.register("focal")
+def focal_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
+    """Softmax focal loss over classes, or sigmoid focal loss per label (multi-label), of ``focal_gamma``."""
+    if multilabel:
+        return MultiLabelLoss(config.label_smoothing, weights, config.focal_gamma)
+    return FocalLoss(config.focal_gamma, weights, config.label_smoothing)
 
 
 def softmax_focal_loss(

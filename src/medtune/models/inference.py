@@ -1,0 +1,119 @@
+"""The bare inference network: a trained `Classifier` with its normalisation, memory layout and probability
+function around it, as one plain ``nn.Module``. uint8 images in, class probabilities out.
+
+Prediction, evaluation, Grad-CAM, the leaderboard's speed and export use this module and nothing of the trainer:
+no Lightning is imported on these paths. The LightningModule wraps the same `Normalize` and network for training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from medtune.models.preprocessing import Preprocessing
+
+
+def to_probabilities(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
+    """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label (multi-label).
+
+    >>> logits = torch.tensor([[0.0, 0.0]])
+    >>> to_probabilities(logits).tolist(), to_probabilities(logits, multilabel=True).tolist()
+    ([[0.5, 0.5]], [[0.5, 0.5]])
+    """
+    logits = logits.float()
+    return logits.sigmoid() if multilabel else logits.softmax(dim=1)
+
+
+class Normalize(nn.Module):
+    """uint8 (or 0-1 float) images to the backbone's normalised float input, channels-last when asked."""
+
+    def __init__(self, preprocessing: Preprocessing, channels_last: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(preprocessing.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(preprocessing.std).view(1, -1, 1, 1), persistent=False)
+        self.channels_last = channels_last
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float()
+        if images.dtype == torch.uint8:
+            x = x / 255.0
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class InferenceModel(nn.Module):
+    """Normalisation and network in one module: uint8 ``(B, C, H, W)`` images in, class probabilities out.
+
+    Args:
+        model: the trained network.
+        preprocessing: its normalisation.
+        tta: average the probabilities of each image and its horizontal mirror.
+        channels_last: run in channels-last layout.
+        multilabel: an independent sigmoid per label instead of a softmax over classes.
+
+    >>> from medtune.models import create_classifier, resolve_preprocessing
+    >>> net = create_classifier("tf_efficientnet_lite0", 2, in_chans=1, pretrained=False)
+    >>> model = InferenceModel(net, resolve_preprocessing("tf_efficientnet_lite0", 1)).eval()
+    >>> model(torch.zeros(1, 1, 64, 64, dtype=torch.uint8)).shape
+    torch.Size([1, 2])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocessing: Preprocessing,
+        tta: bool = False,
+        channels_last: bool = True,
+        multilabel: bool = False,
+    ):
+        super().__init__()
+        self.normalize = Normalize(preprocessing, channels_last)
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.tta = tta
+        self.multilabel = multilabel
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        probs = to_probabilities(self.model(x), self.multilabel)
+        if self.tta:
+            probs = (probs + to_probabilities(self.model(x.flip(-1)), self.multilabel)) / 2
+        return probs
+
+
+def inference_device() -> torch.device:
+    """The first GPU when there is one, else the CPU."""
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@torch.inference_mode()
+def predict_batches(
+    model: InferenceModel,
+    batches: Iterable[torch.Tensor],
+    device: torch.device | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Probabilities ``(N, K)`` for a stream of uint8 image batches.
+
+    Args:
+        model: the network with its normalisation.
+        batches: uint8 ``(B, C, H, W)`` tensors.
+        device: where to run (`inference_device` when None).
+        on_batch: called with the size of each finished batch (progress).
+    """
+    device = device or inference_device()
+    model = model.to(device).eval()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
+    out = []
+    for images in batches:
+        with autocast:
+            out.append(model(images.to(device, non_blocking=True)).float().cpu())
+        if on_batch:
+            on_batch(len(images))
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return torch.cat(out).numpy()
