@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -21,11 +24,39 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
-def medtune(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
+def medtune_subprocess(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``medtune`` command line in a subprocess (wide output, CPU only, the session's cache)."""
     env = {**os.environ, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)  # fmt: skip
+
+
+def medtune(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``medtune`` command line in this process: the same `main` the console script calls, with its
+    standard output and error captured and the exit code it returns (an unexpected exception becomes exit code 1
+    with its traceback on standard error, as in a subprocess).
+
+    A subprocess pays the imports of torch, timm and Lightning again for every call (about 10 s on a slow CPU);
+    each command keeps at least one test through `medtune_subprocess`, the real console entry point. `timeout`
+    is accepted for the same signature and not enforced here.
+    """
+    from medtune.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except Exception:
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved)
+    return subprocess.CompletedProcess(["medtune", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,7 +81,7 @@ TINY = ("limit=96", "image_size=32", "epochs=2", "batch_size=16", "workers=0")
 def tiny_run(tmp_path_factory):
     """A PneumoniaMNIST run trained through the CLI: normal / pneumonia, 1 channel, 32 px (with its report)."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = medtune("train", shared_path("pneumoniamnist", "pneumoniamnist.npz"), *TINY, "--out", out)
+    result = medtune_subprocess("train", shared_path("pneumoniamnist", "pneumoniamnist.npz"), *TINY, "--out", out)
     assert result.returncode == 0, result.stderr
     return out
 

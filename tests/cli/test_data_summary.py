@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 
 
 def test_cxr3_folder(tmp_path):
-    out = medtune("data", "summary", shared_path("cxr3"), "--json", tmp_path / "s.json")
+    out = medtune_subprocess("data", "summary", shared_path("cxr3"), "--json", tmp_path / "s.json")
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert {c: sum(v[c] for v in summary["counts"].values()) for c in summary["classes"]} == {

@@ -6,12 +6,12 @@ import json
 
 import pandas as pd
 
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 
 
 def test_evaluate_own_test_split_rewrites_the_same_metrics(tiny_run):
     before = json.loads((tiny_run / "metrics.json").read_text())
-    result = medtune("evaluate", tiny_run)
+    result = medtune_subprocess("evaluate", tiny_run)
     assert result.returncode == 0, result.stderr
     after = json.loads((tiny_run / "metrics.json").read_text())
     assert after["accuracy"] == before["accuracy"] and after["macro"]["auc"] == before["macro"]["auc"]

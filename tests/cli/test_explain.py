@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from medtune.data.images import prepare, read_image
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 
 
 def lungseg_images(count: int) -> list:
@@ -26,7 +26,7 @@ def test_maps_for_every_readable_image_and_the_error_of_a_corrupt_one(tiny_run, 
         (tmp_path / folder).mkdir()
         shutil.copy(good[0], tmp_path / folder / "same.png")
     out = tmp_path / "cams"
-    result = medtune("explain", tiny_run, *good, corrupt, tmp_path / "a", tmp_path / "b", "--out", out)
+    result = medtune_subprocess("explain", tiny_run, *good, corrupt, tmp_path / "a", tmp_path / "b", "--out", out)
     assert result.returncode == 0, result.stderr
     assert "5 image(s) explained with gradcam" in result.stdout and "unreadable" in result.stdout
 

@@ -6,13 +6,13 @@ import json
 
 import pandas as pd
 
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 
 
 def test_predict_folder_writes_one_entry_per_image(tiny_run, tmp_path):
     folder = shared_path("cxr-fullres")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    result = medtune("predict", tiny_run, folder, "--out", tmp_path / "results.json")
+    result = medtune_subprocess("predict", tiny_run, folder, "--out", tmp_path / "results.json")
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert sorted(results) == sorted(str(p) for p in images)

@@ -18,7 +18,8 @@ import pytest
 from medtune.experiments import QueueStorage
 from medtune.experiments.queue import state_of
 from medtune.runs import read_history
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune_subprocess as medtune
+from tests.conftest import shared_path
 from tests.experiments.conftest import FAST
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from PIL import Image
 from medtune.reports import create_comparison, create_report, read_results
 from medtune.reports.mistakes import confident_mistakes, load_prepared
 from medtune.reports.report import comparison_table
-from tests.conftest import medtune, shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 
 SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "data", "config")
 PLOTS = (
@@ -102,7 +102,7 @@ def test_comparison_overlays_and_tabulates(tiny_run, tiny_cxr3_run, tmp_path):
 
 
 def test_report_command_several_runs(tiny_run, tiny_cxr3_run, tmp_path):
-    result = medtune("report", tiny_run, tiny_cxr3_run, "--out", tmp_path / "both.html", "--mistakes", "2")
+    result = medtune_subprocess("report", tiny_run, tiny_cxr3_run, "--out", tmp_path / "both.html", "--mistakes", "2")
     assert result.returncode == 0, result.stderr
     assert "comparison: " in result.stdout
     assert (tmp_path / "both.html").is_file()

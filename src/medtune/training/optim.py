@@ -36,7 +36,7 @@ OPTIMIZERS.register("adagrad")(lambda groups, c: torch.optim.Adagrad(groups, lr=
 SCHEDULERS: Registry[Callable[..., torch.optim.lr_scheduler.LRScheduler]] = Registry("scheduler")
 
 
-def _warmup_then(shape: Callable[[float, float, Config], float]) -> Callable[..., torch.optim.lr_scheduler.LambdaLR]:
+def warmup_schedule(shape: Callable[[float, float, Config], float]) -> Callable[..., torch.optim.lr_scheduler.LambdaLR]:
     """A schedule builder: a linear warm-up over the warm-up steps, then ``shape(progress, epoch, config)``."""
 
     def build(
@@ -55,9 +55,9 @@ def _warmup_then(shape: Callable[[float, float, Config], float]) -> Callable[...
     return build
 
 
-SCHEDULERS.register("cosine")(_warmup_then(lambda progress, epoch, c: 0.5 * (1.0 + math.cos(math.pi * progress))))
-SCHEDULERS.register("constant")(_warmup_then(lambda progress, epoch, c: 1.0))
-SCHEDULERS.register("step")(_warmup_then(lambda progress, epoch, c: c.step_gamma ** int(epoch // c.step_epochs)))
+SCHEDULERS.register("cosine")(warmup_schedule(lambda progress, epoch, c: 0.5 * (1.0 + math.cos(math.pi * progress))))
+SCHEDULERS.register("constant")(warmup_schedule(lambda progress, epoch, c: 1.0))
+SCHEDULERS.register("step")(warmup_schedule(lambda progress, epoch, c: c.step_gamma ** int(epoch // c.step_epochs)))
 
 
 @SCHEDULERS.register("one-cycle")

@@ -1,0 +1,103 @@
+"""A trained network loaded from a run: the bare `Classifier` with its classes, preprocessing and thresholds.
+
+Loading reads the checkpoint's weights and the facts it embeds; it never imports Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medtune.config import Config
+from medtune.errors import DataError
+from medtune.models import Classifier, Preprocessing, create_classifier
+from medtune.models.inference import InferenceModel
+from medtune.runs.resolve import Resolved, network_channels
+from medtune.runs.run import Run, open_run
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained network ready for inference, with what it needs to be fed.
+
+    Attributes:
+        model: the `Classifier` in eval mode (on the CPU).
+        classes: class names in output order.
+        preprocessing: the backbone's normalisation.
+        config: the run's configuration.
+        checkpoint: the file it was loaded from.
+        multilabel: an independent sigmoid per label (classes are findings an image may have several of).
+        thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
+    """
+
+    model: Classifier
+    classes: tuple[str, ...]
+    preprocessing: Preprocessing
+    config: Config
+    checkpoint: Path
+    multilabel: bool = False
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def resolved(self) -> Resolved:
+        """The run's resolved configuration with its preprocessing (the store spec new images are prepared in)."""
+        return Resolved(self.config, self.preprocessing)
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels of the network (the image's, plus one for ``mask=channel``)."""
+        return network_channels(self.config)
+
+    def inference_model(self, tta: bool | None = None, channels_last: bool | None = None) -> InferenceModel:
+        """The bare inference network: uint8 images in, probabilities out (tta and layout default to the run's)."""
+        return InferenceModel(
+            self.model,
+            self.preprocessing,
+            tta=self.config.tta if tta is None else tta,
+            channels_last=self.config.channels_last if channels_last is None else channels_last,
+            multilabel=self.multilabel,
+        )
+
+
+def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The `Classifier` weights inside a Lightning checkpoint (the module keeps the network as ``model.``)."""
+    return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel:
+    """Load a trained model from a run directory (its `which` checkpoint) or from a ``.ckpt`` file.
+
+    >>> trained = load_trained("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
+    >>> trained.classes  # doctest: +SKIP
+    ('normal', 'pneumonia')
+    """
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give a run directory written by `medtune train` (runs/<name>)")
+    run = Run(path.parent.parent)  # a checkpoint file lies in RUN/checkpoints/
+    if path.is_dir():
+        run = open_run(path)
+        path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
+    meta = checkpoint.get("medtune")
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
+    config = Config(**meta["config"])
+    model = create_classifier(
+        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False,
+        image_size=config.image_size,
+    )  # fmt: skip
+    model.load_state_dict(network_state(checkpoint))
+    classes = tuple(meta["classes"])
+    multilabel = bool(meta.get("multilabel", False))
+    thresholds = run.read_thresholds(classes) if multilabel else None
+    return TrainedModel(
+        model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
+    )
