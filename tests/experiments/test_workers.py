@@ -17,7 +17,7 @@ import pytest
 
 from medtune.experiments import QueueStorage
 from medtune.experiments.queue import state_of
-from medtune.runs import read_history
+from medtune.runs import Run, read_history
 from tests.conftest import medtune_subprocess as medtune
 from tests.conftest import shared_path
 from tests.experiments.conftest import FAST
@@ -102,7 +102,7 @@ def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpo
     storage = QueueStorage(sqlite_url)
     (trial_id,) = [t._trial_id for _, t in storage.trials()]
     victim = _worker(sqlite_url, tmp_path, "--heartbeat", "1", "--grace", "4")
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # generous: on a slow, busy CPU an epoch can take a minute
     run = None
     while time.monotonic() < deadline:
         run = storage.trial(trial_id).user_attrs.get("run")
@@ -111,12 +111,12 @@ def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpo
         time.sleep(0.1)
     assert run, "the worker never started the experiment"
     victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=30)
+    victim.wait(timeout=120)
     epochs_before = len(read_history(Path(run) / "history.csv"))
     assert 2 <= epochs_before < 8 and state_of(storage.trial(trial_id)) == "running"  # killed mid-experiment
     rescuer = subprocess.run(
         [sys.executable, "-m", "medtune", "queue", "run", "--storage", sqlite_url, "--heartbeat", "1", "--grace", "4"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        cwd=tmp_path, capture_output=True, text=True, timeout=1800, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
     )  # fmt: skip
     log = _ok(rescuer)
     assert f"#{trial_id} taken back from silent worker" in log and "(resuming)" in log
@@ -147,16 +147,22 @@ def test_cancelling_a_running_experiment_stops_its_worker(tmp_path, sqlite_url):
     _ok(medtune("queue", "add", _data(), *slow, "--storage", sqlite_url, cwd=tmp_path))
     worker = _worker(sqlite_url, tmp_path, "--heartbeat", "1", "--grace", "30")
     storage = QueueStorage(sqlite_url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not storage.trial(1).intermediate_values:
+    deadline = time.monotonic() + 900  # wait for the event the test needs: an epoch reported and checkpointed
+    while time.monotonic() < deadline and not _checkpointed(storage.trial(1)):
         time.sleep(0.2)
     assert _ok(medtune("queue", "cancel", "1", "--storage", sqlite_url, cwd=tmp_path)).strip().endswith("shortly")
-    out, _ = worker.communicate(timeout=60)
+    out, _ = worker.communicate(timeout=900)
     assert worker.returncode == 0, out
     trial = storage.trial(1)
     assert state_of(trial) == "cancelled" and "#1 cancelled" in out
     assert len(trial.intermediate_values) < 30
     assert (Path(trial.user_attrs["run"]) / "checkpoints" / "last.ckpt").is_file()
+
+
+def _checkpointed(trial) -> bool:
+    """True once the trial reported an epoch and its run holds ``last.ckpt`` (written after the report)."""
+    run = trial.user_attrs.get("run")
+    return bool(trial.intermediate_values) and bool(run) and Run(run).last_checkpoint.is_file()
 
 
 def test_a_search_samples_new_values_and_prunes_clearly_worse_trials(tmp_path, sqlite_url):

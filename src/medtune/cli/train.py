@@ -50,9 +50,9 @@ def train_command(
     split = ", ".join(result.metrics.get("split", [])) or "test"
     console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
     render_metrics(result.metrics, f"Best checkpoint on the {split} split")
-    console.print(
-        f"files: {result.run.path}/metrics.json, predictions.csv, history.csv, checkpoints/best.ckpt", highlight=False
-    )
+    run = result.run
+    files = (run.predictions_file.name, run.history_file.name, run.best_checkpoint.relative_to(run.path).as_posix())
+    console.print(f"files: {run.metrics_file}, {', '.join(files)}", highlight=False)
     if result.report:
         console.print(f"report: {result.report}", highlight=False)
     if result.report_error:

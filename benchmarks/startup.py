@@ -1,0 +1,80 @@
+"""Start-up of a one-image ``medtune predict``: the bare inference network against the same call with Lightning
+imported, as every prediction paid before the inference path lost its Lightning import.
+
+    python benchmarks/startup.py [--run RUN] [--image IMAGE] [--rounds 5]
+
+Both rows run the real command line in a fresh Python process on the same run and image, alternating, and report
+the median wall time of `--rounds` rounds; the second row imports ``lightning`` first and then runs the very same
+command (``runpy``), which is what ``medtune predict`` cost when `InferenceModel` lived beside the LightningModule.
+Without ``--run``, a tiny PneumoniaMNIST run (32 px, one epoch) is trained first, in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+CHECK = "import sys; print('lightning' in sys.modules)"
+
+
+def _tiny_run(folder: Path) -> Path:
+    data = SHARED / "pneumoniamnist" / "pneumoniamnist.npz"
+    if not data.is_file():
+        raise SystemExit(f"{data} is absent: put ../shared/data beside the repository or pass --run")
+    run = folder / "tiny"
+    settings = ["limit=96", "image_size=32", "epochs=1", "workers=0", "report=false"]
+    subprocess.run([sys.executable, "-m", "medtune", "train", str(data), *settings, "--out", str(run)], check=True,
+                   capture_output=True)  # fmt: skip
+    return run
+
+
+def _seconds(command: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="a run directory (default: train a tiny one)")
+    parser.add_argument("--image", type=Path, default=SHARED / "cxr3" / "normal")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    image = args.image if args.image.is_file() else sorted(args.image.glob("*.png"))[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = args.run or _tiny_run(Path(tmp))
+        predict = ["-m", "medtune", "predict", str(run), str(image), "--out", str(Path(tmp) / "out.json")]
+        bare = [sys.executable, *predict]
+        argv = repr(["medtune", *predict[2:]])
+        with_lightning = [sys.executable, "-c", f"import lightning, runpy, sys; sys.argv = {argv}; "
+                          "runpy.run_module('medtune', run_name='__main__')"]  # fmt: skip
+        probe = subprocess.run([sys.executable, "-c", f"import medtune; medtune.predict({str(run)!r}, "
+                                f"[{str(image)!r}], progress=False); {CHECK}"], capture_output=True, text=True)  # fmt: skip
+        times: dict[str, list[float]] = {"bare": [], "lightning": []}
+        _seconds(bare)  # warm the page cache for both
+        for _ in range(args.rounds):
+            times["bare"].append(_seconds(bare))
+            times["lightning"].append(_seconds(with_lightning))
+    bare_s, old_s = statistics.median(times["bare"]), statistics.median(times["lightning"])
+    table = RichTable(title=f"medtune predict, one image, median of {args.rounds} fresh processes")
+    for column in ("path", "seconds", "ratio"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    table.add_row("bare inference network (now)", f"{bare_s:.2f}", "1.00")
+    table.add_row("with Lightning imported (before)", f"{old_s:.2f}", f"{old_s / bare_s:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"`medtune.predict` leaves lightning out of sys.modules: {probe.stdout.strip() == 'False'}")
+
+
+if __name__ == "__main__":
+    main()
