@@ -58,8 +58,8 @@ def main() -> None:
         argv = repr(["medtune", *predict[2:]])
         with_lightning = [sys.executable, "-c", f"import lightning, runpy, sys; sys.argv = {argv}; "
                           "runpy.run_module('medtune', run_name='__main__')"]  # fmt: skip
-        probe = subprocess.run([sys.executable, "-c", f"import medtune; medtune.predict({str(run)!r}, "
-                                f"[{str(image)!r}], progress=False); {CHECK}"], capture_output=True, text=True)  # fmt: skip
+        code = f"import medtune; medtune.predict({str(run)!r}, [{str(image)!r}], progress=False); {CHECK}"
+        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         times: dict[str, list[float]] = {"bare": [], "lightning": []}
         _seconds(bare)  # warm the page cache for both
         for _ in range(args.rounds):

@@ -18,7 +18,7 @@ SOURCES = [
     (("retinamnist", "retinamnist.npz"), {}, 64, 3),
     (("cxr3",), {}, 224, 1),
     (("cxr3", "labels.csv"), {"label": "label", "group": "patient_id"}, 224, 1),
-    (("cxr-fullres",), {}, 224, 1),
+    (("cxr-fullres",), {}, 224, 3),  # one figure cut from a PDF is a colour JPEG
     (("dicom",), {}, 224, 1),
     (("lc25000-lung",), {}, 224, 3),
     (("lungseg", "images"), {}, 224, 1),

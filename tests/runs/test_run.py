@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from medtune.config import load_config
-from medtune.runs.run import Run, default_run_name, open_run, prepare_run
 from medtune.errors import ConfigError, DataError
+from medtune.runs.run import Run, default_run_name, open_run, prepare_run
 
 
 def test_default_names():

@@ -202,11 +202,17 @@ def _typed(key: str, value: Any) -> Any:
     """`value` as the key's type (YAML reads ``1e-3`` as text; the configuration wants a float)."""
     from pydantic import TypeAdapter, ValidationError
 
+    from medtune.runs.resolve import check_name
+
     try:
-        return TypeAdapter(Config.model_fields[key].annotation).validate_python(value)
+        typed = TypeAdapter(Config.model_fields[key].annotation).validate_python(value)
+        check_name(key, typed)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise ConfigError(f"{key}={value!r} in the sweep: {problem}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{key}={value!r} in the sweep: {exc}") from None
+    return typed
 
 
 def _range(key: str, body: str, log: bool) -> Dimension:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medtune._registry import Registry
 from medtune.config import Config
 from medtune.data._decode import decode_entries, table_entries
 from medtune.data.images import INTERPOLATIONS
@@ -68,23 +69,39 @@ def network_channels(config: Config) -> int:
     return int(config.channels) + (config.mask == "channel")
 
 
-def check_names(config: Config) -> None:
-    """Check every key that names a registered component against its registry.
-
-    Raises:
-        ConfigError: an unknown name, with the closest registered names and the full list.
-    """
+def registries() -> dict[str, Registry]:
+    """The configuration keys that name a registered component, each with its registry."""
     from medtune.data.readers import READERS
     from medtune.models.heads import HEADS
     from medtune.training.augment import AUGMENT_PRESETS
     from medtune.training.losses import LOSSES
     from medtune.training.optim import OPTIMIZERS, SCHEDULERS
 
-    if config.reader != "auto":
-        READERS.get(config.reader)
-    for registry, name in ((HEADS, config.head), (OPTIMIZERS, config.optimizer), (SCHEDULERS, config.scheduler),
-                           (LOSSES, config.loss), (AUGMENT_PRESETS, config.augment)):  # fmt: skip
-        registry.get(name)
+    return {"reader": READERS, "head": HEADS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES,
+            "augment": AUGMENT_PRESETS}  # fmt: skip
+
+
+def check_name(key: str, value: object) -> None:
+    """Check one configuration value against its key's registry (keys without one, and ``reader=auto``, pass).
+
+    Raises:
+        ConfigError: an unknown name, with the closest registered names and the full list.
+
+    >>> check_name("head", "pool-bn-dropout")
+    """
+    registry = registries().get(key)
+    if registry is not None and not (key == "reader" and value == "auto"):
+        registry.get(str(value))
+
+
+def check_names(config: Config) -> None:
+    """Check every key that names a registered component against its registry (`check_name`).
+
+    Raises:
+        ConfigError: an unknown name, with the closest registered names and the full list.
+    """
+    for key in registries():
+        check_name(key, getattr(config, key))
 
 
 def resolve_config(config: Config, table: Table | None = None) -> Resolved:

@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from medtune._version import __version__
 from medtune._io import write_text
+from medtune._version import __version__
 from medtune.config import EPOCH_METRICS, Config
 from medtune.errors import ConfigError, DataError
 
@@ -131,7 +131,9 @@ class Run:
         try:
             return json.loads(self.metrics_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read {self.metrics_file}: {exc}; run `medtune evaluate {self.path}` again") from None
+            raise DataError(
+                f"cannot read {self.metrics_file}: {exc}; run `medtune evaluate {self.path}` again"
+            ) from None
 
     def read_thresholds(self, classes: tuple[str, ...]) -> tuple[float, ...] | None:
         """The label thresholds of a multi-label run in class order, or None when ``thresholds.json`` is absent.
