@@ -43,8 +43,9 @@ def medtune(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess
     from medtune.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved = os.getcwd()
+    saved, columns = os.getcwd(), os.environ.get("COLUMNS")
     os.chdir(cwd)
+    os.environ["COLUMNS"] = "200"  # rich reads the width of its error console from COLUMNS, as in a subprocess
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -56,6 +57,10 @@ def medtune(*args: object, cwd: Path = REPO, timeout: float = 600) -> subprocess
                 code = 1
     finally:
         os.chdir(saved)
+        if columns is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = columns
     return subprocess.CompletedProcess(["medtune", *map(str, args)], code, out.getvalue(), err.getvalue())
 
 

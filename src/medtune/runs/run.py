@@ -47,13 +47,16 @@ _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "meta
 
 @dataclass(frozen=True)
 class Run:
-    """Paths of one run directory.
+    """Paths of one run directory: every file a run holds is named here and nowhere else.
 
     Args:
-        path: the run directory.
+        path: the run directory (text or a path).
     """
 
     path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))  # Run("runs/x") works as Run(Path("runs/x")) does
 
     @property
     def config_file(self) -> Path:
