@@ -18,8 +18,7 @@ import pytest
 from medtune.experiments import QueueStorage
 from medtune.experiments.queue import state_of
 from medtune.runs import Run, read_history
-from tests.conftest import medtune_subprocess as medtune
-from tests.conftest import shared_path
+from tests.conftest import medtune, medtune_subprocess, shared_path
 from tests.experiments.conftest import FAST
 
 pytestmark = pytest.mark.slow
@@ -47,7 +46,7 @@ def _worker(url: str, cwd: Path, *args: str) -> subprocess.Popen:
 def test_twenty_tiny_trials_on_one_sqlite_file_each_run_exactly_once_by_two_workers(tmp_path, sqlite_url):
     seeds = ",".join(map(str, range(20)))
     _ok(medtune("sweep", _data(), *FAST, f"seed={seeds}", "--storage", sqlite_url, "--study", "seeds", cwd=tmp_path))
-    log = _ok(medtune("queue", "run", "--workers", "2", "--storage", sqlite_url, cwd=tmp_path))
+    log = _ok(medtune_subprocess("queue", "run", "--workers", "2", "--storage", sqlite_url, cwd=tmp_path))
     starts = _starts(log)
     storage = QueueStorage(sqlite_url)
     trials = [t for _, t in storage.trials()]
@@ -67,7 +66,7 @@ def test_twenty_tiny_trials_on_one_sqlite_file_each_run_exactly_once_by_two_work
 def test_grid_of_optimizers_and_learning_rates_on_postgresql_and_its_leaderboard(tmp_path, postgres_url):
     _ok(medtune("sweep", _data(), *FAST, "epochs=2", "optimizer=adamw,adam,sgd", "lr=1e-3,1e-2",
                 "--storage", postgres_url, "--study", "optim", cwd=tmp_path))  # fmt: skip
-    log = _ok(medtune("queue", "run", "--workers", "2", "--storage", postgres_url, cwd=tmp_path))
+    log = _ok(medtune_subprocess("queue", "run", "--workers", "2", "--storage", postgres_url, cwd=tmp_path))
     assert set(_starts(log).values()) == {1} and len(_starts(log)) == 6
     csv = tmp_path / "board.csv"
     _ok(medtune("leaderboard", "--storage", postgres_url, "--study", "optim", "-f", "csv", "-o", csv, cwd=tmp_path))
@@ -132,7 +131,7 @@ def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpo
 def test_a_failed_experiment_keeps_its_error_and_can_be_retried(tmp_path, sqlite_url):
     labels = shared_path("cxr3", "labels.csv")
     _ok(medtune("queue", "add", labels, "label=diagnosis_typo", *FAST, "--storage", sqlite_url, cwd=tmp_path))
-    log = _ok(medtune("queue", "run", "--storage", sqlite_url, cwd=tmp_path))
+    log = _ok(medtune_subprocess("queue", "run", "--storage", sqlite_url, cwd=tmp_path))
     assert "failed" in log and "diagnosis_typo" in log
     status = _ok(medtune("queue", "status", "--storage", sqlite_url, cwd=tmp_path))
     assert "failed" in status and "diagnosis_typo" in status
@@ -179,7 +178,7 @@ def test_a_search_samples_new_values_and_prunes_clearly_worse_trials(tmp_path, s
             params={"lr": 1e-3 * (i + 1), "optimizer": "adamw"}, distributions={"lr": lr, "optimizer": opt},
             value=1.0, intermediate_values={step: 1.0 for step in range(4)},
         ))  # fmt: skip
-    log = _ok(medtune("queue", "run", "--storage", sqlite_url, cwd=tmp_path))
+    log = _ok(medtune_subprocess("queue", "run", "--storage", sqlite_url, cwd=tmp_path))
     storage = QueueStorage(sqlite_url)
     searched = [t for _, t in storage.trials() if t.user_attrs.get("search")]
     assert len(searched) == 2 and log.count("pruned:") == 2
