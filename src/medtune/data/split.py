@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
 
 from medtune._io import atomic_open
 from medtune.data.table import SPLITS, Table, split_labels
@@ -70,6 +69,8 @@ def label_strata(frame: pd.DataFrame) -> np.ndarray:
 
 def _split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (kept, taken) with about `fraction` of rows taken, stratified and grouped."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit  # a second to import: on use
+
     n = len(frame)
     strata = label_strata(frame)
     groups = frame["group"].where(frame["group"].notna(), "\0" + frame["id"]).astype(str).to_numpy()
