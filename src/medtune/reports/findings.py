@@ -15,7 +15,7 @@ import pandas as pd
 from medtune.data.table import split_labels
 from medtune.errors import DataError
 from medtune.reports.mistakes import predicted_class_cams
-from medtune.reports.page import Section, create_plot, format_interval, format_value, html_table, shorten
+from medtune.reports.page import Section, card_maker, create_plot, format_interval, format_value, html_table, shorten
 from medtune.reports.plots import Tile, plot_findings_pr, plot_findings_roc, plot_tiles, top_findings
 from medtune.reports.results import RunResults
 
@@ -26,15 +26,7 @@ CURVES_SHOWN = 8
 def findings_headline(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The headline numbers of a multi-label run: name, formatted value, and its interval (empty when none)."""
     intervals = metrics.get("intervals", {})
-    level = f"{round(100 * metrics.get('confidence', 0.95))}% CI"
-
-    def card(name: str, value: Any, interval: Sequence[Any] | None = None) -> tuple[str, str, str]:
-        shown = (
-            f"{level} {format_value(interval[0])} to {format_value(interval[1])}"
-            if interval and None not in interval
-            else ""
-        )
-        return name, format_value(value), shown
+    card = card_maker(metrics)
 
     defined = sum(v.get("auc") is not None for v in metrics["per_class"].values())
     return [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,22 @@ def format_interval(value: Any, interval: Sequence[Any] | None) -> str:
 
 def html_table(frame: pd.DataFrame, index: bool = False) -> str:
     return frame.to_html(index=index, border=0, classes="data", na_rep="", escape=True)
+
+
+def card_maker(metrics: dict[str, Any]) -> Callable[..., tuple[str, str, str]]:
+    """A headline card builder for a run's `metrics`: ``card(name, value, interval=None)`` gives the name, the
+    formatted value and its interval at the metrics' confidence level (empty when there is none)."""
+    level = f"{round(100 * metrics.get('confidence', 0.95))}% CI"
+
+    def card(name: str, value: Any, interval: Sequence[Any] | None = None) -> tuple[str, str, str]:
+        shown = (
+            f"{level} {format_value(interval[0])} to {format_value(interval[1])}"
+            if interval and None not in interval
+            else ""
+        )
+        return name, format_value(value), shown
+
+    return card
 
 
 def _template(name: str) -> Any:

@@ -4,14 +4,13 @@ per-class table, evaluations on other data, the data and the configuration."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from medtune.reports.page import Section, create_plot, format_interval, format_value, html_table
+from medtune.reports.page import Section, card_maker, create_plot, format_interval, format_value, html_table
 from medtune.reports.plots import (
     plot_confusion,
     plot_history,
@@ -33,15 +32,7 @@ CURVES: tuple[tuple[str, str], ...] = (
 def headline(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The headline numbers of a run: name, formatted value, and its interval (empty when there is none)."""
     intervals = metrics.get("intervals", {})
-    level = f"{round(100 * metrics.get('confidence', 0.95))}% CI"
-
-    def card(name: str, value: Any, interval: Sequence[Any] | None = None) -> tuple[str, str, str]:
-        shown = (
-            f"{level} {format_value(interval[0])} to {format_value(interval[1])}"
-            if interval and None not in interval
-            else ""
-        )
-        return name, format_value(value), shown
+    card = card_maker(metrics)
 
     return [
         card("ROC AUC (macro)", metrics["macro"]["auc"], intervals.get("auc")),
