@@ -16,6 +16,10 @@ from medtune.config import Config, load_config
 
 #: The RUN argument of the commands that use a trained run.
 RunArgument = Annotated[Path, typer.Argument(help="Run directory written by medtune train.")]
+#: The model of predict: a run or an exported model.
+ModelArgument = Annotated[
+    Path, typer.Argument(help="Run directory written by medtune train, or a model.onnx written by medtune export.")
+]
 #: The images of predict and explain.
 InputsArgument = Annotated[
     list[str], typer.Argument(help="Image files, folders (recursive), glob patterns or CSV files.")

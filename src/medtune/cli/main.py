@@ -11,6 +11,7 @@ from medtune._version import __version__
 from medtune.cli.data import data_app
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
+from medtune.cli.export import export_command
 from medtune.cli.predict import predict_command
 from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
 from medtune.cli.report import report_command
@@ -30,6 +31,7 @@ app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("explain")(explain_command)
 app.command("report")(report_command)
+app.command("export")(export_command)
 app.add_typer(queue_app, name="queue")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from medtune.cli._common import InputsArgument, RunArgument, console
+from medtune.cli._common import InputsArgument, ModelArgument, console
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def predict_command(
-    run: RunArgument,
+    run: ModelArgument,
     inputs: InputsArgument,
     out: Annotated[Path, typer.Option("--out", "-o", help="results.json or results.csv.")],
     fmt: Annotated[

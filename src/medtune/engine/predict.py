@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,11 @@ from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
 from medtune.data.store import StoreSpec
 from medtune.errors import DataError, ImageReadError
+
+if TYPE_CHECKING:
+    from medtune.runs.exported import ExportedModel
 from medtune.models.inference import predict_batches
-from medtune.runs import load_trained
+from medtune.runs import TrainedModel, load_trained
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -139,7 +142,8 @@ def predict(
     """Predict the class of every input image with a run's best checkpoint.
 
     Args:
-        run: a run directory (or a ``.ckpt`` file).
+        run: a run directory (or a ``.ckpt`` file), or an ONNX model written by ``medtune export`` (predicted on
+            onnxruntime, its inputs prepared from its metadata).
         inputs: image files, folders, glob patterns and CSV/TSV files with a path column.
         tta: average with the horizontal mirror (default: the run's ``tta``).
         batch_size: images per forward pass.
@@ -157,10 +161,10 @@ def predict(
 
     >>> predict("runs/pneumoniamnist-tf_efficientnet_lite0", ["xrays/"]).head()  # doctest: +SKIP
     """
-    trained = load_trained(run)
+    trained = load_model(run)
     config: Config = trained.config
     paths = collect_inputs(inputs, path_column)
-    model = trained.inference_model(tta=tta)
+    predictor = create_predictor(trained, tta)
     mask_files, missing = input_masks(paths, config, masks)
     dataset = _ImageFiles(paths, trained.resolved.spec, mask_files, missing)
     workers = config.workers if workers is None else workers
@@ -172,11 +176,31 @@ def predict(
         for indices, images, failed in loader:
             errors.update(failed)
             if images is not None:
-                probs[indices] = predict_batches(model, [images])
+                probs[indices] = predictor(images)
             bar.advance(task, len(indices) + len(failed))
     if trained.multilabel:
         return _findings_results(paths, trained.classes, probs, errors, trained.thresholds)
     return _results(paths, trained.classes, probs, errors)
+
+
+def load_model(source: str | os.PathLike) -> TrainedModel | ExportedModel:
+    """A run directory (or ``.ckpt``) as its trained network, or a ``.onnx`` file from ``medtune export`` on
+    onnxruntime: both answer the same questions (classes, thresholds, the store spec of their inputs)."""
+    if Path(source).suffix.lower() == ".onnx":
+        from medtune.runs.exported import load_exported
+
+        return load_exported(source)
+    return load_trained(source)
+
+
+def create_predictor(model: TrainedModel | ExportedModel, tta: bool | None) -> Callable[[torch.Tensor], np.ndarray]:
+    """A function from a uint8 ``(B, C, H, W)`` batch to probabilities ``(B, K)``: the bare PyTorch network, or
+    the ONNX graph on onnxruntime (which takes the store's NHWC layout)."""
+    use_tta = model.config.tta if tta is None else tta
+    if isinstance(model, TrainedModel):
+        network = model.inference_model(tta=use_tta)
+        return lambda images: predict_batches(network, [images])
+    return lambda images: model.predict(images.permute(0, 2, 3, 1).numpy(), tta=use_tta)
 
 
 def _results(paths: list[str], classes: tuple[str, ...], probs: np.ndarray, errors: dict[int, str]) -> pd.DataFrame:

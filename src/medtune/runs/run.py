@@ -99,6 +99,11 @@ class Run:
         return self.path / "report.html"
 
     @property
+    def export_file(self) -> Path:
+        """The ONNX model ``medtune export`` writes by default (its parity check beside it)."""
+        return self.path / "export" / "model.onnx"
+
+    @property
     def speed_file(self) -> Path:
         """The leaderboard's measured speed of the network, per machine."""
         return self.path / "speed.json"

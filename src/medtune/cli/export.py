@@ -1,0 +1,34 @@
+"""``medtune export``: a trained run as one ONNX file with its preprocessing inside, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medtune.cli._common import RunArgument, console
+
+
+def export_command(
+    run: RunArgument,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="The model file (default RUN/export/model.onnx).")
+    ] = None,
+) -> None:
+    """Export the run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
+    normalisation and softmax inside the graph and the classes, size and thresholds in its metadata. The export
+    is checked against PyTorch on the run's test images and refused when they differ by more than 1e-4."""
+    from medtune.engine.export import export, parity_file
+
+    result = export(run, out, fmt)
+    parity = result.parity
+    console.print(f"exported: {result.model} (ONNX opset {parity['opset']})", highlight=False)
+    console.print(
+        f"parity with PyTorch on {parity['images']} {parity['split']} images: largest probability difference "
+        f"{parity['max_abs_diff']:.2e}, same top class on {parity['top_class_agreement']:.1%} "
+        f"(written to {parity_file(result.model)})",
+        highlight=False,
+    )
+    console.print(f"predict with it: medtune predict {result.model} IMAGES... --out results.json", highlight=False)
