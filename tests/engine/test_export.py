@@ -81,3 +81,30 @@ def test_bad_requests_are_refused(tmp_path, tiny_run):
     (tmp_path / "fake.onnx").write_bytes(b"not a graph")
     fake = medtune("predict", tmp_path / "fake.onnx", shared_path("cxr-fullres"), "--out", tmp_path / "x.json")
     assert fake.returncode == 1 and "is not a readable ONNX model" in fake.stderr
+
+
+def test_evaluating_the_model_gives_the_run_s_metrics(exported, tiny_run, tmp_path):
+    data = shared_path("cxr3")
+    from_model = medtune("evaluate", exported, data, "--out", tmp_path / "model")
+    from_run = medtune("evaluate", tiny_run, data, "--out", tmp_path / "run")
+    assert from_model.returncode == 0 and from_run.returncode == 0, from_model.stderr + from_run.stderr
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("model", "run"))
+    assert a["n"] == b["n"] and abs(a["macro"]["auc"] - b["macro"]["auc"]) < 1e-4 and a["accuracy"] == b["accuracy"]
+    own = medtune("evaluate", exported)
+    assert own.returncode == 1 and "give DATA" in own.stderr
+
+
+def test_a_run_with_an_export_beside_it_predicts_on_onnxruntime(exported, tiny_run, tmp_path):
+    import shutil
+
+    from medtune.engine.predict import choose_engine
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    assert choose_engine(run) == run  # nothing exported yet: PyTorch
+    missing = medtune("predict", run, shared_path("cxr-fullres"), "--out", tmp_path / "x.json", "--engine", "onnx")
+    assert missing.returncode == 1 and "medtune export" in missing.stderr
+    export(run)
+    assert choose_engine(run) == run / "export" / "model.onnx" and choose_engine(run, "torch") == run
+    (run / "checkpoints" / "best.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes() + b"\0")
+    assert choose_engine(run) == run  # the checkpoint changed since the export: not that model any more

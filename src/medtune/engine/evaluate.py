@@ -22,12 +22,11 @@ from medtune._io import atomic_open, write_json
 from medtune.config import Config, load_config
 from medtune.data.store import ImageStore
 from medtune.data.table import Table
-from medtune.engine.inference import predict_store
+from medtune.engine.inference import load_model, store_probabilities
 from medtune.errors import DataError
 from medtune.metrics import compute_metrics
 from medtune.models import Preprocessing
-from medtune.models.inference import InferenceModel
-from medtune.runs import PreparedDataset, Run, load_trained, prepare_dataset, read_dataset_table
+from medtune.runs import PreparedDataset, Run, prepare_dataset, read_dataset_table
 
 
 @dataclass(frozen=True)
@@ -104,9 +103,8 @@ def evaluate_rows(
             f"{table.source}: no label of the data matches the run's classes {list(classes)} "
             f"(found {sorted(unmatched)}); rename the labels or give label=COLUMN"
         )
-    model = InferenceModel(network, preprocessing, tta=tta, channels_last=config.channels_last)
     rows = keep if store_rows is None else np.asarray(store_rows)[keep]
-    probs = predict_store(model, store, rows, batch_size=max(64, config.batch_size))
+    probs = store_probabilities(network, preprocessing, store, rows, config, tta)
     metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed)
     metrics["split"] = sorted(set(table.frame["split"].iloc[keep].dropna())) or ["all"]
     metrics["tta"] = tta
@@ -174,8 +172,11 @@ def evaluate(
     >>> evaluation = evaluate("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     >>> evaluation.metrics["accuracy"]  # doctest: +SKIP
     """
-    trained = load_trained(run)
+    trained = load_model(run)
     config = trained.config
+    exported = Path(run).suffix.lower() == ".onnx"
+    if data is None and exported:
+        raise DataError(f"{run} is an exported model without its run's split: give DATA to evaluate it on")
     if data is None:
         dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", progress=progress)
         default_out = Path(run)
@@ -185,13 +186,15 @@ def evaluate(
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
         dataset = prepare_dataset(config, table=table, split=split, assign_missing=False, progress=progress)
-        default_out = Run(Path(run)).evaluations / f"{Path(data).stem or Path(data).name}-{split}"
+        name = f"{Path(data).stem or Path(data).name}-{split}"
+        default_out = (Path(run).with_suffix("") / name) if exported else Run(Path(run)).evaluations / name
+    network = trained if exported else trained.model
     metrics, predictions = evaluate_rows(
-        trained.model, trained.preprocessing, trained.classes, dataset.table, dataset.store, config,
+        network, trained.resolved.preprocessing, trained.classes, dataset.table, dataset.store, config,
         config.tta if tta is None else tta, multilabel=trained.multilabel, thresholds=trained.thresholds,
     )  # fmt: skip
     metrics["data"] = str(Path(data or config.data).resolve())
-    metrics["checkpoint"] = str(trained.checkpoint)
+    metrics["checkpoint"] = str(trained.path if exported else trained.checkpoint)
     target = Path(out) if out else default_out
     write_evaluation(target, metrics, predictions)
     return Evaluation(metrics, target)

@@ -18,7 +18,7 @@ from medtune._io import write_json
 from medtune.config import Config
 from medtune.data.store import ImageStore
 from medtune.data.table import LABEL_SEP, Table, split_labels
-from medtune.engine.inference import predict_store
+from medtune.engine.inference import store_probabilities
 from medtune.errors import DataError
 from medtune.metrics.multilabel import (
     DECIMALS,
@@ -28,7 +28,6 @@ from medtune.metrics.multilabel import (
     predict_labels,
 )
 from medtune.models import Preprocessing
-from medtune.models.inference import InferenceModel
 from medtune.runs import Run
 
 #: The file of a run that holds its label thresholds.
@@ -76,8 +75,7 @@ def predict_probabilities(
     tta: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities ``(len(rows), C)`` for image-store rows."""
-    model = InferenceModel(network, preprocessing, tta=tta, channels_last=config.channels_last, multilabel=True)
-    return predict_store(model, store, rows, batch_size=max(64, config.batch_size))
+    return store_probabilities(network, preprocessing, store, rows, config, tta, multilabel=True)
 
 
 def choose_run_thresholds(

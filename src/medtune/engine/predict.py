@@ -24,12 +24,13 @@ from medtune.data.images import is_image_file, read_image
 from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
 from medtune.data.store import StoreSpec
-from medtune.errors import DataError, ImageReadError
+from medtune.errors import ConfigError, DataError, ImageReadError
 
 if TYPE_CHECKING:
     from medtune.runs.exported import ExportedModel
+from medtune.engine.inference import load_model
 from medtune.models.inference import predict_batches
-from medtune.runs import TrainedModel, load_trained
+from medtune.runs import Run, TrainedModel
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -138,6 +139,7 @@ def predict(
     path_column: str | None = None,
     progress: bool = True,
     masks: str | os.PathLike | None = None,
+    engine: str = "auto",
 ) -> pd.DataFrame:
     """Predict the class of every input image with a run's best checkpoint.
 
@@ -151,6 +153,8 @@ def predict(
         path_column: the path column of CSV inputs (auto-detected when None).
         progress: a progress bar on a terminal.
         masks: a folder of masks named like the images, for a run trained with ``mask=...``.
+        engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
+            current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
 
     Returns:
         One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
@@ -161,7 +165,7 @@ def predict(
 
     >>> predict("runs/pneumoniamnist-tf_efficientnet_lite0", ["xrays/"]).head()  # doctest: +SKIP
     """
-    trained = load_model(run)
+    trained = load_model(choose_engine(run, engine))
     config: Config = trained.config
     paths = collect_inputs(inputs, path_column)
     predictor = create_predictor(trained, tta)
@@ -183,14 +187,40 @@ def predict(
     return _results(paths, trained.classes, probs, errors)
 
 
-def load_model(source: str | os.PathLike) -> TrainedModel | ExportedModel:
-    """A run directory (or ``.ckpt``) as its trained network, or a ``.onnx`` file from ``medtune export`` on
-    onnxruntime: both answer the same questions (classes, thresholds, the store spec of their inputs)."""
-    if Path(source).suffix.lower() == ".onnx":
-        from medtune.runs.exported import load_exported
+#: Inference engines of `predict`.
+ENGINES = ("auto", "torch", "onnx")
 
-        return load_exported(source)
-    return load_trained(source)
+
+def choose_engine(run: str | os.PathLike, engine: str = "auto") -> Path:
+    """The model `predict` opens for `run` under `engine`: the run itself (PyTorch) or its exported ONNX model.
+
+    Raises:
+        ConfigError: an unknown engine.
+        DataError: ``onnx`` for a run that has no exported model.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    path = Path(run)
+    if engine == "torch" or path.suffix.lower() == ".onnx" or not path.is_dir():
+        return path
+    exported = Run(path).export_file
+    if engine == "onnx" and not exported.is_file():
+        raise DataError(f"{path} has no exported model ({exported}); run `medtune export {path}` first")
+    return exported if exported.is_file() and (engine == "onnx" or _current(exported, Run(path))) else path
+
+
+def _current(exported: Path, run: Run) -> bool:
+    """True when the exported model came from the run's best checkpoint as it is now (its recorded hash)."""
+    import hashlib
+    import json
+
+    parity = exported.with_suffix(".parity.json")
+    try:
+        recorded = json.loads(parity.read_text(encoding="utf-8"))["checkpoint_sha256"]
+    except (OSError, ValueError, KeyError):
+        return False
+    digest = hashlib.sha256(run.best_checkpoint.read_bytes()).hexdigest() if run.best_checkpoint.is_file() else ""
+    return recorded == digest
 
 
 def create_predictor(model: TrainedModel | ExportedModel, tta: bool | None) -> Callable[[torch.Tensor], np.ndarray]:
