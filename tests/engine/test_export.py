@@ -108,3 +108,21 @@ def test_a_run_with_an_export_beside_it_predicts_on_onnxruntime(exported, tiny_r
     assert choose_engine(run) == run / "export" / "model.onnx" and choose_engine(run, "torch") == run
     (run / "checkpoints" / "best.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes() + b"\0")
     assert choose_engine(run) == run  # the checkpoint changed since the export: not that model any more
+
+
+def test_int8_model_is_judged_on_the_test_split(tiny_run, tmp_path):
+    # --force: a 32 px, two-epoch network may lose more than 0.01 AUC on another CPU's kernels; the numbers are kept
+    result = medtune("export", tiny_run, "--out", tmp_path / "model.onnx", "--quantize", "int8", "--force")
+    assert result.returncode == 0, result.stderr
+    assert "(fp32) vs" in result.stdout and (tmp_path / "model.int8.onnx").is_file()
+    report = json.loads(parity_file(tmp_path / "model.onnx").read_text())["int8"]
+    assert report["images"] > 10 and report["forced"]
+    assert (
+        0.5 <= report["int8"]["auc"] <= 1
+        and abs(report["fp32"]["auc"] - report["auc_drop"] - report["int8"]["auc"]) < 1e-9
+    )
+    int8 = predict(tmp_path / "model.int8.onnx", [shared_path("cxr-fullres")], progress=False)
+    fp32 = predict(tmp_path / "model.onnx", [shared_path("cxr-fullres")], progress=False)
+    assert (int8["label"] == fp32["label"]).mean() >= 0.75  # quantised, not identical: most answers stay
+    unknown = medtune("export", tiny_run, "--out", tmp_path / "m.onnx", "--quantize", "int4")
+    assert unknown.returncode == 2 and "unknown quantisation 'int4'" in unknown.stderr

@@ -16,13 +16,17 @@ def export_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="The model file (default RUN/export/model.onnx).")
     ] = None,
+    quantize: Annotated[
+        str | None, typer.Option("--quantize", help="int8: also write MODEL.int8.onnx (static, QDQ, per channel).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Keep an int8 model that loses more than 0.01 AUC.")] = False,
 ) -> None:
     """Export the run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
     normalisation and softmax inside the graph and the classes, size and thresholds in its metadata. The export
     is checked against PyTorch on the run's test images and refused when they differ by more than 1e-4."""
     from medtune.engine.export import export, parity_file
 
-    result = export(run, out, fmt)
+    result = export(run, out, fmt, quantize=quantize, force=force)
     parity = result.parity
     console.print(f"exported: {result.model} (ONNX opset {parity['opset']})", highlight=False)
     console.print(
@@ -31,4 +35,11 @@ def export_command(
         f"(written to {parity_file(result.model)})",
         highlight=False,
     )
+    if "int8" in parity:
+        int8 = parity["int8"]
+        console.print(
+            f"int8: {int8['file']}; test AUC {int8['fp32']['auc']:.4f} (fp32) vs {int8['int8']['auc']:.4f} (int8), "
+            f"accuracy {int8['fp32']['accuracy']:.4f} vs {int8['int8']['accuracy']:.4f} on {int8['images']} images",
+            highlight=False,
+        )
     console.print(f"predict with it: medtune predict {result.model} IMAGES... --out results.json", highlight=False)

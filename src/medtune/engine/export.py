@@ -33,6 +33,8 @@ from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session, onnx_
 
 #: Export formats.
 FORMATS = ("onnx",)
+#: Quantisations of an export (None: fp32 only).
+QUANTIZATIONS = ("int8",)
 #: Largest absolute probability difference between the ONNX model and PyTorch that an fp32 export may have.
 PARITY_TOLERANCE = 1e-4
 #: Test images the parity check runs on (at most).
@@ -49,7 +51,8 @@ class Export:
 
     Attributes:
         model: the ``.onnx`` file.
-        parity: the parity check (``<model>.parity.json``): images, largest difference, share of equal top classes.
+        parity: the parity check (``<model>.parity.json``): images, largest difference, share of equal top classes;
+            with a quantisation also its file and the test AUC and accuracy of both models.
     """
 
     model: Path
@@ -68,7 +71,12 @@ class StoreLayoutModel(nn.Module):
 
 
 def export(
-    run: str | os.PathLike, out: str | os.PathLike | None = None, fmt: str = "onnx", progress: bool = False
+    run: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    fmt: str = "onnx",
+    progress: bool = False,
+    quantize: str | None = None,
+    force: bool = False,
 ) -> Export:
     """Export a run's best network to ONNX (``RUN/export/model.onnx`` by default) and check it.
 
@@ -77,6 +85,9 @@ def export(
         out: the ``.onnx`` file to write (atomically).
         fmt: ``onnx``.
         progress: a progress bar while the test images' store is opened.
+        quantize: ``int8``: also write ``<model>.int8.onnx`` (`medtune.engine.quantize`), refused when its test
+            AUC drops by more than 0.01.
+        force: keep an int8 model even when it loses more than that.
 
     Raises:
         ConfigError: an unknown format.
@@ -87,6 +98,8 @@ def export(
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantisation {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
     onnx = _import_onnx()
     trained = load_trained(run)
     folder = Run(Path(run))
@@ -104,6 +117,10 @@ def export(
         target.unlink(missing_ok=True)
         raise
     parity.update(opset=values["opset"], checkpoint_sha256=values["checkpoint_sha256"])
+    if quantize == "int8":
+        from medtune.engine.quantize import quantize_int8
+
+        parity["int8"] = quantize_int8(target, trained, folder, force)
     write_json(parity_file(target), parity)
     return Export(target, parity)
 
