@@ -42,6 +42,7 @@ bench: setup
 	$(PY) benchmarks/explain.py
 	$(PY) benchmarks/claims.py
 	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/inference.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

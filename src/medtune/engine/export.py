@@ -140,19 +140,26 @@ def _import_onnx() -> Any:
 
 def _to_onnx(trained: TrainedModel) -> Any:
     """The ONNX graph of the run's network in the store's layout, with a dynamic batch axis."""
-    model = StoreLayoutModel(trained.inference_model(tta=False, channels_last=False)).eval()
-    size = int(trained.config.image_size)
-    example = torch.randint(0, 256, (2, size, size, trained.in_chans), dtype=torch.uint8)
+    model = trained.inference_model(tta=False, channels_last=False)
+    return export_graph(model, int(trained.config.image_size), trained.in_chans)
+
+
+def export_graph(model: InferenceModel, size: int, in_chans: int) -> Any:
+    """An ``onnx.ModelProto`` of `model` (uint8 NHWC ``(batch, size, size, in_chans)`` in, probabilities out),
+    written by PyTorch's dynamo exporter with a dynamic batch axis.
+
+    >>> graph = export_graph(InferenceModel(network, preprocessing, channels_last=False), 64, 1)  # doctest: +SKIP
+    """
+    wrapped = StoreLayoutModel(model).eval()
+    example = torch.randint(0, 256, (2, size, size, in_chans), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            model, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
         )  # fmt: skip
         program.save(str(Path(tmp) / "model.onnx"))
-        import onnx
-
-        return onnx.load(str(Path(tmp) / "model.onnx"))
+        return _import_onnx().load(str(Path(tmp) / "model.onnx"))
 
 
 def _metadata(trained: TrainedModel, graph: Any) -> dict[str, Any]:
