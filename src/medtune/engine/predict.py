@@ -182,9 +182,16 @@ def predict(
             if images is not None:
                 probs[indices] = predictor(images)
             bar.advance(task, len(indices) + len(failed))
-    if trained.multilabel:
-        return _findings_results(paths, trained.classes, probs, errors, trained.thresholds)
-    return _results(paths, trained.classes, probs, errors)
+    return results_frame(paths, trained, probs, errors)
+
+
+def results_frame(
+    paths: list[str], model: TrainedModel | ExportedModel, probs: np.ndarray, errors: dict[int, str]
+) -> pd.DataFrame:
+    """The rows `predict` returns, from probabilities ``(N, K)`` (NaN rows for the inputs in `errors`)."""
+    if model.multilabel:
+        return _findings_results(paths, model.classes, probs, errors, model.thresholds)
+    return _results(paths, model.classes, probs, errors)
 
 
 #: Inference engines of `predict`.
@@ -298,7 +305,7 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     if fmt == "auto":
         fmt = "csv" if out.suffix.lower() in (".csv", ".tsv") else "json"
     if fmt == "json":
-        write_json(out, _records(results) if probs else _mapping(results))
+        write_json(out, prediction_records(results) if probs else _mapping(results))
         return out
     if fmt == "submission":
         frame = pd.DataFrame({"id": [Path(f).stem for f in results["file"]]})
@@ -335,7 +342,9 @@ def _mapping(results: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _records(results: pd.DataFrame) -> list[dict[str, Any]]:
+def prediction_records(results: pd.DataFrame) -> list[dict[str, Any]]:
+    """One JSON record per image, as ``medtune predict --probs`` writes them: file, label (multi-label: labels),
+    confidence and every probability, or the error."""
     prob_columns = [c for c in results.columns if c.startswith("prob_")]
     records = []
     multilabel = "labels" in results

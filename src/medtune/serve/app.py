@@ -1,0 +1,132 @@
+"""``medtune serve``: a trained run or an exported model behind FastAPI: a page to drop images on, ``POST /predict``,
+``GET /model`` and ``GET /health``.
+
+Safe by default: the body of a request is capped while it is read (413, never buffered past the cap), an upload
+that is not an image or DICOM is refused with its reason (415 for an unknown type, 422 for an unreadable file or
+a decompression bomb), uploads live only in a temporary folder that is removed after the request, and at most
+`concurrency` predictions run at once: the next request gets 503 instead of waiting in an unbounded queue.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medtune.data.images import DECODERS, read_image
+from medtune.data.masks import prepare_masked
+from medtune.engine.inference import load_model
+from medtune.engine.predict import create_predictor, prediction_records, results_frame
+from medtune.errors import ImageReadError
+
+#: Default cap of a request body, in megabytes.
+MAX_UPLOAD_MB = 20.0
+#: Default number of predictions that may run at once.
+CONCURRENCY = 4
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 when a request body exceeds `limit` bytes, checked on the declared length and
+    again while the body is received (a client that lies about its length or streams is stopped at the cap)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        received = 0
+
+        async def limited() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        import json
+
+        body = json.dumps({"detail": f"the upload is larger than {self.limit / 1e6:g} MB; send fewer or smaller "
+                                     "files, or start the server with a larger --max-upload-mb"}).encode()  # fmt: skip
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Predictor:
+    """The model and how its inputs are prepared, shared by every request."""
+
+    def __init__(self, source: str | os.PathLike) -> None:
+        self.source = Path(source)
+        self.model = load_model(source)
+        self.spec = self.model.resolved.spec
+        self.predict = create_predictor(self.model, None)
+
+    def metadata(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "model": str(self.source),
+            "kind": "onnx" if self.source.suffix.lower() == ".onnx" else "run",
+            "classes": list(self.model.classes),
+            "multilabel": self.model.multilabel,
+            "thresholds": None if self.model.thresholds is None else list(self.model.thresholds),
+            "image_size": int(config.image_size),
+            "channels": int(config.channels),
+            "backbone": config.backbone,
+            "accepts": sorted(DECODERS.names()),
+        }
+
+    def run(self, uploads: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+        """`predict --probs` records for ``(file name, content)`` pairs; files are decoded in a temporary folder
+        that is removed before returning.
+
+        Raises:
+            ImageReadError: a file is not a readable image (its name and reason; nothing is predicted).
+        """
+        if self.spec.mask != "none" and self.model.config.mask_missing != "whole":
+            raise ImageReadError(
+                "(request)",
+                f"this model was trained with mask={self.spec.mask} and needs each image's mask; serve a model "
+                "trained without masks or with mask_missing=whole",
+            )
+        names = [Path(name).name or "image" for name, _ in uploads]
+        with tempfile.TemporaryDirectory(prefix="medtune-serve-") as tmp:
+            arrays = []
+            for i, (name, content) in enumerate(uploads):
+                path = Path(tmp) / f"{i}{Path(name).suffix.lower()}"
+                path.write_bytes(content)
+                try:
+                    image = read_image(path, self.spec.window, self.spec.frame)
+                except ImageReadError as exc:
+                    raise ImageReadError(names[i], exc.reason) from None
+                arrays.append(prepare_masked(image, None, self.spec))
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+        probs = self.predict(images)
+        return prediction_records(results_frame(names, self.model, probs, {}))
+
+
+def page_html() -> str:
+    """The self-contained page (inline style and script, no external file)."""
+    return resources.files("medtune.serve").joinpath("page.html").read_text(encoding="utf-8")
