@@ -12,18 +12,19 @@ from medtune.data.images import DECODERS
 from medtune.errors import ImageReadError, MissingDependencyError
 from medtune.serve.app import CONCURRENCY, MAX_UPLOAD_MB, BodyLimit, Predictor, page_html
 
+try:  # at import time: FastAPI resolves the endpoint's annotations (UploadFile) from this module's names
+    from fastapi import FastAPI, File, HTTPException, UploadFile
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import HTMLResponse
+except ImportError:  # pragma: no cover - the serve extra is part of dev
+    raise MissingDependencyError("serving needs FastAPI: pip install 'medtune[serve]'") from None
+
 
 def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, concurrency: int = CONCURRENCY) -> Any:
     """The ASGI application serving `model` (a run directory or an exported ``.onnx``).
 
     >>> app = create_app("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     """
-    try:
-        from fastapi import FastAPI, File, HTTPException, UploadFile
-        from fastapi.concurrency import run_in_threadpool
-        from fastapi.responses import HTMLResponse
-    except ImportError:
-        raise MissingDependencyError("serving needs FastAPI: pip install 'medtune[serve]'") from None
     predictor = Predictor(model)
     slots = threading.BoundedSemaphore(concurrency)
     app = FastAPI(title="medtune", description=f"Predictions of {Path(model).name}")

@@ -1,0 +1,143 @@
+"""``medtune serve`` as a real process on a free loopback port, with a real exported model: the API, every bad
+upload, a bounded load test and the page in Debian's headless Chromium."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, shared_path
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    """`medtune serve MODEL.onnx` (the tiny run, exported) on 127.0.0.1, with a 2 MB upload cap."""
+    from medtune.engine.export import export
+
+    model = export(tiny_run, tmp_path_factory.mktemp("serve") / "model.onnx").model
+    port = _free_port()
+    command = [sys.executable, "-m", "medtune", "serve", str(model), "--port", str(port), "--max-upload-mb", "2"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"the server did not start: {process.stdout.read()}")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _png(path: Path) -> tuple[str, bytes, str]:
+    return path.name, path.read_bytes(), "image/png"
+
+
+def test_health_model_and_openapi(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    model = httpx.get(f"{server}/model").json()
+    assert model["classes"] == ["normal", "pneumonia"] and model["image_size"] == 32 and model["kind"] == "onnx"
+    assert httpx.get(f"{server}/openapi.json").json()["paths"].keys() >= {"/predict", "/model", "/health"}
+
+
+def test_predict_answers_as_the_command_line_does(server, tiny_run):
+    from medtune.engine.predict import predict, prediction_records
+
+    images = [*sorted(shared_path("cxr3", "covid").glob("*.png"))[:3], shared_path("dicom", "nih_dx_no_finding.dcm")]
+    files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in images]
+    answer = httpx.post(f"{server}/predict", files=files, timeout=60)
+    assert answer.status_code == 200, answer.text
+    expected = prediction_records(predict(tiny_run, images, progress=False))
+    assert [r["label"] for r in answer.json()] == [r["label"] for r in expected]
+    assert [r["file"] for r in answer.json()] == [p.name for p in images]
+
+
+def test_bad_uploads_get_their_status_and_reason_and_the_server_keeps_serving(server, tmp_path):
+    text = httpx.post(f"{server}/predict", files=[("files", ("notes.txt", b"hello", "text/plain"))])
+    assert text.status_code == 415 and "notes.txt: not an image medtune reads" in text.json()["detail"]
+    fake = httpx.post(f"{server}/predict", files=[("files", ("scan.png", b"not a png", "image/png"))])
+    assert fake.status_code == 422 and fake.json()["detail"].startswith("scan.png:")
+    truncated = shared_path("cxr-fullres", "00000061_012.png").read_bytes()[:5000]
+    cut = httpx.post(f"{server}/predict", files=[("files", ("cut.png", truncated, "image/png"))])
+    assert cut.status_code == 422 and "cut.png" in cut.json()["detail"]
+    bomb = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(bomb, format="PNG")  # 400 M pixels in a small file
+    assert len(bomb.getvalue()) < 2_000_000
+    boom = httpx.post(f"{server}/predict", files=[("files", ("bomb.png", bomb.getvalue(), "image/png"))])
+    assert boom.status_code == 422 and "bomb.png" in boom.json()["detail"]
+    large = httpx.post(f"{server}/predict", files=[("files", ("big.png", os.urandom(3_000_000), "image/png"))])
+    assert large.status_code == 413 and "larger than 2 MB" in large.json()["detail"]
+    nothing = httpx.post(f"{server}/predict")
+    assert nothing.status_code == 422
+    assert httpx.get(f"{server}/health").status_code == 200  # still serving after every bad request
+    assert not list(Path("/tmp").glob("medtune-serve-*"))  # nothing left behind
+
+
+def test_bounded_load_has_no_errors(server):
+    image = shared_path("cxr3", "normal")
+    payload = [("files", _png(sorted(image.glob("*.png"))[0]))]
+    latencies: list[float] = []
+
+    def one(_: int) -> int:
+        started = time.perf_counter()
+        status = httpx.post(f"{server}/predict", files=payload, timeout=60).status_code
+        latencies.append(time.perf_counter() - started)
+        return status
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one, range(500)))
+    busy = statuses.count(503)  # the concurrency limit answers at once rather than queueing without bound
+    assert set(statuses) <= {200, 503} and statuses.count(200) >= 250, statuses
+    p50, p95 = statistics.median(latencies), statistics.quantiles(latencies, n=20)[-1]
+    print(f"500 requests, 8 at a time: p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, {busy} answered 503")
+
+
+def test_the_page_predicts_an_image_picked_in_chromium(server, tmp_path):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run should have installed Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is absent: `apt-get install chromium` to run the real-browser test")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    from tests.reports.test_browser import FLAGS
+
+    image = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[0]
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 700})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server)
+        page.set_input_files("#files", str(image))
+        page.wait_for_selector(".result .label", timeout=60_000)
+        label = page.inner_text(".result .label")
+        page.screenshot(path=str(tmp_path / "page.png"))
+        if os.environ.get("MEDTUNE_SCREENSHOTS"):  # keep the picture to look at
+            page.screenshot(path=os.environ["MEDTUNE_SCREENSHOTS"])
+        browser.close()
+    assert label in ("normal", "pneumonia")
+    assert all(url.startswith(server) or url.startswith("blob:") for url in requests)  # nothing from outside
