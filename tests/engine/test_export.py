@@ -126,3 +126,15 @@ def test_int8_model_is_judged_on_the_test_split(tiny_run, tmp_path):
     assert (int8["label"] == fp32["label"]).mean() >= 0.75  # quantised, not identical: most answers stay
     unknown = medtune("export", tiny_run, "--out", tmp_path / "m.onnx", "--quantize", "int4")
     assert unknown.returncode == 2 and "unknown quantisation 'int4'" in unknown.stderr
+
+
+def test_three_class_patient_grouped_run_exports_with_parity(tiny_cxr3_run, tmp_path):
+    result = export(tiny_cxr3_run, tmp_path / "cxr3.onnx")
+    model = load_exported(result.model)
+    assert model.classes == ("covid", "normal", "pneumonia") and model.resolved.image_size == 64
+    assert result.parity["max_abs_diff"] <= PARITY_TOLERANCE and result.parity["top_class_agreement"] == 1.0
+    images = [shared_path("cxr3", "covid")]
+    assert (
+        predict(result.model, images, progress=False)["label"]
+        == predict(tiny_cxr3_run, images, progress=False)["label"]
+    ).all()

@@ -93,6 +93,13 @@ def test_grid_of_optimizers_and_learning_rates_on_postgresql_and_its_leaderboard
     assert book.sheetnames == ["optim"] and book["optim"].max_row == 7
     speed = list((tmp_path / "runs" / "optim").glob("*/speed.json"))
     assert len(speed) == 6  # measured once on this machine, then read back
+    # the top of the board, exported as one file
+    best = _ok(medtune("export", "--best", "--storage", postgres_url, "--study", "optim", "--out",
+                       tmp_path / "best.onnx", cwd=tmp_path))  # fmt: skip
+    assert "best run by val_auc:" in best and Path(board["run"].iloc[0]).name in best
+    assert (tmp_path / "best.onnx").is_file() and (tmp_path / "best.parity.json").is_file()
+    both = medtune("export", board["run"].iloc[0], "--best", "--storage", postgres_url, cwd=tmp_path)
+    assert both.returncode == 2 and "not both" in both.stderr
 
 
 def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpoint(tmp_path, sqlite_url):

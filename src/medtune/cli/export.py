@@ -7,11 +7,17 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import RunArgument, console
+from medtune.cli._common import console
+from medtune.cli.queue import StorageOption, StudyOption, _storage
+from medtune.errors import ConfigError
 
 
 def export_command(
-    run: RunArgument,
+    run: Annotated[Path | None, typer.Argument(help="Run directory written by medtune train.")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Export the leaderboard's top finished run instead.")] = False,
+    metric: Annotated[str, typer.Option("--metric", "-m", help="--best: rank by this (val_auc...).")] = "val_auc",
+    study: StudyOption = None,
+    storage: StorageOption = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="onnx.")] = "onnx",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="The model file (default RUN/export/model.onnx).")
@@ -26,6 +32,13 @@ def export_command(
     is checked against PyTorch on the run's test images and refused when they differ by more than 1e-4."""
     from medtune.engine.export import export, parity_file
 
+    if best == (run is not None):
+        raise ConfigError("give a RUN to export, or --best for the leaderboard's top run (not both)")
+    if best:
+        from medtune.experiments.leaderboard import best_run
+
+        run = best_run(_storage(storage), metric, study)
+        console.print(f"the leaderboard's best run by {metric}: {run}", highlight=False, soft_wrap=True)
     result = export(run, out, fmt, quantize=quantize, force=force)
     parity = result.parity
     console.print(f"exported: {result.model} (ONNX opset {parity['opset']})", highlight=False)

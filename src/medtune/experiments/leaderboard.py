@@ -80,6 +80,20 @@ def leaderboard_frame(
     return rank(frame, metric)
 
 
+def best_run(storage: QueueStorage, metric: str = "val_auc", studies: Sequence[str] | None = None) -> Path:
+    """The run directory of the leaderboard's top finished experiment by `metric`.
+
+    Raises:
+        DataError: no experiment has finished (in `studies`).
+    """
+    frame = leaderboard_frame(storage, metric, studies, speed=False)
+    finished = frame[(frame["state"] == "finished") & frame["run"].notna()]
+    if finished.empty:
+        where = f" in {', '.join(studies)}" if studies else ""
+        raise DataError(f"no finished experiment{where} to export; run `medtune queue run` first, or name a RUN")
+    return Path(finished.iloc[0]["run"])
+
+
 def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Sort finished rows by `metric` (best first; lowest for a loss), the others after them; add ``rank``."""
     ascending = metric.endswith("loss")
