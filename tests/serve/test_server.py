@@ -3,6 +3,7 @@ upload, a bounded load test and the page in Debian's headless Chromium."""
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import io
 import os
@@ -28,27 +29,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run, tmp_path_factory):
-    """`medtune serve MODEL.onnx` (the tiny run, exported) on 127.0.0.1, with a 2 MB upload cap."""
-    from medtune.engine.export import export
-
-    model = export(tiny_run, tmp_path_factory.mktemp("serve") / "model.onnx").model
+def _start(model: Path):
+    """`medtune serve MODEL` on a free port of 127.0.0.1 with a 2 MB upload cap: (url, process)."""
     port = _free_port()
     command = [sys.executable, "-m", "medtune", "serve", str(model), "--port", str(port), "--max-upload-mb", "2"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
+                return url, process
         except httpx.HTTPError:
             time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the server did not start: {process.stdout.read()}")
+    process.kill()
+    pytest.fail(f"the server did not start: {process.stdout.read()}")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run, tmp_path_factory):
+    """The tiny run, exported, served as MODEL.onnx."""
+    from medtune.engine.export import export
+
+    url, process = _start(export(tiny_run, tmp_path_factory.mktemp("serve") / "model.onnx").model)
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -141,3 +145,23 @@ def test_the_page_predicts_an_image_picked_in_chromium(server, tmp_path):
         browser.close()
     assert label in ("normal", "pneumonia")
     assert all(url.startswith(server) or url.startswith("blob:") for url in requests)  # nothing from outside
+
+
+def test_grad_cam_on_request_from_a_served_run(server, tiny_run):
+    url, process = _start(tiny_run)
+    try:
+        image = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[0]
+        files = [("files", _png(image))]
+        answer = httpx.post(f"{url}/predict", params={"cam": "true"}, files=files, timeout=120)
+        assert answer.status_code == 200, answer.text
+        (record,) = answer.json()
+        assert record["cam"].startswith("data:image/png;base64,")
+        overlay = Image.open(io.BytesIO(base64.b64decode(record["cam"].split(",", 1)[1])))
+        assert overlay.size == (192, 192) and overlay.mode == "RGB"  # 32 px enlarged for the page
+        plain = httpx.post(f"{url}/predict", files=files, timeout=60).json()
+        assert "cam" not in plain[0] and plain[0]["label"] == record["label"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    refused = httpx.post(f"{server}/predict", params={"cam": "true"}, files=files, timeout=60)
+    assert refused.status_code == 400 and "serve the run directory" in refused.json()["detail"]

@@ -9,8 +9,11 @@ a decompression bomb), uploads live only in a temporary folder that is removed a
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import tempfile
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,11 @@ from medtune.data.images import DECODERS, read_image
 from medtune.data.masks import prepare_masked
 from medtune.engine.inference import load_model
 from medtune.engine.predict import create_predictor, prediction_records, results_frame
-from medtune.errors import ImageReadError
+from medtune.errors import ImageReadError, MedtuneError
+from medtune.runs import TrainedModel
+
+#: Shortest side of a Grad-CAM overlay sent to the page (small working sizes are enlarged, nearest neighbour).
+CAM_DISPLAY = 192
 
 #: Default cap of a request body, in megabytes.
 MAX_UPLOAD_MB = 20.0
@@ -75,6 +82,10 @@ class _TooLarge(Exception):
     pass
 
 
+class CamUnavailable(MedtuneError):
+    """Grad-CAM was asked of an exported model, which has no gradients to follow."""
+
+
 class Predictor:
     """The model and how its inputs are prepared, shared by every request."""
 
@@ -83,6 +94,7 @@ class Predictor:
         self.model = load_model(source)
         self.spec = self.model.resolved.spec
         self.predict = create_predictor(self.model, None)
+        self._cam_lock = threading.Lock()  # Grad-CAM switches the weights' gradients: one map at a time
 
     def metadata(self) -> dict[str, Any]:
         config = self.model.config
@@ -98,13 +110,17 @@ class Predictor:
             "accepts": sorted(DECODERS.names()),
         }
 
-    def run(self, uploads: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    def run(self, uploads: list[tuple[str, bytes]], cam: bool = False) -> list[dict[str, Any]]:
         """`predict --probs` records for ``(file name, content)`` pairs; files are decoded in a temporary folder
-        that is removed before returning.
+        that is removed before returning. With `cam`, each record gets ``cam``: a PNG data URL of the image with
+        its Grad-CAM map for the predicted class.
 
         Raises:
             ImageReadError: a file is not a readable image (its name and reason; nothing is predicted).
+            CamUnavailable: `cam` for an exported model.
         """
+        if cam and not isinstance(self.model, TrainedModel):
+            raise CamUnavailable("Grad-CAM needs the run's network: serve the run directory, not its .onnx export")
         if self.spec.mask != "none" and self.model.config.mask_missing != "whole":
             raise ImageReadError(
                 "(request)",
@@ -124,7 +140,32 @@ class Predictor:
                 arrays.append(prepare_masked(image, None, self.spec))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         probs = self.predict(images)
-        return prediction_records(results_frame(names, self.model, probs, {}))
+        records = prediction_records(results_frame(names, self.model, probs, {}))
+        if cam:
+            for record, overlay in zip(records, self.overlays(images, probs), strict=True):
+                record["cam"] = overlay
+        return records
+
+    def overlays(self, images: torch.Tensor, probs: np.ndarray) -> list[str]:
+        """Grad-CAM overlays (predicted class) of uint8 ``(N, C, H, W)`` images as PNG data URLs."""
+        from PIL import Image
+
+        from medtune.explain import compute_cams, create_overlay, find_target_layer
+
+        trained = self.model
+        layer, _ = find_target_layer(trained.model.backbone, None, self.spec.size)
+        with self._cam_lock:
+            heat = compute_cams(trained.model, trained.preprocessing, images, probs.argmax(axis=1), "gradcam", layer)
+        urls = []
+        for image, cam in zip(images, heat, strict=True):
+            picture = image[: self.spec.channels].permute(1, 2, 0).numpy()
+            overlay = Image.fromarray(create_overlay(picture, cam))
+            scale = max(1, -(-CAM_DISPLAY // min(overlay.size)))
+            overlay = overlay.resize((overlay.width * scale, overlay.height * scale), Image.Resampling.NEAREST)
+            buffer = io.BytesIO()
+            overlay.save(buffer, format="PNG")
+            urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+        return urls
 
 
 def page_html() -> str:

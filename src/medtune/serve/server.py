@@ -10,7 +10,7 @@ from typing import Any
 
 from medtune.data.images import DECODERS
 from medtune.errors import ImageReadError, MissingDependencyError
-from medtune.serve.app import CONCURRENCY, MAX_UPLOAD_MB, BodyLimit, Predictor, page_html
+from medtune.serve.app import CONCURRENCY, MAX_UPLOAD_MB, BodyLimit, CamUnavailable, Predictor, page_html
 
 try:  # at import time: FastAPI resolves the endpoint's annotations (UploadFile) from this module's names
     from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -42,7 +42,7 @@ def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, c
         return predictor.metadata()
 
     @app.post("/predict")
-    async def predict(files: list[UploadFile] = File(...)) -> list[dict[str, Any]]:  # noqa: B008 (FastAPI's API)
+    async def predict(files: list[UploadFile] = File(...), cam: bool = False) -> list[dict[str, Any]]:  # noqa: B008
         uploads = []
         for upload in files:
             suffix = Path(upload.filename or "").suffix.lower()
@@ -53,7 +53,9 @@ def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, c
         if not slots.acquire(blocking=False):
             raise HTTPException(503, "the server is busy with other predictions; try again in a moment")
         try:
-            return await run_in_threadpool(predictor.run, uploads)
+            return await run_in_threadpool(predictor.run, uploads, cam)
+        except CamUnavailable as exc:
+            raise HTTPException(400, str(exc)) from None
         except ImageReadError as exc:
             raise HTTPException(422, f"{exc.path}: {exc.reason}") from None
         finally:
