@@ -89,6 +89,15 @@ def test_channel_run_gives_the_network_the_mask_as_an_input(lung_manifest, tmp_p
     result = medtune("predict", out, image, "--masks", masks, "--out", tmp_path / "p.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "p.json").read_text())[str(image)] in ("large", "small")
+    # exported, the mask channel is an input of the graph and predict prepares it from --masks as the run does
+    exported = medtune("export", out, "--out", tmp_path / "channel.onnx")
+    assert exported.returncode == 0, exported.stderr
+    from medtune.runs.exported import load_exported
+
+    assert load_exported(tmp_path / "channel.onnx").session.get_inputs()[0].shape[1:] == [32, 32, 2]
+    result = medtune("predict", tmp_path / "channel.onnx", image, "--masks", masks, "--out", tmp_path / "o.json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "o.json").read_text()) == json.loads((tmp_path / "p.json").read_text())
 
 
 def test_training_with_a_missing_mask_lists_it_before_anything_runs(lung_manifest, tmp_path):
