@@ -181,3 +181,22 @@ def test_grad_cam_on_request_from_a_served_run(server, tiny_run):
         process.wait(timeout=30)
     refused = httpx.post(f"{server}/predict", params={"cam": "true"}, files=files, timeout=60)
     assert refused.status_code == 400 and "serve the run directory" in refused.json()["detail"]
+
+
+def test_a_streamed_body_without_a_length_is_stopped_at_the_cap(server):
+    def chunks():
+        yield b"--x\r\nContent-Disposition: form-data; name=files; filename=a.png\r\n\r\n"
+        for _ in range(40):  # 40 x 100 kB: past the 2 MB cap, with no Content-Length announcing it
+            yield os.urandom(100_000)
+
+    answer = httpx.post(f"{server}/predict", content=chunks(),
+                        headers={"content-type": "multipart/form-data; boundary=x"}, timeout=60)  # fmt: skip
+    assert answer.status_code == 413 and "larger than 2 MB" in answer.json()["detail"]
+    assert httpx.get(f"{server}/health").status_code == 200
+
+
+def test_only_loopback_counts_as_private():
+    from medtune.serve.server import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "10.0.0.1", "example.org"))

@@ -10,6 +10,7 @@ a decompression bomb), uploads live only in a temporary folder that is removed a
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import tempfile
@@ -52,20 +53,25 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send)
             return
-        received = 0
+        received, exceeded = 0, False
 
         async def limited() -> dict:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
+        async def guarded(message: dict) -> None:
+            if not exceeded:  # once over the cap, the app's own answer (a parse error) is replaced by 413
+                await send(message)
+
+        with contextlib.suppress(_TooLarge):  # raised by `limited` when the app reads past the cap
+            await self.app(scope, limited, guarded)
+        if exceeded:
             await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
