@@ -26,6 +26,7 @@ from rich.table import Table as RichTable
 
 from medtune.data.images import prepare, read_image
 from medtune.engine.export import export_graph
+from medtune.engine.quantize import quantize_file
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import InferenceModel
 from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session
@@ -64,28 +65,13 @@ def _rate(run, batch: np.ndarray, seconds: float) -> float:
 
 
 def _models(size: int, calibration: np.ndarray, folder: Path) -> dict:
-    from onnxruntime import quantization
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     network = create_classifier(BACKBONE, 2, in_chans=1).eval()
     preprocessing = resolve_preprocessing(BACKBONE, 1)
     torch_model = InferenceModel(network, preprocessing, channels_last=True).eval()
-    fp32, prepared, int8 = folder / f"{size}.onnx", folder / f"{size}.pre.onnx", folder / f"{size}.int8.onnx"
-    fp32.write_bytes(
-        export_graph(InferenceModel(network, preprocessing, channels_last=False), size, 1).SerializeToString()
-    )
-    quant_pre_process(str(fp32), str(prepared))
-
-    class Reader(quantization.CalibrationDataReader):
-        def __init__(self) -> None:
-            self.items = iter([{INPUT_NAME: calibration[i : i + 32]} for i in range(0, len(calibration), 32)])
-
-        def get_next(self):
-            return next(self.items, None)
-
-    quantization.quantize_static(str(prepared), str(int8), Reader(), quant_format=quantization.QuantFormat.QDQ,
-                                 per_channel=True, activation_type=quantization.QuantType.QUInt8,
-                                 weight_type=quantization.QuantType.QInt8)  # fmt: skip
+    fp32, int8 = folder / f"{size}.onnx", folder / f"{size}.int8.onnx"
+    graph = export_graph(InferenceModel(network, preprocessing, channels_last=False), size, 1)
+    fp32.write_bytes(graph.SerializeToString())
+    quantize_file(fp32, int8, calibration)  # what `medtune export --quantize int8` runs
     sessions = {name: create_session(path) for name, path in (("fp32", fp32), ("int8", int8))}
 
     def pytorch(batch: np.ndarray) -> np.ndarray:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from medtune.data.store import ImageStore
 from medtune.errors import MedtuneError, MissingDependencyError
 from medtune.metrics import compute_auc
 from medtune.runs import PreparedDataset, Run, TrainedModel, prepare_dataset
@@ -46,17 +45,9 @@ def quantize_int8(model: Path, trained: TrainedModel, run: Run, force: bool = Fa
         QuantizationError: the int8 model's test AUC is more than `MAX_AUC_DROP` below the fp32 model's (the int8
             file is removed), unless `force`.
     """
-    quantization = _import_quantization()
     train = prepare_dataset(trained.config, run, split="train", progress=False)
     out = int8_file(model)
-    with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quantization.shape_inference.quant_pre_process(str(model), str(prepared))
-        quantization.quantize_static(
-            str(prepared), str(out), _Calibration(train.store, train.rows("train")[:CALIBRATION_IMAGES], quantization),
-            quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-            activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
-        )  # fmt: skip
+    quantize_file(model, out, train.store.images[train.rows("train")[:CALIBRATION_IMAGES]])
     test = prepare_dataset(trained.config, run, split="test", progress=False)
     scores = {"fp32": _score(model, test, trained.multilabel), "int8": _score(out, test, trained.multilabel)}
     drop = scores["fp32"]["auc"] - scores["int8"]["auc"]
@@ -79,20 +70,33 @@ def _import_quantization() -> Any:
     return quantization
 
 
-def _Calibration(store: ImageStore, rows: np.ndarray, quantization: Any, batch: int = 32) -> Any:
-    """A calibration reader over store rows, in batches (onnxruntime's ``CalibrationDataReader``)."""
+def quantize_file(model: Path, out: Path, calibration: np.ndarray, batch: int = 32) -> Path:
+    """Quantise the exported `model` to int8 at `out`: onnxruntime's pre-processing, then static quantisation in
+    the QDQ format, per channel (int8 weights, uint8 activations), with activation ranges calibrated on the uint8
+    NHWC `calibration` images. The benchmark (``benchmarks/inference.py``) measures exactly this.
 
-    class Reader(quantization.CalibrationDataReader):
+    >>> quantize_file(Path("model.onnx"), Path("model.int8.onnx"), store.images[:256])  # doctest: +SKIP
+    """
+    quantization = _import_quantization()
+
+    class Calibration(quantization.CalibrationDataReader):
         def __init__(self) -> None:
             self.batches: Iterator[dict[str, np.ndarray]] = (
-                {INPUT_NAME: np.ascontiguousarray(store.images[rows[i : i + batch]])}
-                for i in range(0, len(rows), batch)
+                {INPUT_NAME: np.ascontiguousarray(calibration[i : i + batch])}
+                for i in range(0, len(calibration), batch)
             )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.batches, None)
 
-    return Reader()
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quantization.shape_inference.quant_pre_process(str(model), str(prepared))
+        quantization.quantize_static(
+            str(prepared), str(out), Calibration(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+            activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+        )  # fmt: skip
+    return out
 
 
 def _score(model: Path, dataset: PreparedDataset, multilabel: bool) -> dict[str, float]:
