@@ -138,3 +138,18 @@ def test_three_class_patient_grouped_run_exports_with_parity(tiny_cxr3_run, tmp_
         predict(result.model, images, progress=False)["label"]
         == predict(tiny_cxr3_run, images, progress=False)["label"]
     ).all()
+
+
+def test_a_graph_that_is_not_the_network_fails_the_parity_check(exported, tmp_path):
+    """Parity compares the graph with the network it claims to be: another run's network (same data, size and
+    classes, another seed) must be refused with the numbers."""
+    from medtune.engine.export import ExportError, check_parity
+    from medtune.runs import Run, load_trained
+    from tests.conftest import TINY
+
+    other = tmp_path / "other"
+    trained = medtune("train", shared_path("pneumoniamnist", "pneumoniamnist.npz"), *TINY, "epochs=1", "seed=7",
+                      "report=false", "--out", other)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    with pytest.raises(ExportError, match=r"differs from PyTorch by .* in probability on \d+ test images"):
+        check_parity(exported, load_trained(other), Run(other))
