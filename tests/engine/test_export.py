@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
-from medtune.engine.export import PARITY_TOLERANCE, export, parity_file
+from medtune.engine.export import PARITY_TOLERANCE, export
 from medtune.engine.predict import predict
-from medtune.runs.exported import load_exported
+from medtune.runs.exported import load_exported, parity_file
 from tests.conftest import medtune, medtune_subprocess, shared_path
 
 

@@ -12,7 +12,6 @@ kept in ``<model>.parity.json`` beside it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import warnings
@@ -24,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from medtune._io import atomic_open, write_json
+from medtune._io import atomic_open, file_sha256, write_json
 from medtune._version import __version__
 from medtune.errors import ConfigError, DataError, MedtuneError, MissingDependencyError
 from medtune.models.inference import InferenceModel, predict_batches
 from medtune.runs import Run, TrainedModel, load_trained, prepare_dataset
-from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session, onnx_metadata
+from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session, onnx_metadata, parity_file
 
 #: Export formats.
 FORMATS = ("onnx",)
@@ -125,11 +124,6 @@ def export(
     return Export(target, parity)
 
 
-def parity_file(model: Path) -> Path:
-    """``model.parity.json`` beside ``model.onnx``."""
-    return model.with_suffix(".parity.json")
-
-
 def _import_onnx() -> Any:
     try:
         import onnx
@@ -182,17 +176,9 @@ def _metadata(trained: TrainedModel, graph: Any) -> dict[str, Any]:
         "preprocessing": trained.preprocessing.to_dict(),
         "config": config.model_dump(mode="json"),
         "checkpoint": trained.checkpoint.name,
-        "checkpoint_sha256": _sha256(trained.checkpoint),
+        "checkpoint_sha256": file_sha256(trained.checkpoint),
         "opset": int(graph_opset),
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_parity(model: Path, trained: TrainedModel, run: Run, progress: bool = False) -> dict[str, Any]:

@@ -24,13 +24,13 @@ from medtune.data.images import is_image_file, read_image
 from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.table import PATH_NAMES, SUFFIXES, _find, _read_csv, _resolve_paths
 from medtune.data.store import StoreSpec
+from medtune.engine.inference import load_model
 from medtune.errors import ConfigError, DataError, ImageReadError
+from medtune.models.inference import predict_batches
+from medtune.runs import Run, TrainedModel
 
 if TYPE_CHECKING:
     from medtune.runs.exported import ExportedModel
-from medtune.engine.inference import load_model
-from medtune.models.inference import predict_batches
-from medtune.runs import Run, TrainedModel
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -218,16 +218,16 @@ def choose_engine(run: str | os.PathLike, engine: str = "auto") -> Path:
 
 def _current(exported: Path, run: Run) -> bool:
     """True when the exported model came from the run's best checkpoint as it is now (its recorded hash)."""
-    import hashlib
     import json
 
-    parity = exported.with_suffix(".parity.json")
+    from medtune._io import file_sha256
+    from medtune.runs.exported import parity_file
+
     try:
-        recorded = json.loads(parity.read_text(encoding="utf-8"))["checkpoint_sha256"]
+        recorded = json.loads(parity_file(exported).read_text(encoding="utf-8"))["checkpoint_sha256"]
     except (OSError, ValueError, KeyError):
         return False
-    digest = hashlib.sha256(run.best_checkpoint.read_bytes()).hexdigest() if run.best_checkpoint.is_file() else ""
-    return recorded == digest
+    return run.best_checkpoint.is_file() and recorded == file_sha256(run.best_checkpoint)
 
 
 def create_predictor(model: TrainedModel | ExportedModel, tta: bool | None) -> Callable[[torch.Tensor], np.ndarray]:

@@ -15,7 +15,6 @@ still adapts the stem to ``in_chans`` and drops the classifier when ``num_classe
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import re
@@ -25,7 +24,7 @@ from typing import Any
 
 import torch
 
-from medtune._io import atomic_open
+from medtune._io import atomic_open, file_sha256
 from medtune._paths import cache_dir
 from medtune._registry import Registry
 from medtune.errors import MissingDependencyError, WeightsError
@@ -176,7 +175,7 @@ def _check_sha256_prefix(path: Path) -> None:
     match = re.search(r"-([0-9a-f]{8,})\.pth?$", path.name)
     if not match:
         return
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     if not digest.startswith(match.group(1)):
         raise WeightsError(
             f"weights file {path} is damaged: its sha256 starts with {digest[:8]}, its name says {match.group(1)}. "

@@ -26,6 +26,15 @@ META_PREFIX = "medtune."
 INPUT_NAME, OUTPUT_NAME = "images", "probabilities"
 
 
+def parity_file(model: Path) -> Path:
+    """``model.parity.json`` beside ``model.onnx``: the export's parity check and its checkpoint's SHA-256.
+
+    >>> parity_file(Path("export/model.onnx")).name
+    'model.parity.json'
+    """
+    return model.with_suffix(".parity.json")
+
+
 def onnx_metadata(values: dict[str, Any]) -> dict[str, str]:
     """``metadata_props`` entries: each value as JSON text under ``medtune.<key>``.
 
