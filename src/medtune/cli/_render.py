@@ -26,6 +26,9 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
     if metrics.get("multilabel"):
         render_findings(metrics, title)
         return
+    if metrics.get("task") == "segment":
+        render_segmentation(metrics, title)
+        return
     intervals = metrics.get("intervals", {})
     macro = metrics.get("macro", {})
     level = round(100 * metrics.get("confidence", 0.95))
@@ -100,5 +103,22 @@ def render_findings(metrics: dict[str, Any], title: str) -> None:
             str(row.get("support")),
         )
     console.print(table)
+    for warning in metrics.get("warnings", []):
+        console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+
+
+def render_segmentation(metrics: dict[str, Any], title: str) -> None:
+    """Print a segmentation evaluation: mean and median Dice, IoU and HD95 over the images, with intervals."""
+    intervals = metrics.get("intervals", {})
+    level = round(100 * metrics.get("confidence", 0.95))
+    size = metrics.get("image_size")
+    title = f"{title} ({metrics.get('n')} images at {size} px; {level}% bootstrap intervals of the mean)"
+    head = RichTable(title=title, title_justify="left")
+    for column in ("metric", "mean", "median"):
+        head.add_column(column, justify="left" if column == "metric" else "right")
+    names = {"dice": "Dice", "iou": "IoU (Jaccard)", "hd95": "Hausdorff 95% (px)"}
+    for key, name in names.items():
+        head.add_row(name, _interval(metrics.get(key), intervals.get(key)), _num(metrics.get("median", {}).get(key)))
+    console.print(head)
     for warning in metrics.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)

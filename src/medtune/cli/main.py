@@ -15,6 +15,7 @@ from medtune.cli.export import export_command
 from medtune.cli.predict import predict_command
 from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
 from medtune.cli.report import report_command
+from medtune.cli.segment import segment_app
 from medtune.cli.serve import serve_command
 from medtune.cli.train import train_command
 from medtune.errors import ConfigError, MedtuneError
@@ -34,6 +35,7 @@ app.command("explain")(explain_command)
 app.command("report")(report_command)
 app.command("export")(export_command)
 app.command("serve")(serve_command)
+app.add_typer(segment_app, name="segment")
 app.add_typer(queue_app, name="queue")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)

@@ -92,6 +92,7 @@ def load_config(
 
 def validate_config(values: Mapping[str, Any]) -> Config:
     """Validate a merged dict into a `Config`, with readable messages."""
+    values = _encoder_alias(values)
     known = list(Config.model_fields)
     unknown = [k for k in values if k not in Config.model_fields]
     if unknown:
@@ -106,3 +107,16 @@ def validate_config(values: Mapping[str, Any]) -> Config:
             given = f" (got {err['input']!r})" if "input" in err and where != "configuration" else ""
             problems.append(f"{where}: {err['msg']}{given}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+def _encoder_alias(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``encoder=`` (segmentation's word for the pretrained network) is ``backbone=``."""
+    if "encoder" not in values:
+        return values
+    out = {k: v for k, v in values.items() if k != "encoder"}
+    if out.get("backbone") not in (None, values["encoder"]):
+        raise ConfigError(
+            f"encoder={values['encoder']} and backbone={out['backbone']} name the same network; give one of them"
+        )
+    out["backbone"] = values["encoder"]
+    return out

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from medtune.config.values import MONITORS, parse_window
 
+#: What ``task=segment`` changes when the key is not given: the loss, the checkpoint metric, and the mask kept as the
+#: target channel of the image store (`medtune.data.masks`).
+SEGMENT_DEFAULTS = {"loss": "dice+bce", "monitor": "val_dice", "mask": "channel"}
+
 
 def _comma_list(value: object) -> object:
     """Accept ``a,b,c`` as well as a YAML list for list-valued keys."""
@@ -27,6 +31,9 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    task: Literal["classify", "segment"] = Field(
+        "classify", description="classify images, or segment them (a mask per image: medtune segment train)"
+    )
     # --- data: where it is and how to read it -------------------------------------------------------------
     data: str | None = Field(None, description="folder, CSV/TSV manifest or .npz file")
     reader: str = Field("auto", description="reader name (folder, table, npz...) or auto to detect")
@@ -67,8 +74,13 @@ class Config(BaseModel):
         "none", description="use masks: multiply (zero outside), crop (to the mask's box) or channel (extra input)"
     )
     mask_margin: float = Field(0.1, ge=0.0, le=1.0, description="crop: margin around the mask's box, share of its size")
-    mask_missing: Literal["error", "whole"] = Field(
-        "error", description="an image without a mask: error (list them) or whole (use the whole image)"
+    mask_missing: Literal["error", "whole", "predict"] = Field(
+        "error",
+        description="an image without a mask: error (list them), whole (use the whole image) or predict "
+        "(masks=SEG_RUN segments it)",
+    )
+    mask_source: Literal["given", "model"] = Field(
+        "given", description="masks=SEG_RUN: keep the masks the data gives (given) or predict every mask (model)"
     )
     # --- network -----------------------------------------------------------------------------------------
     backbone: str = Field("tf_efficientnet_lite0", description="timm model name")
@@ -76,6 +88,12 @@ class Config(BaseModel):
     weights: str | None = Field(None, description="local weights file for the backbone")
     head: str = Field("linear", description="classifier head on pooled features (a registered head: linear, ...)")
     dropout: float = Field(0.2, ge=0.0, lt=1.0, description="dropout before the head's last layer")
+    arch: str = Field(
+        "unet", description="segmentation architecture (smp): unet, unetplusplus, fpn, deeplabv3plus, linknet..."
+    )
+    postprocess: Literal["none", "lungs"] = Field(
+        "none", description="predicted masks: none, or lungs (keep the two largest regions, fill holes)"
+    )
     # --- training ----------------------------------------------------------------------------------------
     name: str | None = Field(None, description="run name: runs/<name> (default: data and backbone names)")
     strategy: Literal["finetune", "freeze", "gradual"] = Field(
@@ -180,6 +198,17 @@ class Config(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
+    def _segment_defaults(cls, values: object) -> object:
+        """``task=segment``: the segmentation loss and metric unless given; the mask is the target channel."""
+        if not isinstance(values, dict) or values.get("task") != "segment":
+            return values
+        mask = values.get("mask")
+        if mask not in (None, "channel"):
+            raise ValueError(f"task=segment trains on masks as targets, so mask={mask} does not apply; leave mask= out")
+        return {**SEGMENT_DEFAULTS, **{k: v for k, v in values.items() if v is not None}}
+
+    @model_validator(mode="before")
+    @classmethod
     def _delimited_labels_column(cls, values: object) -> object:
         """``labels=COLUMN label_sep=SEP``: one column with a separator is the delimited column ``label=COLUMN``."""
         if isinstance(values, dict) and values.get("label_sep") is not None and not values.get("label"):
@@ -187,6 +216,16 @@ class Config(BaseModel):
             if isinstance(labels, list) and len(labels) == 1:
                 return {**values, "label": labels[0], "labels": None}
         return values
+
+    @model_validator(mode="after")
+    def _monitor_fits_task(self) -> Config:
+        segment = ("val_loss", "val_dice", "val_iou")
+        if (self.task == "segment") != (self.monitor in segment) and self.monitor != "val_loss":
+            allowed = segment if self.task == "segment" else tuple(m for m in MONITORS if m not in segment[1:])
+            raise ValueError(
+                f"monitor={self.monitor} does not fit task={self.task}; choose one of {', '.join(allowed)}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training(self) -> Config:

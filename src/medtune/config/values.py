@@ -7,8 +7,12 @@ from medtune.errors import ConfigError
 
 #: Names logged per epoch, with the train_/val_ prefix: ``val_auc``, ``train_loss``...
 EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc")
+#: Names logged per epoch by segmentation runs (``task=segment``), with the train_/val_ prefix.
+SEGMENT_METRICS: tuple[str, ...] = ("loss", "dice", "iou")
 #: Validation metrics that can pick the best checkpoint and stop training early.
-MONITORS: tuple[str, ...] = tuple(f"val_{name}" for name in EPOCH_METRICS)
+MONITORS: tuple[str, ...] = (*(f"val_{name}" for name in EPOCH_METRICS), "val_dice", "val_iou")
+#: What a run does: classify images (the default) or segment them (a mask per image).
+TASKS: tuple[str, ...] = ("classify", "segment")
 
 
 def monitor_mode(monitor: str) -> str:

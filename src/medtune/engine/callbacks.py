@@ -27,10 +27,14 @@ class HistoryWriter(L.Callback):
         path: the ``history.csv`` file.
         echo: also print a one-line summary of each epoch (for logs, where no progress bar is drawn).
         prefix: put before each printed line.
+        columns: the file's columns (`medtune.runs.run.history_columns`: a segmentation run logs Dice and IoU).
     """
 
-    def __init__(self, path: str | Path, echo: bool = False, prefix: str = "") -> None:
+    def __init__(
+        self, path: str | Path, echo: bool = False, prefix: str = "", columns: tuple[str, ...] = HISTORY_COLUMNS
+    ) -> None:
         self.path = Path(path)
+        self.columns = columns
         self.echo = echo
         self.prefix = prefix
         self._started = 0.0
@@ -46,7 +50,7 @@ class HistoryWriter(L.Callback):
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
-        row.update({column: metrics.get(column, math.nan) for column in HISTORY_COLUMNS[1:-3]})
+        row.update({column: metrics.get(column, math.nan) for column in self.columns[1:-3]})
         row["lr"] = self._lr  # at the start of the epoch (warm-up and schedules move it every step)
         frozen = getattr(pl_module, "backbone_frozen", None)
         row["backbone_frozen"] = bool(frozen(trainer.current_epoch)) if frozen else False
@@ -57,19 +61,27 @@ class HistoryWriter(L.Callback):
             pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
         )
         if self.echo:
-            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs))
+            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs, self.columns[1:-3]))
 
     def _write(self, frame: pd.DataFrame) -> None:
         with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:
-            frame.reindex(columns=list(HISTORY_COLUMNS)).to_csv(f, index=False, float_format="%.6g")
+            frame.reindex(columns=list(self.columns)).to_csv(f, index=False, float_format="%.6g")
 
 
-def _epoch_line(row: dict[str, Any], max_epochs: int | None) -> str:
+_SHOWN_TRAIN = ("loss", "acc", "dice")
+_SHORT = {"balanced_acc": "bal.acc"}
+
+
+def _epoch_line(row: dict[str, Any], max_epochs: int | None, metrics: tuple[str, ...]) -> str:
     def fmt(value: float) -> str:
         return "nan" if value is None or math.isnan(value) else f"{value:.4f}"
 
+    def part(split: str) -> str:
+        names = [m.split("_", 1)[1] for m in metrics if m.startswith(f"{split}_")]
+        names = [n for n in names if split == "val" or n in _SHOWN_TRAIN]
+        return f"{split} " + " ".join(f"{_SHORT.get(n, n)} {fmt(row[f'{split}_{n}'])}" for n in names)
+
     return (
-        f"epoch {row['epoch'] + 1}/{max_epochs}: train loss {fmt(row['train_loss'])} acc {fmt(row['train_acc'])} | "
-        f"val loss {fmt(row['val_loss'])} acc {fmt(row['val_acc'])} bal.acc {fmt(row['val_balanced_acc'])} "
-        f"f1 {fmt(row['val_f1'])} auc {fmt(row['val_auc'])} | lr {row['lr']:.2e} | {row['seconds']:.1f} s"
+        f"epoch {row['epoch'] + 1}/{max_epochs}: {part('train')} | {part('val')} | lr {row['lr']:.2e} | "
+        f"{row['seconds']:.1f} s"
     )

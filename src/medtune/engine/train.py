@@ -25,6 +25,7 @@ from medtune.config import Config, monitor_mode
 from medtune.data.table import Table
 from medtune.errors import DataError
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
+from medtune.runs.run import history_columns
 from medtune.runs.trained import network_state
 
 
@@ -74,15 +75,33 @@ def train(
     >>> result = train(load_config(data="../shared/data/pneumoniamnist/pneumoniamnist.npz"))  # doctest: +SKIP
     >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
     """
-    table = _check_trainable(read_dataset_table(config))
+    segment = config.task == "segment"
+    table = read_dataset_table(config, labelled=None if segment else True)
+    table = _check_segmentable(table) if segment else _check_trainable(table)
     resolved = resolve_config(config, table)
     run, resumed = prepare_run(resolved.config, out)
-    dataset = prepare_dataset(resolved.config, run, table=table, create_split=not resumed, progress=progress)
+    labelled = None if segment else True
+    dataset = prepare_dataset(
+        resolved.config, run, table=table, create_split=not resumed, labelled=labelled, progress=progress
+    )
     model = fit(dataset, run, resumed, progress, callbacks, log_prefix)
+    if segment:
+        from medtune.engine.segment_eval import evaluate_segment_split
+        from medtune.runs.trained import TrainedSegmenter
+
+        segmenter = TrainedSegmenter(model, dataset.resolved.preprocessing, dataset.config, run.best_checkpoint)
+        return TrainResult(run, evaluate_segment_split(segmenter, dataset, run.path), resumed)
     from medtune.engine.evaluate import evaluate_split
 
     metrics = evaluate_split(model, dataset, run.path)
     return TrainResult(run, metrics, resumed)
+
+
+def _check_segmentable(table: Table) -> Table:
+    """A segmenter learns from masks: every image needs one (`attach_masks` has refused images without)."""
+    if len(table) < 3:
+        raise DataError(f"{table.source} has {len(table)} image(s) with masks; a train, val and test split need more")
+    return table
 
 
 def _check_trainable(table: Table) -> Table:
@@ -134,7 +153,7 @@ def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     from medtune.training.sampling import sample_weights
 
     config, table = dataset.config, dataset.table
-    targets = table.targets()
+    targets = None if config.task == "segment" else table.targets()  # a segmenter's target is the mask channel
     train_rows, val_rows = dataset.rows("train"), dataset.rows("val")
     transform = create_train_transform(resolve_augment(config), config.image_size, config.mask)
     train_set = StoreDataset(dataset.store, train_rows, targets, transform, seed=config.seed)
@@ -155,6 +174,8 @@ def create_module(dataset: PreparedDataset) -> Any:
     from medtune.training.sampling import loss_weights
 
     config, table, resolved = dataset.config, dataset.table, dataset.resolved
+    if config.task == "segment":
+        return _segmenter_module(dataset)
     num_classes = len(table.classes)
     model = create_classifier(
         config.backbone, num_classes, resolved.in_chans, config.head, config.dropout, config.pretrained,
@@ -173,6 +194,22 @@ def create_module(dataset: PreparedDataset) -> Any:
     return ClassifierModule(model, config, resolved.preprocessing, weights, meta, table.multilabel)
 
 
+def _segmenter_module(dataset: PreparedDataset) -> Any:
+    from medtune.engine.segment_module import SegmenterModule
+    from medtune.models.segmenters import create_segmenter
+
+    config, resolved = dataset.config, dataset.resolved
+    model = create_segmenter(config.arch, config.backbone, resolved.in_chans, config.pretrained, config.weights)
+    meta = {
+        "version": __version__,
+        "task": "segment",
+        "in_chans": resolved.in_chans,
+        "config": config.model_dump(mode="json"),
+        "preprocessing": resolved.preprocessing.to_dict(),
+    }
+    return SegmenterModule(model, config, resolved.preprocessing, meta)
+
+
 def create_trainer(
     config: Config, run: Run, progress: bool, extra_callbacks: Sequence[Any], log_prefix: str, steps_per_epoch: int
 ) -> Any:
@@ -189,7 +226,8 @@ def create_trainer(
         enable_version_counter=False, auto_insert_metric_name=False,
     )  # fmt: skip
     interactive = progress and sys.stderr.isatty()
-    callbacks: list[Any] = [checkpoint, HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix)]
+    history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config))
+    callbacks: list[Any] = [checkpoint, history]
     if config.patience > 0:
         callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
     if interactive:

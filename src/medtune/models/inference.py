@@ -83,6 +83,24 @@ class InferenceModel(nn.Module):
         return probs
 
 
+class SegmenterInference(nn.Module):
+    """Normalisation and segmentation network in one module: uint8 ``(B, C, H, W)`` images in, ``(B, H, W)``
+    probabilities of "inside the mask" out (with `tta`, averaged with the mirrored image's, mirrored back)."""
+
+    def __init__(self, model: nn.Module, preprocessing: Preprocessing, tta: bool = False, channels_last: bool = True):
+        super().__init__()
+        self.normalize = Normalize(preprocessing, channels_last)
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.tta = tta
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        probs = torch.sigmoid(self.model(x)[:, 0])
+        if self.tta:
+            probs = (probs + torch.sigmoid(self.model(x.flip(-1))[:, 0]).flip(-1)) / 2
+        return probs
+
+
 def inference_device() -> torch.device:
     """The first GPU when there is one, else the CPU."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
@@ -95,7 +113,7 @@ def predict_batches(
     device: torch.device | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Probabilities ``(N, K)`` for a stream of uint8 image batches.
+    """Probabilities ``(N, K)`` (a segmenter's: ``(N, H, W)``) for a stream of uint8 image batches.
 
     Args:
         model: the network with its normalisation.

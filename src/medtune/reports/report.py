@@ -64,7 +64,11 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         METHODS.get(method)
     results = read_results(run)
     sections = [training_section(results)]
-    if results.metrics is not None and results.multilabel:
+    if results.metrics is not None and results.metrics.get("task") == "segment":
+        from medtune.reports.segment import segment_sections
+
+        sections += segment_sections(results, results.metrics, mistakes)
+    elif results.metrics is not None and results.multilabel:
         from medtune.reports.findings import findings_sections
 
         sections += findings_sections(results, results.metrics, mistakes, method, layer, mask_folder)
@@ -87,6 +91,10 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
 def _cards(results: RunResults) -> list[tuple[str, str, str]]:
     if not results.metrics:
         return []
+    if results.metrics.get("task") == "segment":
+        from medtune.reports.segment import segment_headline
+
+        return segment_headline(results.metrics)
     if results.multilabel:
         from medtune.reports.findings import findings_headline
 

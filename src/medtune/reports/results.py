@@ -43,6 +43,8 @@ class RunResults:
 
     @property
     def classes(self) -> list[str]:
+        if self.config.get("task") == "segment":
+            return []
         if self.metrics:
             return list(self.metrics["classes"])
         if self.split is None:

@@ -26,6 +26,8 @@ CURVES: tuple[tuple[str, str], ...] = (
     ("auc", "ROC AUC (macro)"),
     ("acc", "Accuracy"),
     ("balanced_acc", "Balanced accuracy"),
+    ("dice", "Dice"),
+    ("iou", "IoU (Jaccard)"),
 )
 
 
@@ -165,6 +167,10 @@ def evaluations_section(results: RunResults) -> Section | None:
 
 
 def _evaluation_row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    if metrics.get("task") == "segment":
+        from medtune.reports.segment import segment_evaluation_row
+
+        return segment_evaluation_row(name, metrics)
     intervals = metrics.get("intervals", {})
     return {
         "evaluation": name,
@@ -202,6 +208,13 @@ def data_section(results: RunResults) -> Section:
     split = results.split
     if split is None:
         section.notes.append("No split.csv: the run has not started training yet.")
+        return section
+    if results.config.get("task") == "segment":  # no labels: images per split
+        per_split = split["split"].value_counts()
+        order = [s for s in ("train", "val", "test") if s in per_split.index]
+        section.tables.append(html_table(pd.DataFrame([{**{s: int(per_split[s]) for s in order},
+                                                        "total": len(split)}])))  # fmt: skip
+        section.intro += f" Masks: {config.get('masks')}."
         return section
     counts = pd.crosstab(split["label"], split["split"], margins=True, margins_name="total")
     order = [s for s in ("train", "val", "test", "total") if s in counts.columns]

@@ -78,6 +78,8 @@ def read_dataset_table(config: Config, labelled: bool | None = True) -> Table:
     """
     if not config.data:
         raise ConfigError("no data given: pass DATA (a folder, a CSV/TSV manifest or an .npz file) or data= in YAML")
+    if config.task == "segment":
+        labelled = None  # a segmenter learns from masks: a flat folder of images is its usual layout
     return attach_masks(read_table(config.data, config, labelled), config)
 
 
@@ -93,7 +95,7 @@ def load_table(config: Config, labelled: bool | None = True) -> Table:
 def _default_split(table: Table, config: Config) -> Table:
     if config.split_file:
         return load_split(table, config.split_file)
-    if table.labelled:
+    if table.labelled or config.task == "segment":  # a segmenter's targets are its masks: no labels needed
         return assign_splits(table, config.val_fraction, config.test_fraction, config.seed)
     return table
 
@@ -176,7 +178,7 @@ def limit_table(table: Table, limit: int, seed: int) -> Table:
             kept.append(part)
             continue
         share = limit / len(part)
-        strata = label_strata(part) if table.multilabel else part["label"]
+        strata = label_strata(part) if table.multilabel else part["label"].fillna("")
         sample = part.groupby(strata, group_keys=False).sample(frac=share, random_state=seed)
         kept.append(sample.iloc[:limit])
     return table.with_frame(frame.loc[sorted(i for part in kept for i in part.index)])

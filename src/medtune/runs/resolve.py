@@ -63,33 +63,50 @@ class Resolved:
 
 
 def network_channels(config: Config) -> int:
-    """Input channels of the network of a resolved `config`: the image's, plus one for ``mask=channel``."""
+    """Input channels of the network of a resolved `config`: the image's, plus one for a classifier's
+    ``mask=channel`` (a segmenter's mask channel is its target, not an input)."""
     if config.channels == "auto":
         raise ConfigError("channels=auto has not been resolved against the data yet; call resolve_config first")
-    return int(config.channels) + (config.mask == "channel")
+    return _input_channels(config, int(config.channels))
 
 
-def registries() -> dict[str, Registry]:
-    """The configuration keys that name a registered component, each with its registry."""
+def _input_channels(config: Config, channels: int) -> int:
+    return channels + (config.mask == "channel" and config.task == "classify")
+
+
+def registries(task: str = "classify") -> dict[str, Registry]:
+    """The configuration keys that name a registered component, each with its registry, for `task`
+    (segmentation has its own losses and an architecture, and no head)."""
     from medtune.data.readers import READERS
     from medtune.models.heads import HEADS
+    from medtune.models.segmenters import SEGMENTATION_ARCHS
     from medtune.training.augment import AUGMENT_PRESETS
     from medtune.training.losses import LOSSES
     from medtune.training.optim import OPTIMIZERS, SCHEDULERS
+    from medtune.training.segment_losses import SEGMENT_LOSSES
 
-    return {"reader": READERS, "head": HEADS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": LOSSES,
-            "augment": AUGMENT_PRESETS}  # fmt: skip
+    found: dict[str, Registry] = {"reader": READERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
+                                  "augment": AUGMENT_PRESETS}  # fmt: skip
+    if task == "segment":
+        return {**found, "loss": SEGMENT_LOSSES, "arch": SEGMENTATION_ARCHS}
+    return {**found, "head": HEADS, "loss": LOSSES}
 
 
-def check_name(key: str, value: object) -> None:
-    """Check one configuration value against its key's registry (keys without one, and ``reader=auto``, pass).
+def check_name(key: str, value: object, task: str = "classify") -> None:
+    """Check one configuration value against its key's registry (keys without one, and ``reader=auto``, pass);
+    a segmentation loss may be a sum such as ``dice+bce``.
 
     Raises:
         ConfigError: an unknown name, with the closest registered names and the full list.
 
     >>> check_name("head", "pool-bn-dropout")
     """
-    registry = registries().get(key)
+    if key == "loss" and task == "segment":
+        from medtune.training.segment_losses import loss_terms
+
+        loss_terms(str(value))
+        return
+    registry = registries(task).get(key)
     if registry is not None and not (key == "reader" and value == "auto"):
         registry.get(str(value))
 
@@ -100,8 +117,8 @@ def check_names(config: Config) -> None:
     Raises:
         ConfigError: an unknown name, with the closest registered names and the full list.
     """
-    for key in registries():
-        check_name(key, getattr(config, key))
+    for key in registries(config.task):
+        check_name(key, getattr(config, key), config.task)
 
 
 def resolve_config(config: Config, table: Table | None = None) -> Resolved:
@@ -129,8 +146,14 @@ def resolve_config(config: Config, table: Table | None = None) -> Resolved:
     channels = config.channels
     if channels == "auto":
         channels = detect_channels(table, window=config.window, frame=config.frame)
-    preprocessing = resolve_preprocessing(config.backbone, int(channels) + (config.mask == "channel"))
+    preprocessing = resolve_preprocessing(config.backbone, _input_channels(config, int(channels)))
     size = config.image_size or auto_size(table, preprocessing.input_size[-1])
+    if config.task == "segment":
+        from medtune.models.segmenters import SIZE_MULTIPLE, check_segment_size
+
+        if not config.image_size:
+            size = max(SIZE_MULTIPLE, size // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        check_segment_size(size)
     interpolation = config.interpolation or preprocessing.interpolation
     if interpolation not in INTERPOLATIONS:
         interpolation = "bicubic"

@@ -27,7 +27,7 @@ import yaml
 
 from medtune._io import write_text
 from medtune._version import __version__
-from medtune.config import EPOCH_METRICS, Config
+from medtune.config import EPOCH_METRICS, SEGMENT_METRICS, Config
 from medtune.errors import ConfigError, DataError
 
 #: Folder that holds runs when no ``--out`` is given.
@@ -38,6 +38,14 @@ RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "rep
 HISTORY_COLUMNS: tuple[str, ...] = (
     "epoch",
     *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
+    "lr",
+    "backbone_frozen",
+    "seconds",
+)
+#: Columns of a segmentation run's history.csv, in order.
+SEGMENT_HISTORY_COLUMNS: tuple[str, ...] = (
+    "epoch",
+    *(f"{split}_{name}" for split in ("train", "val") for name in SEGMENT_METRICS),
     "lr",
     "backbone_frozen",
     "seconds",
@@ -171,8 +179,14 @@ def config_values(config: Config) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
 
+def history_columns(config: Config) -> tuple[str, ...]:
+    """The columns of the history.csv of a run of `config` (classification or segmentation)."""
+    return SEGMENT_HISTORY_COLUMNS if config.task == "segment" else HISTORY_COLUMNS
+
+
 def default_run_name(config: Config) -> str:
-    """``<data>-<backbone>``: the data's file or folder name (its folder for generic names such as labels.csv).
+    """``<data>-<backbone>`` (segmentation: ``<data>-<arch>-<encoder>``): the data's file or folder name (its
+    folder for generic names such as labels.csv).
 
     >>> from medtune.config import load_config
     >>> default_run_name(load_config(data="../shared/data/cxr3/labels.csv", backbone="resnet18"))
@@ -184,7 +198,8 @@ def default_run_name(config: Config) -> str:
     stem = data.stem if data.suffix else data.name
     if stem.lower() in _GENERIC_STEMS and data.parent.name:
         stem = data.parent.name
-    return f"{stem}-{config.backbone}".replace(os.sep, "-")
+    network = f"{config.arch}-{config.backbone}" if config.task == "segment" else config.backbone
+    return f"{stem}-{network}".replace(os.sep, "-")
 
 
 def _differences(saved: dict[str, Any], config: Config) -> list[str]:

@@ -15,7 +15,7 @@ import torch
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
-from medtune.models.inference import InferenceModel
+from medtune.models.inference import InferenceModel, SegmenterInference
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
 
@@ -75,21 +75,8 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     >>> trained.classes  # doctest: +SKIP
     ('normal', 'pneumonia')
     """
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"{path} does not exist; give a run directory written by `medtune train` (runs/<name>)")
-    run = Run(path.parent.parent)  # a checkpoint file lies in RUN/checkpoints/
-    if path.is_dir():
-        run = open_run(path)
-        path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
-    meta = checkpoint.get("medtune")
-    if not isinstance(meta, dict):
-        raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
-    config = Config(**meta["config"])
+    run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
+    meta, config = _checkpoint_meta(checkpoint, path, "classify")
     model = create_classifier(
         config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False,
         image_size=config.image_size,
@@ -101,3 +88,84 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     return TrainedModel(
         model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
     )
+
+
+def _read_checkpoint(source: str | os.PathLike, which: str, command: str) -> tuple[Run, Path, dict[str, Any]]:
+    """The run, the checkpoint file and its contents, from a run directory (its `which` checkpoint) or a file."""
+    path = Path(source)
+    if not path.exists():
+        raise DataError(f"{path} does not exist; give a run directory written by {command} (runs/<name>)")
+    run = Run(path.parent.parent)  # a checkpoint file lies in RUN/checkpoints/
+    if path.is_dir():
+        run = open_run(path)
+        path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
+    return run, path, checkpoint
+
+
+def _checkpoint_meta(checkpoint: dict[str, Any], path: Path, task: str) -> tuple[dict[str, Any], Config]:
+    """The facts a checkpoint embeds and its configuration, refusing a run of the other task with the fix."""
+    meta = checkpoint.get("medtune")
+    if not isinstance(meta, dict):
+        raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
+    config = Config(**meta["config"])
+    if config.task != task:
+        run = path.parent.parent
+        if task == "classify":
+            raise DataError(
+                f"{run} is a segmentation run (task=segment), not a classifier: use `medtune segment predict|evaluate "
+                f"{run}`, or give it to a classifier as masks={run}"
+            )
+        raise DataError(
+            f"{run} is a classification run, not a segmenter: give a run of `medtune segment train`, or use "
+            f"`medtune predict|evaluate {run}`"
+        )
+    return meta, config
+
+
+@dataclass(frozen=True)
+class TrainedSegmenter:
+    """A trained segmentation network with what it needs to be fed.
+
+    Attributes:
+        model: the smp network in eval mode (on the CPU), logits out.
+        preprocessing: the encoder's normalisation.
+        config: the run's configuration (``task=segment``).
+        checkpoint: the file it was loaded from.
+    """
+
+    model: torch.nn.Module
+    preprocessing: Preprocessing
+    config: Config
+    checkpoint: Path
+
+    @property
+    def resolved(self) -> Resolved:
+        """The run's resolved configuration with its preprocessing."""
+        return Resolved(self.config, self.preprocessing)
+
+    def inference_model(self, tta: bool | None = None) -> SegmenterInference:
+        """uint8 ``(B, C, H, W)`` images in, ``(B, H, W)`` mask probabilities out."""
+        return SegmenterInference(
+            self.model, self.preprocessing, self.config.tta if tta is None else tta, self.config.channels_last
+        )
+
+
+def load_segmenter(source: str | os.PathLike, which: str = "best") -> TrainedSegmenter:
+    """Load a trained segmenter from a run of ``medtune segment train`` (its `which` checkpoint) or a ``.ckpt``.
+
+    Raises:
+        DataError: not a run, no checkpoint, a damaged checkpoint, or a classification run.
+
+    >>> segmenter = load_segmenter("runs/lungseg-unet-tf_efficientnet_lite0")  # doctest: +SKIP
+    """
+    from medtune.models.segmenters import create_segmenter
+
+    _, path, checkpoint = _read_checkpoint(source, which, "`medtune segment train`")
+    meta, config = _checkpoint_meta(checkpoint, path, "segment")
+    model = create_segmenter(config.arch, config.backbone, meta["in_chans"], pretrained=False)
+    model.load_state_dict(network_state(checkpoint))
+    return TrainedSegmenter(model.eval(), Preprocessing.from_dict(meta["preprocessing"]), config, path)

@@ -77,16 +77,27 @@ def _decay_split(params: Iterable[tuple[str, nn.Parameter]]) -> tuple[list[nn.Pa
     return decay, no_decay
 
 
+def _head_and_backbone(model: nn.Module) -> tuple[list, list]:
+    """Named parameters of the new part and of the pretrained part: a `Classifier`'s head and backbone, or an smp
+    segmenter's decoder and heads and its encoder."""
+    if hasattr(model, "backbone"):
+        return list(model.head.named_parameters()), list(model.backbone.named_parameters())
+    rest = [(name, p) for name, p in model.named_parameters() if not name.startswith("encoder.")]
+    return rest, list(model.encoder.named_parameters())
+
+
 def create_param_groups(model: nn.Module, config: Config) -> list[dict]:
-    """Optimizer groups for a `Classifier`: head and backbone (backbone at ``lr * backbone_lr_scale`` for the
-    gradual strategy, absent for the freeze strategy), each with and without weight decay."""
-    parts = [("head", model.head, 1.0)]
+    """Optimizer groups for a `Classifier` (head and backbone) or a segmenter (decoder and encoder): the pretrained
+    part at ``lr * backbone_lr_scale`` for the gradual strategy, absent for the freeze strategy, each with and
+    without weight decay."""
+    head, backbone = _head_and_backbone(model)
+    parts = [("head", head, 1.0)]
     if config.strategy != "freeze":
         scale = config.backbone_lr_scale if config.strategy == "gradual" else 1.0
-        parts.append(("backbone", model.backbone, scale))
+        parts.append(("backbone", backbone, scale))
     groups = []
-    for name, module, scale in parts:
-        decay, no_decay = _decay_split(module.named_parameters())
+    for name, named, scale in parts:
+        decay, no_decay = _decay_split(named)
         for params, weight_decay in ((decay, config.weight_decay), (no_decay, 0.0)):
             if params:
                 groups.append({"name": name, "params": params, "lr": config.lr * scale, "weight_decay": weight_decay})

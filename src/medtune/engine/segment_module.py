@@ -1,0 +1,105 @@
+"""The LightningModule of a segmentation run: receives a plain smp network and owns the loss, the per-epoch Dice
+and IoU, the optimizer and the transfer strategy (the encoder frozen or not).
+
+A batch is a store batch: ``(B, C + 1, H, W)`` uint8 whose last channel is the mask (0 or 255), moved with the
+image by the augmentation's one draw of geometry (`medtune.training.augment.MaskedTransform`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from medtune.config import Config
+from medtune.models import Preprocessing
+from medtune.models.inference import Normalize
+from medtune.training.optim import create_optimizer, create_scheduler
+from medtune.training.segment_losses import create_segment_loss
+
+
+def split_batch(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A store batch as ``(image channels, target)``: uint8 pixels and a float 0/1 ``(B, 1, H, W)`` mask."""
+    return images[:, :-1], (images[:, -1:] > 127).float()
+
+
+def create_segment_metrics(prefix: str) -> Any:
+    """Per-image Dice and IoU of the foreground, averaged over the images of an epoch (torchmetrics)."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.segmentation import DiceScore, MeanIoU
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*DiceScore metric currently defaults.*")
+        dice = DiceScore(
+            num_classes=2, include_background=False, average="micro", input_format="index",
+            aggregation_level="samplewise",
+        )  # fmt: skip
+    iou = MeanIoU(num_classes=2, include_background=False, input_format="index")
+    return MetricCollection({"dice": dice, "iou": iou}, prefix=prefix)
+
+
+class SegmenterModule(L.LightningModule):
+    """Training and validation steps of a binary segmenter.
+
+    Args:
+        model: the network (`medtune.models.segmenters.create_segmenter`), logits out.
+        config: the resolved configuration (loss, optimizer, schedule and strategy keys).
+        preprocessing: the encoder's normalisation.
+        meta: what every checkpoint embeds besides the weights (task, config, preprocessing, version).
+    """
+
+    def __init__(self, model: nn.Module, config: Config, preprocessing: Preprocessing, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.normalize = Normalize(preprocessing, config.channels_last)
+        self.loss = create_segment_loss(config.loss)
+        self.train_metrics = create_segment_metrics("train_")
+        self.val_metrics = create_segment_metrics("val_")
+        self.meta = meta
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(images))
+
+    def backbone_frozen(self, epoch: int) -> bool:
+        """Whether the encoder (weights and batch-norm statistics) stays fixed in `epoch`."""
+        strategy = self.config.strategy
+        return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
+
+    def on_train_epoch_start(self) -> None:
+        self.model.encoder.requires_grad_(not self.backbone_frozen(self.current_epoch))
+        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)  # resumed runs draw as uninterrupted ones
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.backbone_frozen(self.current_epoch) and self.model.encoder.training:
+            self.model.encoder.eval()
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: Any, split: str) -> torch.Tensor:
+        pixels, target = split_batch(batch[0])
+        logits = self(pixels)
+        loss = self.loss(logits, target)
+        predicted = (logits.detach() >= 0).long().squeeze(1)  # logit 0: probability 0.5, the mask threshold
+        metrics.update(predicted, target.long().squeeze(1))
+        size = len(pixels)
+        self.log(f"{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=size)
+        return loss
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = create_optimizer(self.model, self.config)
+        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medtune"] = self.meta

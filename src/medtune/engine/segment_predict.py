@@ -1,0 +1,121 @@
+"""``medtune segment predict``: a 0/255 PNG mask per input image, at the input's own resolution, named like the
+input (``NAME.png``: the layout ``masks=FOLDER`` reads), with the optional ``lungs`` clean-up.
+
+Unreadable inputs are reported with their error; every other mask is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medtune.data.images import read_image
+from medtune.data.mask_files import POSTPROCESS, clean_lungs, restore_plane, write_mask
+from medtune.data.masks import prepare_masked
+from medtune.engine.predict import collect_inputs
+from medtune.errors import ConfigError, ImageReadError
+from medtune.models.inference import inference_device
+from medtune.models.segmenters import MASK_THRESHOLD
+from medtune.runs.trained import TrainedSegmenter, load_segmenter
+
+
+def mask_name(path: str | os.PathLike) -> str:
+    """The file name of an input's mask: its stem with ``.png``.
+
+    >>> mask_name("scans/Viral Pneumonia-10.dcm")
+    'Viral Pneumonia-10.png'
+    """
+    return f"{Path(path).stem}.png"
+
+
+def segment_images(
+    segmenter: TrainedSegmenter, paths: list[str], batch_size: int = 16, tta: bool | None = None,
+    postprocess: str = "none",
+) -> Iterator[tuple[str, np.ndarray | None, str | None]]:  # fmt: skip
+    """Each input's bool mask at its own resolution (or its error), in input order, `batch_size` at a time."""
+    if postprocess not in POSTPROCESS:
+        raise ConfigError(f"postprocess={postprocess} is unknown; expected one of {', '.join(POSTPROCESS)}")
+    config = segmenter.config
+    spec = replace(segmenter.resolved.spec, mask="none")
+    device = inference_device()
+    model = segmenter.inference_model(tta).to(device).eval()
+    for start in range(0, len(paths), batch_size):
+        decoded: list[tuple[str, np.ndarray | None, str | None]] = []
+        for path in paths[start : start + batch_size]:
+            try:
+                image = read_image(path, config.window, config.frame)
+                decoded.append((path, image, None))
+            except ImageReadError as exc:
+                decoded.append((path, None, exc.reason))
+            except (OSError, ValueError) as exc:
+                decoded.append((path, None, f"{type(exc).__name__}: {exc}"))
+        good = [image for _, image, _ in decoded if image is not None]
+        planes = iter(_probabilities(model, [prepare_masked(image, None, spec) for image in good], device))
+        for path, image, error in decoded:
+            if image is None:
+                yield path, None, error
+                continue
+            plane = restore_plane(next(planes), image.shape[:2], config.resize)
+            mask = plane >= MASK_THRESHOLD
+            yield path, clean_lungs(mask) if postprocess == "lungs" else mask, None
+
+
+@torch.inference_mode()
+def _probabilities(model: torch.nn.Module, images: list[np.ndarray], device: torch.device) -> np.ndarray:
+    if not images:
+        return np.zeros((0, 0, 0), np.float32)
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
+    return model(batch).float().cpu().numpy()
+
+
+def predict_masks(
+    run: str | os.PathLike,
+    inputs: list[str | os.PathLike],
+    out: str | os.PathLike,
+    postprocess: str | None = None,
+    tta: bool | None = None,
+    batch_size: int = 16,
+    on_image: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Write the mask of every input into `out` and return one row per input.
+
+    Args:
+        run: a run of ``medtune segment train``.
+        inputs: image files, folders (recursive), glob patterns or CSV manifests.
+        out: the folder for the masks (created).
+        postprocess: ``none`` or ``lungs`` (default: the run's ``postprocess``).
+        tta: average with the mirrored image's prediction (default: the run's ``tta``).
+        batch_size: images per forward pass.
+        on_image: called with 1 after each input (progress).
+
+    Returns:
+        Columns ``file, mask, height, width, area, error``: ``area`` is the mask's share of the image; ``mask`` and
+        the sizes are empty where ``error`` says why the input could not be read.
+
+    >>> predict_masks("runs/lungseg-unet-tf_efficientnet_lite0", ["xrays/"], "masks/")  # doctest: +SKIP
+    """
+    segmenter = load_segmenter(run)
+    paths = collect_inputs(inputs)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, taken = [], {}
+    clean = postprocess or segmenter.config.postprocess
+    for path, mask, error in segment_images(segmenter, paths, batch_size, tta, clean):
+        name = mask_name(path)
+        if error is None and name in taken:
+            error = f"{taken[name]} has the same file name, and masks are named like their image; rename one"
+        row = {"file": path, "mask": None, "height": None, "width": None, "area": None, "error": error}
+        if error is None:
+            taken[name] = path
+            row.update(mask=str(write_mask(folder / name, mask)), height=mask.shape[0], width=mask.shape[1],
+                       area=round(float(mask.mean()), 6))  # fmt: skip
+        rows.append(row)
+        if on_image:
+            on_image(1)
+    return pd.DataFrame(rows, columns=["file", "mask", "height", "width", "area", "error"])
