@@ -112,3 +112,19 @@ def tiny_findings_run(tmp_path_factory):
     assert result.returncode == 0, result.stderr
     (out.parent / "train-stdout.txt").write_text(result.stdout)  # what `medtune train` printed, for the tests
     return out
+
+
+#: A segmentation run that takes seconds: 16 images per split of lungseg at 64 px, one epoch.
+TINY_SEGMENT = ("image_size=64", "limit=16", "epochs=1", "batch_size=8", "workers=0")
+
+
+@pytest.fixture(scope="session")
+def tiny_segment_run(tmp_path_factory):
+    """A lung segmenter (U-Net on tf_efficientnet_lite0 with its packaged weights) trained through the CLI on real
+    lungseg X-rays and masks, scaled down (with its report)."""
+    out = tmp_path_factory.mktemp("runs") / "lungs"
+    images, masks = shared_path("lungseg", "images"), shared_path("lungseg", "masks")
+    result = medtune("segment", "train", images, f"masks={masks}", *TINY_SEGMENT, "--out", out)
+    assert result.returncode == 0, result.stderr
+    (out.parent / "train-stdout.txt").write_text(result.stdout)
+    return out

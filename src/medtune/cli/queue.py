@@ -94,17 +94,21 @@ def sweep_command(
 ) -> None:
     """Queue every combination of the swept values (a grid), or N trials of a search with --search N.
 
-    Example: medtune sweep data.npz epochs=6 optimizer=adamw,adam,sgd lr=1e-3,1e-2
+    Example: medtune sweep data.npz epochs=6 optimizer=adamw,adam,sgd lr=1e-3,1e-2. Segmenters: medtune sweep
+    segment IMAGES masks=MASKS loss=dice,jaccard,bce arch=unet,fpn (or task: segment in the YAML).
     """
     from medtune.experiments import add_sweep
     from medtune.experiments.queue import parse_sweep, read_experiment_yaml
 
-    files, data, settings = _split(arguments)
+    segment = bool(arguments) and arguments[0] == "segment" and not Path(arguments[0]).exists()
+    files, data, settings = _split(arguments[1:] if segment else arguments)
     if len(files) > 1:
         raise ConfigError(f"a sweep takes one YAML file, got {len(files)}; queue several with `medtune queue add`")
-    base, dims = parse_sweep(settings)
-    if files:
-        base = {**read_experiment_yaml(files[0]), **base}
+    yaml_base = read_experiment_yaml(files[0]) if files else {}
+    if segment or "task=segment" in settings:
+        yaml_base["task"] = "segment"
+    base, dims = parse_sweep(settings, yaml_base.get("task", "classify"))
+    base = {**yaml_base, **base}
     if data:
         base["data"] = data
     db = _storage(storage)
@@ -286,9 +290,10 @@ def retry_command(
 
 
 def leaderboard_command(
-    metric: Annotated[str, typer.Option("--metric", "-m", help="Rank by this (val_auc, val_acc, test_auc...).")] = (
-        "val_auc"
-    ),
+    metric: Annotated[
+        str,
+        typer.Option("--metric", "-m", help="Rank by: auto (val_dice for segmenters, else val_auc), test_auc..."),
+    ] = "auto",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, md or xlsx (a sheet per study).")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")] = None,
     study: StudyOption = None,
@@ -325,6 +330,7 @@ def leaderboard_command(
         if frame.empty:
             console.print("no experiments yet: add some with `medtune queue add` or `medtune sweep`")
             return
+        metric = frame.attrs.get("metric", metric)
         shown = (
             display_frame(frame, compact=True, metric=metric).astype(str).replace({"None": "", "nan": "", "<NA>": ""})
         )

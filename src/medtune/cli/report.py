@@ -22,7 +22,10 @@ def report_command(
         str | None, typer.Option("--layer", help="Backbone layer of the maps (default: chosen automatically).")
     ] = None,
     masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of masks named like the images: share of each map inside.")
+        Path | None,
+        typer.Option(
+            "--masks", help="Folder of masks named like the images, or a segmentation run: share of each map inside."
+        ),
     ] = None,
 ) -> None:
     """Training curves, ROC and precision-recall curves, confusion matrices, calibration, per-class results, the

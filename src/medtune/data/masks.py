@@ -166,6 +166,11 @@ def attach_masks(table: Table, config: Config) -> Table:
         DataError: images without a mask (listed) while ``mask_missing=error``, or mask files that do not exist.
     """
     frame = table.frame.copy()
+    if config.mask_missing == "predict" and not (config.masks is None and frame["mask"].map(bool).all()):
+        raise ConfigError(
+            "mask_missing=predict segments the images without a mask, so it needs masks=SEG_RUN (a run of "
+            "`medtune segment train`); give one, or choose mask_missing=error or whole"
+        )
     if config.masks is not None:
         folder = Path(config.masks).expanduser()
         if not folder.is_dir():
@@ -185,6 +190,12 @@ def attach_masks(table: Table, config: Config) -> Table:
             )
         return table.with_frame(frame.assign(mask=None))
     has = frame["mask"].map(lambda m: isinstance(m, str) and bool(m))
+    if not has.any() and config.task == "segment":
+        where = f"no image of {table.source} has a mask in {config.masks}" if config.masks else "no masks were given"
+        raise DataError(
+            f"segmentation learns from masks, but {where}: give masks=FOLDER with one mask per image under the "
+            "image's file name (images/NAME.png and masks/NAME.png), or a manifest with a mask column"
+        )
     if not has.any():
         raise DataError(
             f"mask={config.mask} needs masks, but {table.source} has none: give masks=FOLDER (masks named like the "

@@ -27,6 +27,7 @@ from medtune.errors import DataError
 from medtune.metrics import compute_metrics
 from medtune.models import Preprocessing
 from medtune.runs import PreparedDataset, Run, prepare_dataset, read_dataset_table
+from medtune.runs.segmasks import is_segmentation_run
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,10 @@ def evaluate(
 
 
 def _data_keys(config: Config) -> dict[str, Any]:
-    """Reading keys that carry over from the run to other data (none of the column names do, nor the masks
-    folder: other data gives its own with ``masks=FOLDER``)."""
-    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing")
-    return {key: getattr(config, key) for key in keys}
+    """Reading keys that carry over from the run to other data (none of the column names do, nor a masks folder:
+    other data gives its own with ``masks=FOLDER``; a segmentation run ``masks=SEG_RUN`` does carry over)."""
+    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing", "mask_source", "postprocess")
+    carried = {key: getattr(config, key) for key in keys}
+    if is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: the same segmenter masks the other data
+        carried["masks"] = config.masks
+    return carried

@@ -28,6 +28,7 @@ from medtune.engine.inference import load_model
 from medtune.errors import ConfigError, DataError, ImageReadError
 from medtune.models.inference import predict_batches
 from medtune.runs import Run, TrainedModel
+from medtune.runs.segmasks import is_segmentation_run, predicted_mask_files
 
 if TYPE_CHECKING:
     from medtune.runs.exported import ExportedModel
@@ -100,8 +101,9 @@ class _ImageFiles(Dataset):
 
 
 def input_masks(paths: list[str], config: Config, masks: str | os.PathLike | None) -> tuple[list | None, str | None]:
-    """The mask file of each input (None where there is none) from a masks folder, and the error an input without
-    a mask gets (None when the run's ``mask_missing=whole`` uses the whole image instead).
+    """The mask file of each input (None where there is none) from a masks folder, or predicted by the segmentation
+    run of a classifier trained with ``masks=SEG_RUN``, and the error an input without a mask gets (None when the
+    run's ``mask_missing=whole`` uses the whole image instead).
 
     Raises:
         DataError: the run uses masks but no folder was given (unless ``mask_missing=whole``), or the folder does
@@ -109,6 +111,12 @@ def input_masks(paths: list[str], config: Config, masks: str | os.PathLike | Non
     """
     if config.mask == "none":
         return None, None
+    if masks is None and is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: segment the inputs
+        from medtune.data._decode import Entry
+
+        entries = [Entry(i, path) for i, path in enumerate(paths)]
+        files, _ = predicted_mask_files(entries, config.masks, config, progress=False)
+        return files, "the image cannot be segmented"
     missing = None if config.mask_missing == "whole" else "no mask for this image in the masks folder"
     if masks is None:
         if missing is None:

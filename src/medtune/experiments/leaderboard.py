@@ -28,9 +28,13 @@ from medtune.experiments.queue import elapsed_minutes, state_of
 from medtune.experiments.storage import QueueStorage
 
 #: Metrics the leaderboard can rank by: the best validation epoch's, or the test split's.
-VAL_METRICS = ("val_auc", "val_acc", "val_balanced_acc", "val_f1", "val_loss")
-TEST_METRICS = ("test_auc", "test_accuracy", "test_balanced_accuracy", "test_f1")
+#: Segmentation experiments (``task: segment``) are ranked by Dice (HD95: lowest first).
+VAL_METRICS = ("val_auc", "val_acc", "val_balanced_acc", "val_f1", "val_loss", "val_dice", "val_iou")
+TEST_NAMES = ("auc", "accuracy", "balanced_accuracy", "f1", "dice", "iou", "hd95")
+TEST_METRICS = tuple(f"test_{name}" for name in TEST_NAMES)
 METRICS = VAL_METRICS + TEST_METRICS
+#: ``--metric auto``: val_dice when every experiment segments, else val_auc.
+AUTO_METRIC = "auto"
 FORMATS = ("table", "csv", "md", "xlsx")
 #: Configuration keys never shown as differing (they do not change what a run computes).
 _HIDDEN = frozenset({"name", "workers", "cache_dir", "devices", "accelerator", "report"})
@@ -38,7 +42,7 @@ _ORDER = {"finished": 0, "running": 1, "pruned": 2, "queued": 3, "failed": 4, "c
 
 
 def leaderboard_frame(
-    storage: QueueStorage, metric: str = "val_auc", studies: Sequence[str] | None = None, speed: bool = True
+    storage: QueueStorage, metric: str = AUTO_METRIC, studies: Sequence[str] | None = None, speed: bool = True
 ) -> pd.DataFrame:
     """One row per experiment with numeric columns (intervals as ``_low`` / ``_high``), ranked by `metric`
     (finished experiments first, best first; the rest after them by id).
@@ -47,8 +51,8 @@ def leaderboard_frame(
     epoch``, the validation metrics of the best epoch, test metrics with intervals, ``epochs, wall_min, params,
     weights_mb, images_per_s``, the run directory and the error if any.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"--metric {metric}: choose one of {', '.join(METRICS)}")
+    if metric not in (*METRICS, AUTO_METRIC):
+        raise ConfigError(f"--metric {metric}: choose one of {', '.join((AUTO_METRIC, *METRICS))}")
     trials = storage.trials(storage.study_ids(studies) if studies else None)
     rows: list[dict[str, Any]] = []
     configs: list[dict[str, Any]] = []
@@ -74,13 +78,21 @@ def leaderboard_frame(
     if not rows:
         return pd.DataFrame(columns=["id", "study", "rank", "state"])
     frame = pd.DataFrame(rows)
+    unused = [c for c in frame if c.startswith(("val_", "test_")) and frame[c].isna().all()]
+    frame = frame.drop(columns=unused)  # a classification board shows no Dice columns, and the reverse
+    if metric == AUTO_METRIC:
+        metric = "val_dice" if configs and all(c.get("task") == "segment" for c in configs) else "val_auc"
+    if metric not in frame:
+        frame[metric] = None
     keys = differing_keys(configs)
     settings = pd.DataFrame([{k: _show(k, c.get(k)) for k in keys} for c in configs], index=frame.index)
     frame = pd.concat([frame[["id", "study", "state"]], settings, frame.drop(columns=["id", "study", "state"])], axis=1)
-    return rank(frame, metric)
+    ranked = rank(frame, metric)
+    ranked.attrs["metric"] = metric  # what `auto` chose
+    return ranked
 
 
-def best_run(storage: QueueStorage, metric: str = "val_auc", studies: Sequence[str] | None = None) -> Path:
+def best_run(storage: QueueStorage, metric: str = AUTO_METRIC, studies: Sequence[str] | None = None) -> Path:
     """The run directory of the leaderboard's top finished experiment by `metric`.
 
     Raises:
@@ -96,7 +108,7 @@ def best_run(storage: QueueStorage, metric: str = "val_auc", studies: Sequence[s
 
 def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Sort finished rows by `metric` (best first; lowest for a loss), the others after them; add ``rank``."""
-    ascending = metric.endswith("loss")
+    ascending = metric.endswith(("loss", "hd95"))
     finished = frame[frame["state"] == "finished"].sort_values(metric, ascending=ascending, na_position="last")
     others = frame[frame["state"] != "finished"].copy()
     others = others.assign(_o=others["state"].map(_ORDER).fillna(9)).sort_values(["_o", "id"]).drop(columns="_o")
@@ -139,7 +151,7 @@ def _scores(result: dict[str, Any], trial: Any) -> dict[str, Any]:
         out[monitor] = best(trial.intermediate_values.values())  # its best so far (the metric it reports)
 
     test = result.get("test") or {}
-    for name in ("auc", "accuracy", "balanced_accuracy", "f1"):
+    for name in TEST_NAMES:
         value, low, high = (test.get(name) or [None, None, None])[:3]
         out[f"test_{name}"], out[f"test_{name}_low"], out[f"test_{name}_high"] = value, low, high
     return out
@@ -156,6 +168,8 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
     import torch
 
     from medtune.runs import Run, load_trained
+    from medtune.runs.resolve import network_channels
+    from medtune.runs.trained import load_segmenter
 
     cache_file = Run(run).speed_file
     key = f"{socket.gethostname()}/threads={torch.get_num_threads()}/batch={batch}"
@@ -167,10 +181,11 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
         return cache[key]["images_per_s"]
     if not Run(run).best_checkpoint.is_file():
         return None
-    trained = load_trained(run)
+    segment = Run(run).read_config().get("task") == "segment"
+    trained = load_segmenter(run) if segment else load_trained(run)
     model = trained.inference_model().eval()
     size = trained.config.image_size
-    images = torch.randint(0, 256, (batch, trained.in_chans, size, size), dtype=torch.uint8)
+    images = torch.randint(0, 256, (batch, network_channels(trained.config), size, size), dtype=torch.uint8)
     rates = []
     with torch.inference_mode():
         model(images)  # warm-up: first-call allocations
@@ -189,10 +204,10 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
 
 # -- output ------------------------------------------------------------------------------------------------------
 #: Columns a terminal table leaves out (they are in the CSV, Markdown and spreadsheet).
-_WIDE = ("val_acc", "val_balanced_acc", "val_f1", "val_loss", "test_balanced_accuracy", "test_f1", "run")
+_WIDE = ("val_acc", "val_balanced_acc", "val_f1", "val_loss", "val_iou", "test_balanced_accuracy", "test_f1", "run")
 
 
-def display_frame(frame: pd.DataFrame, compact: bool = False, metric: str = "val_auc") -> pd.DataFrame:
+def display_frame(frame: pd.DataFrame, compact: bool = False, metric: str = AUTO_METRIC) -> pd.DataFrame:
     """Numbers formatted for reading: intervals joined into ``0.950 [0.930, 0.968]``, sizes rounded.
 
     Args:
@@ -207,9 +222,9 @@ def display_frame(frame: pd.DataFrame, compact: bool = False, metric: str = "val
         if out["study"].nunique() <= 1:
             drop.append("study")
         out = out.drop(columns=[c for c in drop if c in out])
-    for name in ("auc", "accuracy", "balanced_accuracy", "f1"):
+    for name in TEST_NAMES:
         column = f"test_{name}"
-        if column in out:
+        if column in out and f"{column}_low" in out:
             out[column] = [
                 _interval(v, lo, hi, 2 if compact else 3)
                 for v, lo, hi in zip(out[column], out[f"{column}_low"], out[f"{column}_high"], strict=True)
@@ -243,6 +258,11 @@ _HEADERS = {
     "test_accuracy": "test acc [95% CI]",
     "test_balanced_accuracy": "test bal.acc [95% CI]",
     "test_f1": "test F1 [95% CI]",
+    "val_dice": "val Dice",
+    "val_iou": "val IoU",
+    "test_dice": "test Dice [95% CI]",
+    "test_iou": "test IoU [95% CI]",
+    "test_hd95": "test HD95 px [95% CI]",
     "wall_min": "wall min",
     "weights_mb": "weights MB",
     "images_per_s": "images/s",
@@ -253,6 +273,9 @@ _SHORT = {
     **_HEADERS,
     "test_auc": "test AUC",
     "test_accuracy": "test acc",
+    "test_dice": "test Dice",
+    "test_iou": "test IoU",
+    "test_hd95": "test HD95",
     "wall_min": "min",
     "weights_mb": "MB",
     "images_per_s": "img/s",

@@ -161,12 +161,13 @@ class Dimension:
         return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log)
 
 
-def parse_sweep(arguments: Sequence[str]) -> tuple[dict[str, Any], list[Dimension]]:
+def parse_sweep(arguments: Sequence[str], task: str = "classify") -> tuple[dict[str, Any], list[Dimension]]:
     """Split sweep arguments into fixed ``key=value`` settings and swept dimensions.
 
     ``key=a,b,c`` sweeps a list (every combination in a grid; choices in a search); ``key=LOW..HIGH`` is a range
     for ``--search`` (``:log`` after it for a log scale). Keys that hold lists (classes, labels, class_weights)
-    are never split at commas.
+    are never split at commas. Swept names are checked against the registries of `task` (a segmentation sweep's
+    losses are smp's: ``loss=dice,jaccard,dice+bce``).
 
     >>> fixed, dims = parse_sweep(["epochs=3", "optimizer=adam,sgd", "lr=1e-4..1e-2:log"])
     >>> fixed, [d.to_dict() for d in dims]
@@ -188,7 +189,9 @@ def parse_sweep(arguments: Sequence[str]) -> tuple[dict[str, Any], list[Dimensio
             dims.append(_range(key, body, log))
         elif "," in raw:
             values = [
-                _typed(key, parse_overrides([f"{key}={part.strip()}"])[key]) for part in raw.split(",") if part.strip()
+                _typed(key, parse_overrides([f"{key}={part.strip()}"])[key], task)
+                for part in raw.split(",")
+                if part.strip()
             ]
             if len(set(map(repr, values))) != len(values):
                 raise ConfigError(f"{key}={raw}: a value is listed twice")
@@ -198,7 +201,7 @@ def parse_sweep(arguments: Sequence[str]) -> tuple[dict[str, Any], list[Dimensio
     return parse_overrides(fixed), dims
 
 
-def _typed(key: str, value: Any) -> Any:
+def _typed(key: str, value: Any, task: str = "classify") -> Any:
     """`value` as the key's type (YAML reads ``1e-3`` as text; the configuration wants a float)."""
     from pydantic import TypeAdapter, ValidationError
 
@@ -206,7 +209,7 @@ def _typed(key: str, value: Any) -> Any:
 
     try:
         typed = TypeAdapter(Config.model_fields[key].annotation).validate_python(value)
-        check_name(key, typed)
+        check_name(key, typed, task)
     except ValidationError as exc:
         problem = exc.errors()[0]["msg"]
         raise ConfigError(f"{key}={value!r} in the sweep: {problem}") from None

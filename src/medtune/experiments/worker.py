@@ -331,20 +331,23 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
     def scored(value: Any, key: str) -> list[Any]:
         return [value, *(intervals.get(key) or [None, None])]
 
+    if metrics.get("task") == "segment":
+        test = {name: scored(metrics.get(name), name) for name in ("dice", "iou", "hd95")}
+    else:
+        test = {
+            "auc": scored(metrics["macro"]["auc"], "auc"),
+            "accuracy": scored(metrics["accuracy"], "accuracy"),
+            "balanced_accuracy": scored(metrics["balanced_accuracy"], "balanced_accuracy"),
+            "f1": scored(metrics["macro"]["f1"], "f1"),
+            "ece": metrics.get("ece"),
+        }
     state = network_state(torch.load(run.best_checkpoint, map_location="cpu", weights_only=True))
     return {
         "monitor": monitor,
         "best": float(best_row[monitor]),
         "best_epoch": int(best_row["epoch"]),
         "val": {k: float(best_row[k]) for k in history.columns if k.startswith("val_")},
-        "test": {
-            "auc": scored(metrics["macro"]["auc"], "auc"),
-            "accuracy": scored(metrics["accuracy"], "accuracy"),
-            "balanced_accuracy": scored(metrics["balanced_accuracy"], "balanced_accuracy"),
-            "f1": scored(metrics["macro"]["f1"], "f1"),
-            "ece": metrics.get("ece"),
-            "n": metrics.get("n"),
-        },
+        "test": {**test, "n": metrics.get("n")},
         "epochs": len(history),
         "train_seconds": float(history["seconds"].sum()),
         "params": int(sum(t.numel() for name, t in state.items() if not name.endswith(_BUFFERS))),

@@ -100,7 +100,9 @@ def attention_section(
         "evenly would score the mask's area; much less means the evidence lies outside the mask.",
         wide_plots=True,
     )
-    rows = _rows_with_masks(results.predictions, masks, sample)
+    from medtune.config import Config
+
+    rows = _rows_with_masks(results.predictions, masks, sample, Config(**results.config))
     if rows.empty:
         section.notes.append(f"No evaluated image has a mask of the same file name in {masks}.")
         return section
@@ -135,16 +137,24 @@ def attention_section(
     return section
 
 
-def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int) -> pd.DataFrame:
+def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int, config: Any) -> pd.DataFrame:
+    """Up to `sample` evaluated rows with their mask: from a folder (same file name), or segmented by a run."""
     from medtune.data.masks import find_mask
+    from medtune.runs.segmasks import is_segmentation_run, predicted_mask_files
 
     if predictions is None or "path" not in predictions:
         return pd.DataFrame()
-    found = [find_mask(masks, Path(str(p))) for p in predictions["path"]]
-    rows = predictions.assign(mask=[str(f) if f else None for f in found]).dropna(subset=["mask"])
+    rows = predictions
     if len(rows) > sample:  # evenly spread over the split, so every class is represented as it occurs
         rows = rows.iloc[np.linspace(0, len(rows) - 1, sample).round().astype(int)]
-    return rows
+    if is_segmentation_run(masks):
+        from medtune.data._decode import Entry
+
+        entries = [Entry(i, str(p)) for i, p in enumerate(rows["path"])]
+        found, _ = predicted_mask_files(entries, masks, config, progress=False)
+    else:
+        found = [find_mask(masks, Path(str(p))) for p in rows["path"]]
+    return rows.assign(mask=[str(f) if f else None for f in found]).dropna(subset=["mask"])
 
 
 def _mask_energies(

@@ -30,6 +30,7 @@ from medtune.reports.sections import (
     headline,
     training_section,
 )
+from medtune.runs.segmasks import is_segmentation_run
 
 
 def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, mistakes: int = 12,
@@ -42,8 +43,9 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         out: the page to write.
         mistakes: how many of the most confident mistakes to show (0: none).
         method: the class activation map of the mistakes (see ``medtune explain``).
-        masks: a folder of masks named like the images (``lungseg/masks``): adds the share of each map inside its
-            mask, for up to 64 evaluated images.
+        masks: a folder of masks named like the images (``lungseg/masks``), or a segmentation run that segments
+            them: adds the share of each map inside its mask, for up to 64 evaluated images. A run trained with
+            ``masks=SEG_RUN`` gets this section from its own segmenter without being asked.
         layer: the backbone layer of the maps (default: chosen as ``medtune explain`` chooses it).
 
     Returns:
@@ -58,6 +60,9 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     from medtune.data.masks import check_mask_folder
 
     mask_folder = check_mask_folder(masks)  # a missing folder or a misspelt method fails before any work
+    if mask_folder is None:
+        own = read_results(run).config.get("masks")
+        mask_folder = Path(own) if is_segmentation_run(own) else None
     if mistakes > 0 or mask_folder is not None:
         from medtune.explain import METHODS
 

@@ -23,6 +23,7 @@ from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError
 from medtune.runs.resolve import Resolved, resolve_config
 from medtune.runs.run import Run
+from medtune.runs.segmasks import attach_predicted_masks, is_segmentation_run
 
 #: Splits a command can ask for; ``all`` keeps every row.
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -68,19 +69,24 @@ class PreparedDataset:
         return [np.asarray(self.store.images[position[str(i)]]) for i in ids]
 
 
-def read_dataset_table(config: Config, labelled: bool | None = True) -> Table:
-    """Read ``config.data`` with its reader and pair its masks (`medtune.data.masks.attach_masks`); no split yet.
+def read_dataset_table(config: Config, labelled: bool | None = True, progress: bool = True) -> Table:
+    """Read ``config.data`` with its reader and pair its masks (`medtune.data.masks.attach_masks`), or predict them
+    with the segmentation run ``masks=SEG_RUN`` (`medtune.runs.segmasks`); no split yet.
 
     Args:
         config: the data keys.
         labelled: as in `medtune.data.readers.read_table`: None also accepts a folder of images without
             sub-folders (unlabelled), as ``medtune data summary`` does.
+        progress: a progress bar while masks are predicted.
     """
     if not config.data:
         raise ConfigError("no data given: pass DATA (a folder, a CSV/TSV manifest or an .npz file) or data= in YAML")
     if config.task == "segment":
         labelled = None  # a segmenter learns from masks: a flat folder of images is its usual layout
-    return attach_masks(read_table(config.data, config, labelled), config)
+    table = read_table(config.data, config, labelled)
+    if config.task == "classify" and is_segmentation_run(config.masks):
+        return attach_predicted_masks(table, config, progress)
+    return attach_masks(table, config)
 
 
 def load_table(config: Config, labelled: bool | None = True) -> Table:
@@ -136,7 +142,7 @@ def prepare_dataset(
     if split is not None and split not in SPLIT_CHOICES:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_CHOICES)}")
     if table is None:
-        table = read_dataset_table(config, labelled)
+        table = read_dataset_table(config, labelled, progress)
     if run is not None:
         table = _run_split(table, config, run, create_split)
     elif assign_missing:

@@ -23,11 +23,14 @@ import numpy as np
 import torch
 
 from medtune.data.images import DECODERS, read_image
+from medtune.data.mask_files import write_mask
 from medtune.data.masks import prepare_masked
 from medtune.engine.inference import load_model
 from medtune.engine.predict import create_predictor, prediction_records, results_frame
 from medtune.errors import ImageReadError, MedtuneError
 from medtune.runs import TrainedModel
+from medtune.runs.segmasks import is_segmentation_run, segment_arrays
+from medtune.runs.trained import load_segmenter
 
 #: Shortest side of a Grad-CAM overlay sent to the page (small working sizes are enlarged, nearest neighbour).
 CAM_DISPLAY = 192
@@ -100,6 +103,9 @@ class Predictor:
         self.model = load_model(source)
         self.spec = self.model.resolved.spec
         self.predict = create_predictor(self.model, None)
+        masks = self.model.config.masks
+        # trained with masks=SEG_RUN: each upload is segmented by the same run before it is masked
+        self.segmenter = load_segmenter(masks) if self.spec.mask != "none" and is_segmentation_run(masks) else None
         self._cam_lock = threading.Lock()  # Grad-CAM switches the weights' gradients: one map at a time
 
     def metadata(self) -> dict[str, Any]:
@@ -127,7 +133,8 @@ class Predictor:
         """
         if cam and not isinstance(self.model, TrainedModel):
             raise CamUnavailable("Grad-CAM needs the run's network: serve the run directory, not its .onnx export")
-        if self.spec.mask != "none" and self.model.config.mask_missing != "whole":
+        needs_masks = self.spec.mask != "none" and self.segmenter is None
+        if needs_masks and self.model.config.mask_missing != "whole":
             raise ImageReadError(
                 "(request)",
                 f"this model was trained with mask={self.spec.mask} and needs each image's mask; serve a model "
@@ -143,7 +150,11 @@ class Predictor:
                     image = read_image(path, self.spec.window, self.spec.frame)
                 except ImageReadError as exc:
                     raise ImageReadError(names[i], exc.reason) from None
-                arrays.append(prepare_masked(image, None, self.spec))
+                mask = None
+                if self.segmenter is not None:
+                    [inside] = segment_arrays(self.segmenter, [image], postprocess=self.model.config.postprocess)
+                    mask = str(write_mask(Path(tmp) / f"{i}.mask.png", inside))
+                arrays.append(prepare_masked(image, mask, self.spec))
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         probs = self.predict(images)
         records = prediction_records(results_frame(names, self.model, probs, {}))
