@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/claims.py
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/segment_losses.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -63,7 +63,7 @@ def test_predict_writes_masks_at_the_input_resolution(tiny_segment_run, tmp_path
     assert np.asarray(Image.open(out / inputs[0].name)).shape == (256, 256)
 
 
-def test_a_killed_run_resumes(tmp_path):
+def test_a_killed_run_resumes(tmp_path, tiny_segment_run):
     images, masks = shared_path("lungseg", "images"), shared_path("lungseg", "masks")
     out = tmp_path / "run"
     args = ["segment", "train", images, f"masks={masks}", *TINY_SEGMENT, "epochs=3", "report=false", "--out", out]
@@ -80,6 +80,10 @@ def test_a_killed_run_resumes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "resumed and finished" in result.stdout
     assert len(pd.read_csv(out / "history.csv")) == 3
+    compared = medtune("report", out, tiny_segment_run, "--out", tmp_path / "both.html")
+    assert compared.returncode == 0, compared.stderr
+    page = (tmp_path / "both.html").read_text()
+    assert "test Dice" in page and "best val Dice" in page
 
 
 def test_bad_inputs_name_the_file_and_the_fix(tmp_path, tiny_segment_run, tiny_run):

@@ -24,7 +24,7 @@ def explain_command(
         str | None, typer.Option("--layer", help="Backbone module to explain (layer3, blocks.10.norm1); default: last.")
     ] = None,
     masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of masks named like the images: energy inside each mask.")
+        Path | None, typer.Option("--masks", help="Masks named like the images, or a segmentation run: energy inside.")
     ] = None,
     batch_size: Annotated[
         int | None,

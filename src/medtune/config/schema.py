@@ -219,6 +219,8 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _monitor_fits_task(self) -> Config:
+        if self.task == "segment" and self.sampler == "weighted":
+            raise ValueError("sampler=weighted draws every class equally often; a segmenter has no classes to draw")
         segment = ("val_loss", "val_dice", "val_iou")
         if (self.task == "segment") != (self.monitor in segment) and self.monitor != "val_loss":
             allowed = segment if self.task == "segment" else tuple(m for m in MONITORS if m not in segment[1:])

@@ -29,6 +29,7 @@ from medtune.engine.predict import _collate, _ImageFiles, collect_inputs, input_
 from medtune.errors import ConfigError, ImageReadError
 from medtune.models.inference import predict_batches
 from medtune.runs import load_trained
+from medtune.runs.segmasks import is_segmentation_run, predicted_mask_files
 
 #: The table written beside the maps.
 INDEX_FILE = "explanations.csv"
@@ -61,7 +62,8 @@ def explain(
         layer: dotted module name inside the backbone (``layer3``, ``blocks.10.norm1``); None chooses the last
             feature map, or an earlier stage when that is coarser than 4x4 at the run's working size
             (`medtune.explain.find_target_layer`).
-        masks: a folder of masks (0 outside, > 0 inside) named like the images; adds ``mask`` and
+        masks: a folder of masks (0 outside, > 0 inside) named like the images, or a segmentation run that
+            segments them; adds ``mask`` and
             ``mask_energy``, the share of each map's energy inside its mask.
         batch_size: images per forward and backward pass (default: 4 on the CPU, 16 on a GPU).
         progress: a progress bar on a terminal.
@@ -90,7 +92,8 @@ def explain(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(paths)
-    mask_files, missing = input_masks(paths, config, masks)
+    energy_masks = _energy_masks(paths, mask_dir, config)
+    mask_files, missing = input_masks(paths, config, None if energy_masks is not None else masks)
     spec = trained.resolved.spec
     dataset = _ImageFiles(paths, spec, mask_files, missing)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.
@@ -115,7 +118,8 @@ def explain(
                     image = images[j][: int(config.channels)]  # the image without a mask channel
                     row.update(_write_maps(out, stems[i], image, heat[j], row))
                     if mask_dir is not None:
-                        row.update(_mask_energy(mask_dir, paths[i], heat[j], spec))
+                        found = energy_masks[i] if energy_masks is not None else find_mask(mask_dir, Path(paths[i]))
+                        row.update(_mask_energy(found, mask_dir, paths[i], heat[j], spec))
                     rows[i] = row
             bar.advance(task, len(indices) + len(failed))
     return _write_index(out, [rows[i] for i in range(len(paths))], masks=mask_dir is not None)
@@ -192,11 +196,20 @@ def _side_by_side(image: np.ndarray, overlay: np.ndarray, caption: str) -> np.nd
     return np.asarray(canvas)
 
 
-def _mask_energy(mask_dir: Path, path: str, heat: np.ndarray, spec: StoreSpec) -> dict:
-    """The share of `heat` inside the image's mask (see `find_mask`), or a warning when there is none."""
+def _energy_masks(paths: list[str], masks: Path | None, config: Config) -> list[str | None] | None:
+    """With a segmentation run as ``--masks``: each input's mask, segmented by it (None: a folder, or no masks)."""
+    if not is_segmentation_run(masks):
+        return None
+    from medtune.data._decode import Entry
+
+    files, _ = predicted_mask_files([Entry(i, p) for i, p in enumerate(paths)], masks, config, progress=False)
+    return files
+
+
+def _mask_energy(mask_path: str | Path | None, mask_dir: Path, path: str, heat: np.ndarray, spec: StoreSpec) -> dict:
+    """The share of `heat` inside the image's mask (`mask_path`), or a warning when there is none."""
     from medtune.explain import compute_mask_energy
 
-    mask_path = find_mask(mask_dir, Path(path))
     if mask_path is None:
         return {"mask": None, "mask_energy": None, "warning": f"no mask named {Path(path).name} in {mask_dir}"}
     try:

@@ -3,7 +3,7 @@ split of its data (or on other data with masks), their means with bootstrap inte
 
 Scores are computed at the run's working size, on the masks as the image store holds them (resized with nearest
 neighbour), by torchmetrics: ``dice_score`` and ``mean_iou`` per image, and the 95th percentile of the symmetric
-edge-to-edge distances (``edge_surface_distance``) for HD95, in pixels of the working size.
+edge-to-edge distances (`hausdorff95`) for HD95, in pixels of the working size.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ def segment_store(model: torch.nn.Module, store: ImageStore, rows: np.ndarray) -
 def score_masks(predicted: np.ndarray, target: np.ndarray) -> pd.DataFrame:
     """Per-image ``dice``, ``iou`` and ``hd95`` (NaN when either mask is empty) of bool ``(N, H, W)`` masks."""
     from torchmetrics.functional.segmentation import dice_score, mean_iou
-    from torchmetrics.functional.segmentation.utils import edge_surface_distance
 
     preds, truth = torch.from_numpy(predicted).long(), torch.from_numpy(target).long()
     with warnings.catch_warnings():
@@ -51,14 +50,27 @@ def score_masks(predicted: np.ndarray, target: np.ndarray) -> pd.DataFrame:
         dice = dice_score(preds, truth, num_classes=2, include_background=False, average="micro",
                           input_format="index", aggregation_level="samplewise")  # fmt: skip
         iou = mean_iou(preds, truth, num_classes=2, include_background=False, input_format="index")
-    hd95 = []
-    for p, t in zip(predicted, target, strict=True):
-        if not p.any() or not t.any():
-            hd95.append(np.nan)
-            continue
-        there, back = edge_surface_distance(torch.from_numpy(p), torch.from_numpy(t), symmetric=True)
-        hd95.append(max(float(torch.quantile(there.float(), 0.95)), float(torch.quantile(back.float(), 0.95))))
+    hd95 = [hausdorff95(p, t) for p, t in zip(predicted, target, strict=True)]
     return pd.DataFrame({"dice": dice.view(-1).numpy(), "iou": iou.view(-1).numpy(), "hd95": hd95})
+
+
+def hausdorff95(predicted: np.ndarray, target: np.ndarray) -> float:
+    """The 95th-percentile symmetric Hausdorff distance in pixels between the edges of two bool masks (NaN when
+    either is empty): torchmetrics' ``mask_edges`` and ``distance_transform`` on its scipy engine, which gives the
+    distances ``edge_surface_distance`` gives about 60 times faster.
+
+    >>> square = np.zeros((9, 9), bool); square[2:7, 2:7] = True
+    >>> hausdorff95(np.roll(square, 1, axis=1), square)
+    1.0
+    """
+    from torchmetrics.functional.segmentation.utils import distance_transform, mask_edges
+
+    if not predicted.any() or not target.any():
+        return float("nan")
+    edges_p, edges_t = (e.bool() for e in mask_edges(torch.from_numpy(predicted), torch.from_numpy(target))[:2])
+    there = torch.as_tensor(distance_transform(~edges_t, engine="scipy"))[edges_p]
+    back = torch.as_tensor(distance_transform(~edges_p, engine="scipy"))[edges_t]
+    return max(float(torch.quantile(there.double(), 0.95)), float(torch.quantile(back.double(), 0.95)))
 
 
 def evaluate_segment_rows(segmenter: TrainedSegmenter, dataset: PreparedDataset, rows: np.ndarray) -> tuple[dict, Any]:

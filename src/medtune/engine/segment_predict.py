@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from medtune.data.images import read_image
-from medtune.data.mask_files import POSTPROCESS, clean_lungs, restore_plane, write_mask
-from medtune.data.masks import prepare_masked
+from medtune.data.mask_files import write_mask
 from medtune.engine.predict import collect_inputs
-from medtune.errors import ConfigError, ImageReadError
-from medtune.models.inference import inference_device
-from medtune.models.segmenters import MASK_THRESHOLD
+from medtune.errors import ImageReadError
+from medtune.runs.segmasks import segment_arrays
 from medtune.runs.trained import TrainedSegmenter, load_segmenter
 
 
@@ -39,39 +35,20 @@ def segment_images(
     postprocess: str = "none",
 ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:  # fmt: skip
     """Each input's bool mask at its own resolution (or its error), in input order, `batch_size` at a time."""
-    if postprocess not in POSTPROCESS:
-        raise ConfigError(f"postprocess={postprocess} is unknown; expected one of {', '.join(POSTPROCESS)}")
     config = segmenter.config
-    spec = replace(segmenter.resolved.spec, mask="none")
-    device = inference_device()
-    model = segmenter.inference_model(tta).to(device).eval()
     for start in range(0, len(paths), batch_size):
         decoded: list[tuple[str, np.ndarray | None, str | None]] = []
         for path in paths[start : start + batch_size]:
             try:
-                image = read_image(path, config.window, config.frame)
-                decoded.append((path, image, None))
+                decoded.append((path, read_image(path, config.window, config.frame), None))
             except ImageReadError as exc:
                 decoded.append((path, None, exc.reason))
             except (OSError, ValueError) as exc:
                 decoded.append((path, None, f"{type(exc).__name__}: {exc}"))
         good = [image for _, image, _ in decoded if image is not None]
-        planes = iter(_probabilities(model, [prepare_masked(image, None, spec) for image in good], device))
+        masks = iter(segment_arrays(segmenter, good, tta, postprocess))
         for path, image, error in decoded:
-            if image is None:
-                yield path, None, error
-                continue
-            plane = restore_plane(next(planes), image.shape[:2], config.resize)
-            mask = plane >= MASK_THRESHOLD
-            yield path, clean_lungs(mask) if postprocess == "lungs" else mask, None
-
-
-@torch.inference_mode()
-def _probabilities(model: torch.nn.Module, images: list[np.ndarray], device: torch.device) -> np.ndarray:
-    if not images:
-        return np.zeros((0, 0, 0), np.float32)
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(device)
-    return model(batch).float().cpu().numpy()
+            yield (path, None, error) if image is None else (path, next(masks), None)
 
 
 def predict_masks(

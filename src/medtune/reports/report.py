@@ -120,6 +120,10 @@ def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
         if "data" in row:  # the last two parts of the path say which data; the whole path is in each run's page
             row["data"] = "/".join(Path(row["data"]).parts[-2:])
         history, metrics = r.history, r.metrics or {}
+        if metrics.get("task") == "segment" or r.config.get("task") == "segment":
+            row.update(_segment_scores(history, metrics))
+            rows.append(row)
+            continue
         best = history["val_auc"].max() if "val_auc" in history and not history.empty else None
         intervals = metrics.get("intervals", {})
         row.update({
@@ -134,6 +138,19 @@ def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
         })  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _segment_scores(history: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, str]:
+    """A segmentation run's columns of the comparison table."""
+    intervals = metrics.get("intervals", {})
+    best = history["val_dice"].max() if "val_dice" in history and not history.empty else None
+    return {
+        "epochs": len(history),
+        "best val Dice": format_value(best),
+        **{f"test {name}": format_interval(metrics.get(key), intervals.get(key)) if metrics else "n/a"
+           for key, name in (("dice", "Dice"), ("iou", "IoU"), ("hd95", "HD95 px"))},
+        "minutes": format_value(history["seconds"].sum() / 60, 1) if "seconds" in history else "n/a",
+    }  # fmt: skip
 
 
 def create_comparison(runs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:

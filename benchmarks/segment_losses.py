@@ -1,0 +1,83 @@
+"""The course portfolio's table, as two commands: six segmentation losses (and U-Net against FPN) on lungseg.
+
+    python benchmarks/segment_losses.py [--size 96] [--epochs 6] [--workdir DIR]
+
+Queues two sweeps through the real command line, `medtune sweep segment IMAGES masks=MASKS loss=dice,jaccard,...`
+and `... arch=unet,fpn`, runs them with one `medtune queue run` worker (one experiment after the other, so their
+times compare), and prints the leaderboard: test Dice, IoU and HD95 with 95% bootstrap intervals over the test
+images, the best validation Dice and the training minutes. Every run has the same split (seed 0), size, epochs,
+optimizer and schedule; only the loss (or the architecture) differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
+
+REPO = Path(__file__).resolve().parents[1]
+LUNGSEG = REPO.parent / "shared" / "data" / "lungseg"
+LOSSES = ("dice", "jaccard", "bce", "focal", "lovasz", "tversky")
+
+
+def medtune(*args: object, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], cwd=cwd, capture_output=True,
+                            text=True, env=None)  # fmt: skip
+    if result.returncode:
+        raise SystemExit(f"medtune {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def run_sweeps(work: Path, size: int, epochs: int) -> pd.DataFrame:
+    storage = f"sqlite:///{work / 'queue.db'}"
+    common = (LUNGSEG / "images", f"masks={LUNGSEG / 'masks'}", f"image_size={size}", f"epochs={epochs}",
+              "report=false", "--storage", storage)  # fmt: skip
+    medtune("sweep", "segment", *common, f"loss={','.join(LOSSES)}", "--study", "losses", cwd=work)
+    medtune("sweep", "segment", *common, "loss=dice+bce", "arch=unet,fpn", "--study", "arch", cwd=work)
+    medtune("queue", "run", "--storage", storage, cwd=work)
+    csv = work / "board.csv"
+    medtune("leaderboard", "--storage", storage, "--format", "csv", "--out", csv, "--no-speed", cwd=work)
+    return pd.read_csv(csv)
+
+
+def interval(row: pd.Series, name: str, digits: int = 3) -> str:
+    value, low, high = row[f"test_{name}"], row[f"test_{name}_low"], row[f"test_{name}_high"]
+    return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def print_table(board: pd.DataFrame, size: int, epochs: int) -> None:
+    table = RichTable(title=f"lungseg, {size} px, {epochs} epochs, tf_efficientnet_lite0 encoder: test split "
+                      "(mean [95% bootstrap interval])", title_justify="left")  # fmt: skip
+    for column in ("study", "arch", "loss", "test Dice", "test IoU", "test HD95 (px)", "best val Dice", "minutes"):
+        table.add_column(column, justify="left" if column in ("study", "arch", "loss") else "right")
+    for _, row in board.sort_values(["study", "val_dice"], ascending=[False, False]).iterrows():
+        arch = row.get("arch") if isinstance(row.get("arch"), str) else "unet"
+        table.add_row(row["study"], arch, str(row.get("loss", "dice+bce")), interval(row, "dice"),
+                      interval(row, "iou"), interval(row, "hd95", 2), f"{row['val_dice']:.4f}",
+                      f"{row['wall_min']:.1f}")  # fmt: skip
+    Console(width=160).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=96, help="working size in pixels (a multiple of 32)")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    args = parser.parse_args()
+    if not (LUNGSEG / "images").is_dir():
+        raise SystemExit(f"{LUNGSEG} is absent: put ../shared/data beside the repository")
+    with tempfile.TemporaryDirectory(prefix="medtune-seglosses-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        board = run_sweeps(work, args.size, args.epochs)
+        print_table(board, args.size, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
