@@ -36,13 +36,14 @@ def medtune(*args: object) -> str:
 
 def train_and_measure(name: str, extra: list[str], segmenter: Path, work: Path, size: int, epochs: int) -> dict:
     run = work / name
-    medtune("train", CXR3, "label=label", "group=patient_id", f"image_size={size}", f"epochs={epochs}", *extra,
-            "--out", run)  # fmt: skip
+    if not (run / "metrics.json").is_file():  # a finished run in --workdir is measured again, not retrained
+        medtune("train", CXR3, "label=label", "group=patient_id", f"image_size={size}", f"epochs={epochs}", *extra,
+                "--out", run)  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     test = pd.read_csv(run / "predictions.csv")
     explained = work / f"{name}-cams"
     medtune("explain", run, *test["path"], "--masks", segmenter, "--out", explained)
-    cams = pd.read_csv(explained / "index.csv")
+    cams = pd.read_csv(explained / "explanations.csv")
     medtune("report", run, "--masks", segmenter)
     history = pd.read_csv(run / "history.csv")
     return {
