@@ -78,6 +78,12 @@ def test_predict_evaluate_and_serve_segment_new_images_themselves(masked_run, tm
         process.wait(timeout=30)
 
 
+def test_a_classifier_run_is_no_segmenter(masked_run, tmp_path):
+    result = medtune("train", shared_path("cxr3", "labels.csv"), f"masks={masked_run}", "mask=multiply", *SMALL,
+                     "--out", tmp_path / "x")  # fmt: skip
+    assert result.returncode == 2 and "is a run directory, not a folder of masks" in result.stderr
+
+
 def test_mask_missing_predict_needs_a_segmentation_run():
     config = load_config(data=str(shared_path("cxr3", "labels.csv")), mask="multiply", mask_missing="predict",
                          masks=str(shared_path("lungseg", "masks")))  # fmt: skip

@@ -28,6 +28,8 @@ from medtune.data.images import IMAGE_SUFFIXES, read_image, resize, to_channels,
 from medtune.errors import ConfigError, DataError, ImageReadError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from medtune.config import Config
     from medtune.data.store import StoreSpec
     from medtune.data.table import Table
@@ -172,16 +174,7 @@ def attach_masks(table: Table, config: Config) -> Table:
             "`medtune segment train`); give one, or choose mask_missing=error or whole"
         )
     if config.masks is not None:
-        folder = Path(config.masks).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"masks={config.masks}: no such folder; give the folder of masks named like the images")
-        if config.mask == "none":
-            raise ConfigError(
-                f"masks={config.masks} is given but mask=none; choose how to use them: mask=multiply, crop or channel"
-            )
-        found = [find_mask(folder, path) if isinstance(path, str) and not isinstance(array, str) else None
-                 for path, array in zip(frame["path"], frame["array"], strict=True)]  # fmt: skip
-        frame["mask"] = [None if p is None else str(p) for p in found]
+        frame["mask"] = _folder_masks(frame, config)
     if config.mask == "none":
         if config.mask_column is not None:
             raise ConfigError(
@@ -219,6 +212,26 @@ def attach_masks(table: Table, config: Config) -> Table:
     if missing:
         notes.append(f"{len(missing)} image(s) without a mask use the whole image (mask_missing=whole)")
     return replace(table.with_frame(frame), notes=(*table.notes, *notes))
+
+
+def _folder_masks(frame: pd.DataFrame, config: Config) -> list[str | None]:
+    """The mask of each row from ``masks=FOLDER`` (None where the folder has none)."""
+    folder = Path(str(config.masks)).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"masks={config.masks}: no such folder; give the folder of masks named like the images")
+    if (folder / "config.yaml").is_file():  # a run; a classifier's segmentation run never reaches here
+        other = "" if config.task == "segment" else ", or a run of `medtune segment train` to predict them"
+        raise ConfigError(
+            f"masks={config.masks} is a run directory, not a folder of masks: give the folder of masks named "
+            f"like the images{other}"
+        )
+    if config.mask == "none":
+        raise ConfigError(
+            f"masks={config.masks} is given but mask=none; choose how to use them: mask=multiply, crop or channel"
+        )
+    found = [find_mask(folder, path) if isinstance(path, str) and not isinstance(array, str) else None
+             for path, array in zip(frame["path"], frame["array"], strict=True)]  # fmt: skip
+    return [None if p is None else str(p) for p in found]
 
 
 def check_mask_folder(masks: str | os.PathLike | None) -> Path | None:
