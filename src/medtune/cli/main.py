@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medtune._version import __version__
+from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
@@ -39,6 +40,7 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(queue_app, name="queue")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)
+app.command("crossdomain")(crossdomain_command)
 
 
 def _version(value: bool) -> None:

@@ -50,6 +50,12 @@ class Config(BaseModel):
     mask_column: str | None = Field(None, description="CSV column with mask paths (auto: mask, mask_path)")
     masks: str | None = Field(None, description="folder of masks paired with the images by file name")
     domain: str | None = Field(None, description="CSV column with the source domain (hospital)")
+    domains: list[str] | None = Field(None, description="keep only the images of these domains (domain= values)")
+    harmonise: bool = Field(
+        False, description="match class names through the chest X-ray synonym table (No Finding = normal...)"
+    )
+    label_map: str | None = Field(None, description="YAML file of `source label: target label` (null drops it)")
+    keep_classes: list[str] | None = Field(None, description="keep only the images of these classes")
     # --- splitting ---------------------------------------------------------------------------------------
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="share of images for validation")
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="share of images for test")
@@ -155,7 +161,7 @@ class Config(BaseModel):
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
     report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")
 
-    _split_lists = field_validator("labels", "classes", mode="before")(_comma_list)
+    _split_lists = field_validator("labels", "classes", "domains", "keep_classes", mode="before")(_comma_list)
 
     @field_validator("class_weights", mode="before")
     @classmethod

@@ -48,16 +48,21 @@ def _key(name: str) -> str:
 
 
 def match_labels(table: Table, classes: tuple[str, ...]) -> tuple[np.ndarray, dict[str, int]]:
-    """Targets of `table` as indices into the run's `classes`, matched by name; -1 where nothing matches.
+    """Targets of `table` as indices into the run's `classes`, matched by name (case and separators ignored), else
+    through the chest X-ray synonym table (`medtune.data.harmonise`: ``No Finding`` is ``normal``); -1 where
+    nothing matches.
 
     Returns:
         The targets and ``{label: images}`` for the labels of the data that match no class.
 
     >>> from medtune.data import create_table  # doctest: +SKIP
     """
+    from medtune.data.harmonise import canonical_label
+
     index = {_key(name): i for i, name in enumerate(classes)}
+    synonyms = {canonical_label(name): i for i, name in enumerate(classes) if canonical_label(name) is not None}
     labels = table.frame["label"].astype(str)
-    targets = np.array([index.get(_key(v), -1) for v in labels], dtype=np.int64)
+    targets = np.array([index.get(_key(v), synonyms.get(canonical_label(v), -1)) for v in labels], dtype=np.int64)
     unmatched = labels[targets < 0].value_counts()
     return targets, {str(k): int(v) for k, v in unmatched.items()}
 
@@ -204,7 +209,8 @@ def evaluate(
 def _data_keys(config: Config) -> dict[str, Any]:
     """Reading keys that carry over from the run to other data (none of the column names do, nor a masks folder:
     other data gives its own with ``masks=FOLDER``; a segmentation run ``masks=SEG_RUN`` does carry over)."""
-    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing", "mask_source", "postprocess")
+    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing", "mask_source", "postprocess",
+            "harmonise")  # fmt: skip
     carried = {key: getattr(config, key) for key in keys}
     if is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: the same segmenter masks the other data
         carried["masks"] = config.masks

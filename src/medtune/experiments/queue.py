@@ -32,7 +32,7 @@ DEFAULT_STUDY = "queue"
 #: Keys whose value is a path: made absolute when queued, since workers may start elsewhere.
 PATH_KEYS = ("data", "split_file", "weights", "cache_dir")
 #: Keys whose values are lists: a sweep never splits them at commas.
-LIST_KEYS = frozenset({"labels", "classes", "class_weights"})
+LIST_KEYS = frozenset({"labels", "classes", "class_weights", "domains", "keep_classes"})
 #: What `queue status` and the leaderboard call each (Optuna state, queue_state).
 STATES = {"WAITING": "queued", "RUNNING": "running", "COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed"}
 
@@ -114,13 +114,18 @@ def runs_root() -> Path:
 
 
 def add_experiments(
-    storage: QueueStorage, experiments: Sequence[Mapping[str, Any]], study: str = DEFAULT_STUDY
+    storage: QueueStorage,
+    experiments: Sequence[Mapping[str, Any]],
+    study: str = DEFAULT_STUDY,
+    root: str | Path | None = None,
 ) -> list[int]:
-    """Queue experiments (each a dict from `experiment_values`) in `study`; returns their ids."""
+    """Queue experiments (each a dict from `experiment_values`) in `study`; returns their ids. Their run
+    directories go under `root` (default ``runs/`` of the current folder)."""
     if not experiments:
         raise ConfigError("nothing to queue: give a YAML file or DATA with key=value settings")
     storage.create_study(study, direction_of(experiments[0]), {"kind": "queue"})
-    return [_enqueue(storage, study, _attrs(values)) for values in experiments]
+    where = {} if root is None else {"root": str(Path(root).resolve())}
+    return [_enqueue(storage, study, {**_attrs(values), **where}) for values in experiments]
 
 
 # -- sweeps ------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medtune.config import Config
+from medtune.data.harmonise import select_rows
 from medtune.data.masks import attach_masks
 from medtune.data.readers import read_table
 from medtune.data.split import assign_splits, label_strata, load_split, save_split
@@ -84,6 +85,8 @@ def read_dataset_table(config: Config, labelled: bool | None = True, progress: b
     if config.task == "segment":
         labelled = None  # a segmenter learns from masks: a flat folder of images is its usual layout
     table = read_table(config.data, config, labelled)
+    if config.domains or config.harmonise or config.label_map or config.keep_classes:
+        table = select_rows(table, config)
     if config.task == "classify" and is_segmentation_run(config.masks):
         return attach_predicted_masks(table, config, progress)
     return attach_masks(table, config)
