@@ -51,7 +51,19 @@ def crossdomain_command(
         cells = []
         for test in names:
             row = result.matrix[(result.matrix["train"] == train) & (result.matrix["test"] == test)].iloc[0]
-            cells.append(f"{row['auc']:.3f} [{row['auc_low']:.3f}, {row['auc_high']:.3f}] n={row['images']}")
+            cells.append(f"{_interval(row['auc'], row['auc_low'], row['auc_high'])} n={row['images']}")
         table.add_row(train, *cells)
     console.print(table)
     console.print(f"written: {result.out / 'matrix.csv'}, matrix.json; page: {result.page}", highlight=False)
+
+
+def _interval(value: object, low: object, high: object) -> str:
+    import math
+
+    def number(v: object) -> float | None:
+        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+    value, low, high = number(value), number(low), number(high)
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if low is None or high is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"

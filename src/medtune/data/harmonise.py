@@ -172,6 +172,8 @@ def select_rows(table: Table, config: Config) -> Table:
         if dropped:
             notes.append(f"{dropped} image(s) left out: their labels are not among {', '.join(config.keep_classes)}")
         classes = kept
+    present = {n for v in frame["label"] for n in (split_labels(v) if table.multilabel else [v])}
+    classes = [c for c in classes if c in present]  # a domain may lack classes the whole table has
     if frame.empty or not classes:
         raise DataError(f"{table.source}: no image is left after choosing classes and domains; check keep_classes=, "
                         "domains= and the label map")  # fmt: skip

@@ -21,7 +21,7 @@ import torch
 from medtune.config import Config
 from medtune.errors import ConfigError, DataError
 from medtune.models.inference import Normalize
-from medtune.runs import prepare_dataset
+from medtune.runs import prepare_dataset, read_dataset_table
 
 #: Share of the image kept on each side by the border probe (the centre is blacked out).
 BORDER = 0.15
@@ -88,7 +88,7 @@ def _centre_blacked(images: torch.Tensor, border: float) -> torch.Tensor:
 def _features(model: torch.nn.Module, normalize: Normalize, store: Any, border: float | None) -> np.ndarray:
     chunks = []
     for start in range(0, len(store), _BATCH):
-        images = torch.from_numpy(np.asarray(store.images[start : start + _BATCH])).permute(0, 3, 1, 2)
+        images = torch.from_numpy(np.array(store.images[start : start + _BATCH])).permute(0, 3, 1, 2)
         if border is not None:
             images = _centre_blacked(images, border)
         chunks.append(model(normalize(images)).float().numpy())
@@ -124,7 +124,9 @@ def probe_shortcuts(config: Config, border: float = BORDER, progress: bool = Tru
 
     if not config.domain:
         raise ConfigError("the probe tells domains apart: give domain=COLUMN (the source, hospital or device column)")
-    dataset = prepare_dataset(config, assign_missing=False, progress=progress)
+    table = read_dataset_table(config, progress=progress)
+    table = table.with_frame(table.frame[table.frame["domain"].notna()])  # images without a source say nothing
+    dataset = prepare_dataset(config, table=table, assign_missing=False, progress=progress)
     frame = dataset.table.frame
     domains = sorted(frame["domain"].dropna().astype(str).unique())
     if len(domains) < 2:

@@ -38,6 +38,7 @@ class Domain:
 
     name: str
     values: dict[str, Any]
+    held_out: str | None = None  # leave-one-domain-out: trained on every other domain, tested on this one
 
 
 def plan_domains(datasets: Sequence[str], keys: Mapping[str, Any]) -> list[Domain]:
@@ -53,7 +54,12 @@ def plan_domains(datasets: Sequence[str], keys: Mapping[str, Any]) -> list[Domai
         names = sorted(table.frame["domain"].dropna().astype(str).unique())
         if len(names) < 2:
             raise ConfigError(f"domain={keys['domain']}: {datasets[0]} has {len(names)} domain(s); a matrix needs two")
-        return [Domain(_slug(n), {**keys, "data": datasets[0], "domains": [n]}) for n in names]
+        single = [Domain(_slug(n), {**keys, "data": datasets[0], "domains": [n]}) for n in names]
+        if len(names) < 3:  # with two domains, leaving one out is training on the other
+            return single
+        rest = [Domain(f"all-but-{_slug(n)}", {**keys, "data": datasets[0], "domains": [m for m in names if m != n]},
+                       held_out=_slug(n)) for n in names]  # fmt: skip
+        return single + rest
     if len(datasets) < 2:
         raise ConfigError("give two or more datasets, or one table with domain=COLUMN, to train on one and test on "
                           "the others")  # fmt: skip
@@ -77,10 +83,11 @@ def shared_classes(domains: Sequence[Domain]) -> tuple[list[str], dict[str, list
     from medtune.runs import read_dataset_table
 
     own = {}
-    for domain in domains:
+    for domain in (d for d in domains if d.held_out is None):
         table = read_dataset_table(load_config(**{**domain.values, "harmonise": True}), progress=False)
         own[domain.name] = list(table.classes)
-    shared = [c for c in own[domains[0].name] if all(c in classes for classes in own.values())]
+    first = next(iter(own.values()))
+    shared = [c for c in first if all(c in classes for classes in own.values())]
     if len(shared) < 2:
         listed = "; ".join(f"{name}: {', '.join(c)}" for name, c in own.items())
         raise DataError(f"the datasets share {len(shared)} class(es) after harmonisation ({listed}); a matrix needs "
@@ -172,8 +179,11 @@ def matrix_row(train: str, test: str, metrics: Mapping[str, Any]) -> dict[str, A
 def score_matrix(domains: Sequence[Domain], runs: Mapping[str, Path]) -> pd.DataFrame:
     """Every run on every domain's test split (its own: its metrics.json)."""
     rows = []
+    tested = [d for d in domains if d.held_out is None]
     for train in domains:
-        for test in domains:
+        for test in tested:
+            if train.held_out is not None and test.name != train.held_out:
+                continue
             run = runs[train.name]
             if train.name == test.name:
                 metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -248,8 +258,23 @@ def run_crossdomain(
         "classes": shared, "domain_classes": own, "runs": {k: str(v) for k, v in runs.items()},
         "matrix": json.loads(matrix.to_json(orient="records")),
     })  # fmt: skip
-    page = write_crossdomain_page(matrix, generalisation_gap(matrix), shared, own, folder / "crossdomain.html")
+    shortcuts = None
+    if len(datasets) == 1 and keys.get("domain"):
+        from medtune.engine.shortcuts import probe_shortcuts
+
+        shortcuts = probe_shortcuts(load_config(**{**keys, "data": datasets[0]}), progress=False)
+    page = write_crossdomain_page(matrix, generalisation_gap(matrix), shared, own, folder / "crossdomain.html",
+                                  shortcuts)  # fmt: skip
+    _write_reports(runs)
     return CrossDomainResult(matrix, folder, shared, page)
+
+
+def _write_reports(runs: Mapping[str, Path]) -> None:
+    """Each run's report page, now with its row of the matrix (its evaluations on the other domains)."""
+    from medtune.reports import write_run_report
+
+    for run in runs.values():
+        write_run_report(run)
 
 
 def _raw_labels(domain: Domain) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,9 +39,15 @@ def plot_matrix(matrix: pd.DataFrame, score: str = "auc") -> Figure:
 
 
 def write_crossdomain_page(
-    matrix: pd.DataFrame, gap: pd.DataFrame, classes: Sequence[str], own: Mapping[str, Sequence[str]], out: Path
+    matrix: pd.DataFrame,
+    gap: pd.DataFrame,
+    classes: Sequence[str],
+    own: Mapping[str, Sequence[str]],
+    out: Path,
+    shortcuts: Any = None,
 ) -> Path:
-    """Write the cross-domain page to `out` (its plots beside it)."""
+    """Write the cross-domain page to `out` (its plots beside it), with the shortcut check of one table's domains
+    (`medtune.engine.shortcuts.ShortcutReport`) when given."""
     heat = Section("matrix", "Train on one, test on every other",
                    f"Macro AUC over the shared classes ({', '.join(classes)}) after label harmonisation. The "
                    "diagonal is each run on its own test split.")  # fmt: skip
@@ -64,8 +71,24 @@ def write_crossdomain_page(
         section = Section("per-class", "AUC per class", "One-vs-rest AUC of each shared class.")
         section.tables.append(html_table(frame.round(3)))
         sections.append(section)
+    if shortcuts is not None:
+        sections.append(shortcut_section(shortcuts))
     labels = Section("labels", "Classes", "The harmonised classes of each dataset; the runs train on those shared "
                      "by all.", half=True)  # fmt: skip
     labels.pairs = [(name, ", ".join(names)) for name, names in own.items()]
     sections.append(labels)
     return write_page(out, "report.html", sections, title="cross-domain matrix", results=None, cards=[])
+
+
+def shortcut_section(report: Any) -> Section:
+    """The domain probe's AUCs (whole images, borders only), the class x domain counts and the warnings."""
+    section = Section("shortcuts", "Shortcut check", "A probe (frozen backbone features, logistic regression, out of "
+                      "fold) tells the domains apart; a high AUC on the borders alone means text, markers or "
+                      "collimation give the source away.", notes=list(report.warnings))  # fmt: skip
+    rows = []
+    for name, metrics in (("whole images", report.whole), ("borders only", report.border)):
+        rows.append({"images seen": name, "domain AUC [95% CI]": format_interval(metrics["macro"]["auc"],
+                     metrics["intervals"].get("auc")), "accuracy": format_value(metrics["accuracy"])})  # fmt: skip
+    section.tables.append(html_table(pd.DataFrame(rows)))
+    section.tables.append(html_table(report.counts.rename_axis(index="class", columns=None).reset_index()))
+    return section
