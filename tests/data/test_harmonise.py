@@ -64,3 +64,15 @@ def test_evaluate_matches_labels_through_the_synonyms():
     table = create_table(frame, ["No Finding", "Pneumonia", "Tuberculosis"])
     targets, unmatched = match_labels(table, ("normal", "pneumonia"))
     assert list(targets) == [0, 1, -1] and unmatched == {"Tuberculosis": 1}
+
+
+def test_multilabel_findings_meet_single_labels():
+    """ChestX-ray14's finding strings read as normal / pneumonia: no finding is normal, a pneumonia is pneumonia
+    whatever else the image shows, and images with other findings only are left out."""
+    config = load_config(data=str(shared_path("cxr3", "labels.csv")), labels="finding_labels", label_sep="|",
+                         harmonise=True, keep_classes="normal,pneumonia")  # fmt: skip
+    table = read_dataset_table(config)
+    assert not table.multilabel and table.classes == ("normal", "pneumonia")
+    counts = table.frame["label"].value_counts()
+    assert counts["normal"] == 500 and counts["pneumonia"] == 500  # cxr3's own single labels, recovered
+    assert any("no finding is normal" in note for note in table.notes)

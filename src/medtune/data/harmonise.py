@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -166,18 +166,37 @@ def select_rows(table: Table, config: Config) -> Table:
         notes.append("labels harmonised" + (f": {', '.join(renamed)}" if renamed else " (no change)"))
         if unmatched:
             notes.append(f"labels in no synonym table, kept as they are: {', '.join(unmatched)}")
+    multilabel = table.multilabel
+    if config.keep_classes and multilabel and "normal" in config.keep_classes:
+        frame, dropped = _single_label(frame, config.keep_classes)
+        notes.append(f"findings read as single labels ({dropped} image(s) with none or several of the kept classes "
+                     "left out; no finding is normal)")  # fmt: skip
+        classes, multilabel = [*classes, "normal"], False
     if config.keep_classes:
         kept = [c for c in config.keep_classes if c in classes]
-        frame, dropped = _keep(frame, kept, table.multilabel)
+        frame, dropped = _keep(frame, kept, multilabel)
         if dropped:
             notes.append(f"{dropped} image(s) left out: their labels are not among {', '.join(config.keep_classes)}")
         classes = kept
-    present = {n for v in frame["label"] for n in (split_labels(v) if table.multilabel else [v])}
+    present = {n for v in frame["label"] for n in (split_labels(v) if multilabel else [v])}
     classes = [c for c in classes if c in present]  # a domain may lack classes the whole table has
     if frame.empty or not classes:
         raise DataError(f"{table.source}: no image is left after choosing classes and domains; check keep_classes=, "
                         "domains= and the label map")  # fmt: skip
-    return replace(table, frame=frame.reset_index(drop=True), classes=tuple(classes), notes=tuple(notes))
+    return replace(table, frame=frame.reset_index(drop=True), classes=tuple(classes), notes=tuple(notes),
+                   multilabel=multilabel)  # fmt: skip
+
+
+def _single_label(frame: pd.DataFrame, kept: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """Multi-label rows as single labels over `kept`: no finding is ``normal``, exactly one kept finding is that
+    class (whatever else the image shows), and rows with none of the kept findings, or several, are left out."""
+    labels = []
+    for value in frame["label"]:
+        names = split_labels(value)
+        inside = [n for n in names if n in kept]
+        labels.append("normal" if not names else inside[0] if len(inside) == 1 else None)
+    out = frame.assign(label=labels)
+    return out[out["label"].notna()], int(out["label"].isna().sum())
 
 
 def _relabel(value: object, mapping: Mapping[str, str | None], multilabel: bool) -> str | None:

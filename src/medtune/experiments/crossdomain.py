@@ -85,7 +85,8 @@ def shared_classes(domains: Sequence[Domain]) -> tuple[list[str], dict[str, list
     own = {}
     for domain in (d for d in domains if d.held_out is None):
         table = read_dataset_table(load_config(**{**domain.values, "harmonise": True}), progress=False)
-        own[domain.name] = list(table.classes)
+        no_finding = table.multilabel and bool((table.frame["label"].fillna("") == "").any())
+        own[domain.name] = [*table.classes, *(["normal"] if no_finding else [])]  # findings meet single labels
     first = next(iter(own.values()))
     shared = [c for c in first if all(c in classes for classes in own.values())]
     if len(shared) < 2:

@@ -160,7 +160,10 @@ def evaluations_section(results: RunResults) -> Section | None:
                 notes.append(
                     f"{path.parent.name}: {count} image(s) labelled {label!r} match no class and were left out"
                 )
-    intro = "The same checkpoint on other labelled data (medtune evaluate RUN DATA), labels matched by name."
+    intro = (
+        "The same checkpoint on other labelled data (medtune evaluate RUN DATA, medtune crossdomain), labels matched "
+        "by name or through the synonym table."
+    )
     section = Section("evaluations", "Other data", intro, notes=notes)
     section.tables.append(html_table(pd.DataFrame(rows)))
     return section
