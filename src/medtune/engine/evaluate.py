@@ -19,7 +19,7 @@ import pandas as pd
 from torch import nn
 
 from medtune._io import atomic_open, write_json
-from medtune.config import Config, load_config
+from medtune.config import Config, load_config, parse_overrides
 from medtune.data.store import ImageStore
 from medtune.data.table import Table
 from medtune.engine.inference import load_model, store_probabilities
@@ -187,7 +187,8 @@ def evaluate(
         dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", progress=progress)
         default_out = Path(run)
     else:
-        reading = load_config(overrides=overrides or [], **_data_keys(config), data=str(data))
+        given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
+        reading = load_config(overrides={**_data_keys(config), **given}, data=str(data))  # the user's keys win
         table = read_dataset_table(reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
