@@ -107,3 +107,8 @@ def test_bad_inputs_name_the_file_and_the_fix(tmp_path, tiny_segment_run, tiny_r
     assert result.returncode == 1 and "is a segmentation run" in result.stderr and "segment predict" in result.stderr
     result = medtune("segment", "predict", tiny_run, sources[0], "--out", tmp_path / "m")
     assert result.returncode == 1 and "is a classification run" in result.stderr
+    result = medtune("segment", "evaluate", tiny_segment_run, images)
+    assert result.returncode == 2 and "needs its masks: add --masks FOLDER" in result.stderr
+    (tmp_path / "taken").write_text("a file")
+    result = medtune("segment", "predict", tiny_segment_run, sources[0], "--out", tmp_path / "taken")
+    assert result.returncode == 2 and "is a file" in result.stderr

@@ -20,6 +20,7 @@ import torch
 from medtune.config import load_config
 from medtune.data.store import ImageStore
 from medtune.engine.evaluate import Evaluation, write_evaluation
+from medtune.errors import ConfigError
 from medtune.metrics.segmentation import summarize_segmentation
 from medtune.models.inference import predict_batches
 from medtune.models.segmenters import MASK_THRESHOLD
@@ -127,7 +128,11 @@ def evaluate_segmenter(
         dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", labelled=None, progress=progress)
         default_out = Path(run)
     else:
-        reading = load_config(task="segment", data=str(data), masks=None if masks is None else str(masks))
+        if masks is None:
+            raise ConfigError(
+                f"scoring a segmenter on {data} needs its masks: add --masks FOLDER (named like the images)"
+            )
+        reading = load_config(task="segment", data=str(data), masks=str(masks))
         table = read_dataset_table(reading, labelled=None)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"

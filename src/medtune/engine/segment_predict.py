@@ -16,7 +16,7 @@ import pandas as pd
 from medtune.data.images import read_image
 from medtune.data.mask_files import write_mask
 from medtune.engine.predict import collect_inputs
-from medtune.errors import ImageReadError
+from medtune.errors import ConfigError, ImageReadError
 from medtune.runs.segmasks import segment_arrays
 from medtune.runs.trained import TrainedSegmenter, load_segmenter
 
@@ -80,6 +80,8 @@ def predict_masks(
     segmenter = load_segmenter(run)
     paths = collect_inputs(inputs)
     folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; masks are written into a folder: give a folder's name")
     folder.mkdir(parents=True, exist_ok=True)
     rows, taken = [], {}
     clean = postprocess or segmenter.config.postprocess
