@@ -67,6 +67,14 @@ def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: A
     return run_prediction(run, inputs, **kwargs)
 
 
+def embed(source: str | os.PathLike, data: str | os.PathLike, **keys: Any) -> Any:
+    """Pooled backbone features of every image of `data` from a run or a backbone name, cached beside the image
+    store (`medtune.engine.embed.embed`); ``.features`` is ``(N, D)`` float16, ``.table`` the images."""
+    from medtune.engine.embed import embed as run_embedding
+
+    return run_embedding(source, data, keys)
+
+
 def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
     """Decode one image file (PNG, JPEG, TIFF, BMP, DICOM) exactly as the image store receives it, before it is
     made uint8 and resized (`medtune.data.images.read_image`); does not import torch.

@@ -10,6 +10,7 @@ from rich.console import Console
 from medtune._version import __version__
 from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
+from medtune.cli.embed import embed_command
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
 from medtune.cli.export import export_command
@@ -41,6 +42,7 @@ app.add_typer(queue_app, name="queue")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
+app.command("embed")(embed_command)
 
 
 def _version(value: bool) -> None:
