@@ -15,6 +15,7 @@ from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
 from medtune.cli.export import export_command
 from medtune.cli.predict import predict_command
+from medtune.cli.probe import probe_command
 from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
 from medtune.cli.report import report_command
 from medtune.cli.segment import segment_app
@@ -43,6 +44,7 @@ app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
 app.command("embed")(embed_command)
+app.command("probe")(probe_command)
 
 
 def _version(value: bool) -> None:

@@ -68,7 +68,10 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
 
         METHODS.get(method)
     results = read_results(run)
-    sections = [training_section(results)]
+    probe_file = results.run.path / "probe.json"
+    if probe_file.is_file():  # a probe on frozen features: no network to draw maps with, no epochs
+        mistakes, mask_folder = 0, None
+    sections = [_probe_section(probe_file) if probe_file.is_file() else training_section(results)]
     if results.metrics is not None and results.metrics.get("task") == "segment":
         from medtune.reports.segment import segment_sections
 
@@ -91,6 +94,17 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     target = Path(out) if out else results.run.report_file
     cards = _cards(results)
     return write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
+
+
+def _probe_section(path: Path) -> Section:
+    """What a probe run is: the method, its chosen hyper-parameters and their cross-validated AUC."""
+    import json
+
+    facts = json.loads(path.read_text(encoding="utf-8"))
+    params = ", ".join(f"{k}={v}" for k, v in facts.get("params", {}).items())
+    return Section("training", "Probe", f"{facts.get('method')} on frozen {facts.get('source')} features "
+                   f"(medtune probe): {params} chosen by a grouped grid search, cross-validated AUC "
+                   f"{format_value(facts.get('cv_auc'))}, {format_value(facts.get('seconds'), 1)} s.")  # fmt: skip
 
 
 def _cards(results: RunResults) -> list[tuple[str, str, str]]:

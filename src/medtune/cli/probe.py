@@ -1,0 +1,55 @@
+"""``medtune probe``: logistic regression, kNN and SVM baselines on frozen features, as run directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from medtune.cli._common import console
+from medtune.errors import ConfigError
+
+
+def probe_command(
+    arguments: Annotated[
+        list[str], typer.Argument(help="DATA [RUN], then key=value: method=logreg|knn|svm|all, backbone=, label=...")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder of the probe runs (default runs/).")] = None,
+) -> None:
+    """Fit scikit-learn probes on frozen features (hyper-parameters by GridSearchCV on the training images,
+    grouped by patient) and score them on the test split with 95% bootstrap intervals."""
+    from medtune.engine.probe import probe
+
+    paths = [a for a in arguments if "=" not in a or Path(a).exists()]
+    settings = [a for a in arguments if a not in paths]
+    if not 1 <= len(paths) <= 2:
+        raise ConfigError("give DATA, and optionally a RUN whose backbone gives the features: medtune probe DATA [RUN]")
+    methods = [s.split("=", 1)[1] for s in settings if s.startswith("method=")] or ["logreg"]
+    settings = [s for s in settings if not s.startswith("method=")]
+    backbone = [s.split("=", 1)[1] for s in settings if s.startswith("backbone=")]
+    source = paths[1] if len(paths) == 2 else (backbone[0] if backbone else "tf_efficientnet_lite0")
+    runs = probe(paths[0], source, methods[0].split(","), settings, out)
+    table = RichTable(title=f"probes on {source} features: test split, 95% bootstrap intervals", title_justify="left")
+    for column in ("run", "method", "best", "test AUC (macro)", "accuracy", "balanced accuracy"):
+        table.add_column(column, justify="left" if column in ("run", "method", "best") else "right")
+    for run in runs:
+        metrics = json.loads(run.metrics_file.read_text())
+        facts = json.loads((run.path / "probe.json").read_text())
+        intervals = metrics["intervals"]
+        values = {"auc": metrics["macro"]["auc"], "accuracy": metrics["accuracy"],
+                  "balanced_accuracy": metrics["balanced_accuracy"]}  # fmt: skip
+        cells = [_interval(value, intervals.get(name)) for name, value in values.items()]
+        best = ", ".join(f"{k}={v}" for k, v in facts["params"].items())
+        table.add_row(run.path.name, facts["method"], best, *cells)
+    console.print(table)
+    console.print(f"runs in {runs[0].path.parent}: metrics.json, predictions.csv, probe.json; `medtune report RUN`",
+                  highlight=False)  # fmt: skip
+
+
+def _interval(value: float | None, bounds: list | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if not bounds or bounds[0] is None else f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
