@@ -20,6 +20,7 @@ from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
 from medtune.cli.report import report_command
 from medtune.cli.segment import segment_app
 from medtune.cli.serve import serve_command
+from medtune.cli.similar import index_command, similar_command
 from medtune.cli.train import train_command
 from medtune.errors import ConfigError, MedtuneError
 
@@ -45,6 +46,8 @@ app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
 app.command("embed")(embed_command)
 app.command("probe")(probe_command)
+app.command("index")(index_command)
+app.command("similar")(similar_command)
 
 
 def _version(value: bool) -> None:

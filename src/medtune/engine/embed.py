@@ -51,6 +51,7 @@ class Embedding:
     table: Table
     source: str
     path: Path
+    config: Config
 
 
 def _network(source: str, in_chans: int | None) -> tuple[torch.nn.Module, Config, str]:
@@ -116,7 +117,7 @@ def embed(
     features = np.load(folder / FEATURES_FILE, mmap_mode="r")
     if len(features) != len(dataset.table):
         raise DataError(f"{folder} holds {len(features)} rows for {len(dataset.table)} images; delete it to rebuild")
-    return Embedding(features, dataset.table, source, folder)
+    return Embedding(features, dataset.table, source, folder, dataset.config)
 
 
 def load_trained_config(source: str) -> Config | None:
@@ -173,3 +174,36 @@ def _build(folder: Path, network: torch.nn.Module, normalize: Normalize, store: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@torch.inference_mode()
+def embed_files(
+    source: str, paths: list[str], keys: dict[str, Any], batch_size: int = _BATCH
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Features of image files prepared as `keys` say (a resolved size, channels, resizing and window), with the
+    error of each file that cannot be read; its row is zeros."""
+    from medtune.data.images import read_image
+    from medtune.data.masks import prepare_masked
+    from medtune.errors import ImageReadError
+    from medtune.runs import resolve_config
+
+    resolved = resolve_config(load_config(**keys))
+    network, _, _ = _network(source, resolved.in_chans)
+    normalize = Normalize(resolved.preprocessing, channels_last=False)
+    arrays, errors = [], {}
+    for i, path in enumerate(paths):
+        try:
+            arrays.append(prepare_masked(read_image(path, resolved.config.window), None, resolved.spec))
+        except ImageReadError as exc:
+            errors[i] = exc.reason
+        except (OSError, ValueError) as exc:
+            errors[i] = f"{type(exc).__name__}: {exc}"
+    good = [i for i in range(len(paths)) if i not in errors]
+    out = np.zeros((len(paths), 1), np.float32)
+    for start in range(0, len(good), batch_size):
+        batch = torch.from_numpy(np.stack(arrays[start : start + batch_size])).permute(0, 3, 1, 2)
+        values = network(normalize(batch)).float().numpy()
+        if out.shape[1] != values.shape[1]:
+            out = np.zeros((len(paths), values.shape[1]), np.float32)
+        out[good[start : start + batch_size]] = values
+    return out, errors
