@@ -44,6 +44,7 @@ bench: setup
 	$(PY) benchmarks/startup.py
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/segment_losses.py
+	$(PY) benchmarks/similar.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
