@@ -11,8 +11,9 @@ from tests.conftest import medtune, shared_path
 
 def test_three_probes_are_scored_on_the_test_split_and_reported(tmp_path):
     out = tmp_path / "probes"
+    storage = f"sqlite:///{tmp_path / 'queue.db'}"
     result = medtune("probe", shared_path("cxr3", "labels.csv"), "label=label", "group=patient_id", "image_size=32",
-                     "method=all", "--out", out)  # fmt: skip
+                     "method=all", "--out", out, "--study", "baselines", "--storage", storage)  # fmt: skip
     assert result.returncode == 0, result.stderr
     runs = sorted(p.name for p in out.iterdir())
     assert runs == [f"cxr3-tf_efficientnet_lite0-{m}" for m in ("knn", "logreg", "svm")]
@@ -26,6 +27,12 @@ def test_three_probes_are_scored_on_the_test_split_and_reported(tmp_path):
         split = pd.read_csv(run / "split.csv")
         test_groups = set(split.loc[split["split"] == "test", "group"].dropna())
         assert not test_groups & set(split.loc[split["split"] != "test", "group"].dropna())  # grouped by patient
+    board = tmp_path / "board.csv"
+    ranked = medtune("leaderboard", "--storage", storage, "--metric", "test_auc", "-f", "csv", "-o", board)
+    assert ranked.returncode == 0, ranked.stderr
+    frame = pd.read_csv(board)
+    assert sorted(frame["probe"]) == ["knn", "logreg", "svm"] and (frame["state"] == "finished").all()
+    assert frame["test_auc"].is_monotonic_decreasing and (frame["test_auc_low"] <= frame["test_auc"]).all()
     page = medtune("report", out / "cxr3-tf_efficientnet_lite0-logreg")
     assert page.returncode == 0, page.stderr
     html = (out / "cxr3-tf_efficientnet_lite0-logreg" / "report.html").read_text()

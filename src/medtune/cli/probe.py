@@ -18,6 +18,10 @@ def probe_command(
         list[str], typer.Argument(help="DATA [RUN], then key=value: method=logreg|knn|svm|all, backbone=, label=...")
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder of the probe runs (default runs/).")] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", "-s", help="Also add the probes to this leaderboard study.")
+    ] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="The queue's database URL.")] = None,
 ) -> None:
     """Fit scikit-learn probes on frozen features (hyper-parameters by GridSearchCV on the training images,
     grouped by patient) and score them on the test split with 95% bootstrap intervals."""
@@ -47,6 +51,13 @@ def probe_command(
     console.print(table)
     console.print(f"runs in {runs[0].path.parent}: metrics.json, predictions.csv, probe.json; `medtune report RUN`",
                   highlight=False)  # fmt: skip
+    if study or storage:
+        from medtune.experiments.probes import record_probes
+        from medtune.experiments.storage import QueueStorage
+
+        name = study or "probes"
+        record_probes(QueueStorage(storage), runs, name)
+        console.print(f"added to study {name!r}: medtune leaderboard --metric test_auc", highlight=False)
 
 
 def _interval(value: float | None, bounds: list | None) -> str:

@@ -63,7 +63,7 @@ def leaderboard_frame(
         attrs = trial.user_attrs
         configs.append(_full_config(attrs.get("config") or {}, trial.params))
         result = attrs.get("result") or {}
-        row: dict[str, Any] = {"id": trial._trial_id, "study": study, "state": state}
+        row: dict[str, Any] = {"id": trial._trial_id, "study": study, "state": state, "probe": attrs.get("probe")}
         row.update(_scores(result, trial))
         row["epochs"] = result.get("epochs", len(trial.intermediate_values) or None)
         row["wall_min"] = _wall_minutes(trial)
@@ -78,7 +78,7 @@ def leaderboard_frame(
     if not rows:
         return pd.DataFrame(columns=["id", "study", "rank", "state"])
     frame = pd.DataFrame(rows)
-    unused = [c for c in frame if c.startswith(("val_", "test_")) and frame[c].isna().all()]
+    unused = [c for c in frame if c.startswith(("val_", "test_", "probe")) and frame[c].isna().all()]
     frame = frame.drop(columns=unused)  # a classification board shows no Dice columns, and the reverse
     if metric == AUTO_METRIC:
         metric = "val_dice" if configs and all(c.get("task") == "segment" for c in configs) else "val_auc"
