@@ -1,5 +1,6 @@
-"""The LightningModule: receives a plain `Classifier` and owns the loss, the per-epoch metrics, the optimizer and
-the transfer strategy (which parts of the network learn in which epoch)."""
+"""The LightningModules: `TransferModule` holds what every task shares (normalisation, the transfer strategy, the
+optimizer, the checkpoint's facts); `ClassifierModule` receives a plain `Classifier` and owns its loss and per-epoch
+metrics (the segmenter's is `medtune.engine.segment_module.SegmenterModule`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,66 @@ from medtune.training.metrics import create_epoch_metrics
 from medtune.training.optim import create_optimizer, create_scheduler
 
 
-class ClassifierModule(L.LightningModule):
+class TransferModule(L.LightningModule):
+    """What every medtune LightningModule shares: the network behind its normalisation, the transfer strategy
+    (which parts learn in which epoch), the optimizer and schedule, and the facts each checkpoint embeds.
+
+    Args:
+        model: the network; its pretrained part is `pretrained_part` (a classifier's backbone by default).
+        config: the resolved configuration (optimizer, schedule and strategy keys).
+        preprocessing: the pretrained network's normalisation.
+        meta: what every checkpoint embeds besides the weights (config, preprocessing, version...).
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, config: Config, preprocessing: Preprocessing, meta: dict[str, Any] | None
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.normalize = Normalize(preprocessing, config.channels_last)
+        self.meta = meta or {}
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(images))
+
+    # --- transfer strategy -------------------------------------------------------------------------------------
+
+    def pretrained_part(self) -> torch.nn.Module:
+        """The part that starts from pretrained weights and the strategy may freeze (a classifier's backbone)."""
+        return self.model.backbone
+
+    def backbone_frozen(self, epoch: int) -> bool:
+        """Whether the pretrained part (weights and batch-norm statistics) stays fixed in `epoch`."""
+        strategy = self.config.strategy
+        return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.backbone_frozen(self.current_epoch)
+        self.pretrained_part().requires_grad_(not frozen)
+        # Random draws (augmentation, dropout) depend on the seed and the epoch only, so a run resumed from a
+        # checkpoint continues exactly as the uninterrupted run would have.
+        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        part = self.pretrained_part()
+        if self.backbone_frozen(self.current_epoch) and part.training:
+            part.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
+
+    # --- optimisation and checkpoints --------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = create_optimizer(self.model, self.config)
+        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["medtune"] = self.meta
+
+
+class ClassifierModule(TransferModule):
     """Training, validation and test steps for single-label or multi-label classification.
 
     Args:
@@ -37,39 +97,12 @@ class ClassifierModule(L.LightningModule):
         meta: dict[str, Any] | None = None,
         multilabel: bool = False,
     ) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
+        super().__init__(model, config, preprocessing, meta)
         self.multilabel = multilabel
-        self.normalize = Normalize(preprocessing, config.channels_last)
         self.loss = create_loss(config, multilabel, class_weights)
         num_classes = model.head[-1].out_features
         self.train_metrics = create_epoch_metrics(num_classes, "train_", multilabel)
         self.val_metrics = create_epoch_metrics(num_classes, "val_", multilabel)
-        self.meta = meta or {}
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))
-
-    # --- transfer strategy -------------------------------------------------------------------------------------
-
-    def backbone_frozen(self, epoch: int) -> bool:
-        """Whether the backbone (weights and batch-norm statistics) stays fixed in `epoch`."""
-        strategy = self.config.strategy
-        return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
-
-    def on_train_epoch_start(self) -> None:
-        frozen = self.backbone_frozen(self.current_epoch)
-        self.model.backbone.requires_grad_(not frozen)
-        # Random draws (augmentation, dropout) depend on the seed and the epoch only, so a run resumed from a
-        # checkpoint continues exactly as the uninterrupted run would have.
-        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.backbone_frozen(self.current_epoch) and self.model.backbone.training:
-            self.model.backbone.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
 
     # --- steps -------------------------------------------------------------------------------------------------
 
@@ -98,13 +131,3 @@ class ClassifierModule(L.LightningModule):
         if self.config.tta:
             probs = (probs + to_probabilities(self(images.flip(-1)), self.multilabel)) / 2
         return probs
-
-    # --- optimisation and checkpoints --------------------------------------------------------------------------
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = create_optimizer(self.model, self.config)
-        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["medtune"] = self.meta

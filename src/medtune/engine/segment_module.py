@@ -10,14 +10,12 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from medtune.config import Config
+from medtune.engine.module import TransferModule
 from medtune.models import Preprocessing
-from medtune.models.inference import Normalize
-from medtune.training.optim import create_optimizer, create_scheduler
 from medtune.training.segment_losses import create_segment_loss
 
 
@@ -41,8 +39,8 @@ def create_segment_metrics(prefix: str) -> Any:
     return MetricCollection({"dice": dice, "iou": iou}, prefix=prefix)
 
 
-class SegmenterModule(L.LightningModule):
-    """Training and validation steps of a binary segmenter.
+class SegmenterModule(TransferModule):
+    """Training and validation steps of a binary segmenter; the encoder is the part the strategy may freeze.
 
     Args:
         model: the network (`medtune.models.segmenters.create_segmenter`), logits out.
@@ -52,32 +50,13 @@ class SegmenterModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, config: Config, preprocessing: Preprocessing, meta: dict[str, Any]) -> None:
-        super().__init__()
-        self.model = model
-        self.config = config
-        self.normalize = Normalize(preprocessing, config.channels_last)
+        super().__init__(model, config, preprocessing, meta)
         self.loss = create_segment_loss(config.loss)
         self.train_metrics = create_segment_metrics("train_")
         self.val_metrics = create_segment_metrics("val_")
-        self.meta = meta
-        if config.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(images))
-
-    def backbone_frozen(self, epoch: int) -> bool:
-        """Whether the encoder (weights and batch-norm statistics) stays fixed in `epoch`."""
-        strategy = self.config.strategy
-        return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
-
-    def on_train_epoch_start(self) -> None:
-        self.model.encoder.requires_grad_(not self.backbone_frozen(self.current_epoch))
-        torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)  # resumed runs draw as uninterrupted ones
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self.backbone_frozen(self.current_epoch) and self.model.encoder.training:
-            self.model.encoder.eval()
+    def pretrained_part(self) -> nn.Module:
+        return self.model.encoder
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: Any, split: str) -> torch.Tensor:
         pixels, target = split_batch(batch[0])
@@ -95,11 +74,3 @@ class SegmenterModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, self.val_metrics, "val")
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = create_optimizer(self.model, self.config)
-        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["medtune"] = self.meta

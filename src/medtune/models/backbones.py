@@ -95,6 +95,22 @@ def _check_count(name: str, value: int, minimum: int) -> None:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def weights_overlay(
+    backbone: str, pretrained_cfg: Any, pretrained: bool, weights: str | os.PathLike | None
+) -> dict[str, Any]:
+    """timm ``pretrained_cfg_overlay`` entries that load `backbone`'s weights: the user's file, else (with
+    `pretrained`) the packaged weights or the hub cache; empty for random weights or a download.
+
+    Raises:
+        ConfigError: `weights` given with ``pretrained=False``.
+    """
+    if weights is not None and not pretrained:
+        raise ConfigError(f"weights={weights} was given with pretrained=false: drop one of the two")
+    if weights is not None:
+        return _weights_overlay(backbone, pretrained_cfg, weights)
+    return _pretrained_overlay(backbone, pretrained_cfg) if pretrained else {}
+
+
 def _weights_overlay(backbone: str, pretrained_cfg: Any, weights: str | os.PathLike) -> dict[str, Any]:
     """timm ``pretrained_cfg_overlay`` entries that load a user's file; its classifier size is kept when it has one.
 
@@ -169,13 +185,8 @@ def create_model(
     pretrained_cfg = check_backbone(backbone)
     _check_count("num_classes", num_classes, 0)
     _check_count("in_chans", in_chans, 1)
-    if weights is not None and not pretrained:
-        raise ConfigError(f"weights={weights} was given with pretrained=false: drop one of the two")
     overlay = dict(timm_kwargs.pop("pretrained_cfg_overlay", None) or {})
-    if weights is not None:
-        overlay.update(_weights_overlay(backbone, pretrained_cfg, weights))
-    elif pretrained:
-        overlay.update(_pretrained_overlay(backbone, pretrained_cfg))
+    overlay.update(weights_overlay(backbone, pretrained_cfg, pretrained, weights))
     try:
         return timm.create_model(
             backbone,

@@ -80,18 +80,11 @@ def create_segmenter(
     >>> net(torch.zeros(1, 1, 64, 64)).shape  # doctest: +SKIP
     torch.Size([1, 1, 64, 64])
     """
-    from medtune.models.backbones import _pretrained_overlay, _weights_overlay, check_backbone
+    from medtune.models.backbones import check_backbone, weights_overlay
 
     smp = import_smp()
     builder = getattr(smp, SEGMENTATION_ARCHS.get(arch))
-    pretrained_cfg = check_backbone(encoder)
-    if weights is not None and not pretrained:
-        raise ConfigError(f"weights={weights} was given with pretrained=false: drop one of the two")
-    overlay: dict[str, Any] = {}
-    if weights is not None:
-        overlay = _weights_overlay(encoder, pretrained_cfg, weights)
-    elif pretrained:
-        overlay = _pretrained_overlay(encoder, pretrained_cfg)
+    overlay = weights_overlay(encoder, check_backbone(encoder), pretrained, weights)
     overlay.pop("num_classes", None)  # an encoder keeps no classifier
     extra = {"pretrained_cfg_overlay": overlay} if overlay else {}
     quiet = logging.getLogger("timm.models._builder")  # an encoder drops the classifier's weights, as it should
