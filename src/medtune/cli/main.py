@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from medtune._version import __version__
+from medtune.cli.audit import audit_command
 from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
 from medtune.cli.embed import embed_command
@@ -32,6 +33,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+data_app.command("audit")(audit_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)

@@ -72,6 +72,29 @@ class StoreDataset(Dataset):
         return images, targets
 
 
+class FeatureDataset(Dataset):
+    """Rows of a feature array (e.g. a cached float16 memory map) as float32 ``(B, D)`` batches with their targets,
+    read like `StoreDataset` (whole batches by position, for `create_store_loader`).
+
+    Args:
+        features: ``(N, D)`` features, row i for store row i.
+        rows: the rows this dataset serves, in order.
+        targets: labels indexed by row.
+    """
+
+    def __init__(self, features: np.ndarray, rows: Sequence[int] | np.ndarray, targets: np.ndarray) -> None:
+        self.rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        self.features = torch.from_numpy(np.asarray(features[self.rows], dtype=np.float32))  # this split, in memory
+        self.targets = torch.from_numpy(np.asarray(targets)[self.rows])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int | Sequence[int] | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.from_numpy(np.asarray(i, dtype=np.int64).reshape(-1))
+        return self.features[positions], self.targets[positions]
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """Batches of dataset positions whose order depends only on the seed and the epoch.
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtune._io import file_sha256, write_json
+from medtune._io import write_json
 from medtune._paths import cache_dir
 from medtune.config import Config, load_config
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError
 from medtune.models.inference import Normalize, inference_device
-from medtune.runs import prepare_dataset
+from medtune.runs import PreparedDataset, prepare_dataset
 
 FEATURES_FILE = "features.npy"
 META_FILE = "meta.json"
@@ -54,24 +55,28 @@ class Embedding:
     config: Config
 
 
-def _network(source: str, in_chans: int | None) -> tuple[torch.nn.Module, Config, str]:
-    """The feature network of `source` (a run's backbone, or a pretrained backbone), its configuration and a text
-    that names the exact weights (for the cache key)."""
+def _network(source: str, in_chans: int | None) -> torch.nn.Module:
+    """The feature network of `source`: a run's fine-tuned backbone, or a backbone with its pretrained weights."""
     path = Path(source).expanduser()
     if path.exists():
         from medtune.runs import load_trained
 
-        trained = load_trained(path)
-        return trained.model.backbone.eval(), trained.config, f"run:{file_sha256(trained.checkpoint)}"
+        return load_trained(path).model.backbone.eval()
     from medtune.models import create_classifier
-    from medtune.models.weights import packaged_weights_file, packaged_weights_for
 
-    config = load_config(backbone=source)
     if in_chans is None:
         raise ConfigError("internal: the channels of a backbone's input are resolved from the data first")
-    body = create_classifier(source, 1, in_chans, pretrained=True).backbone.eval()
-    weights = f"packaged:{packaged_weights_file(source).name}" if packaged_weights_for(source) else "hub"
-    return body, config, f"backbone:{source}:{weights}:{in_chans}"
+    return create_classifier(source, 1, in_chans, pretrained=True).backbone.eval()
+
+
+def network_identity(network: torch.nn.Module) -> str:
+    """A digest of `network`'s weights and buffers: the same weights give the same features whoever built them (a
+    backbone name, a run, or a frozen backbone in training), so all of them share one feature cache."""
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def embed(
@@ -108,16 +113,33 @@ def embed(
     else:
         keys["backbone"] = source
     dataset = prepare_dataset(load_config(**keys), labelled=None, assign_missing=False, progress=progress)
-    network, _, identity = _network(source, dataset.resolved.in_chans)
-    preprocessing = dataset.resolved.preprocessing
-    digest = hashlib.sha256(json.dumps([dataset.store.key, identity, preprocessing.to_dict()]).encode()).hexdigest()
-    folder = cache_dir("features") / digest[:32]
-    if not (folder / META_FILE).is_file():
-        _build(folder, network, Normalize(preprocessing, channels_last=True), dataset.store, batch_size, source)
-    features = np.load(folder / FEATURES_FILE, mmap_mode="r")
-    if len(features) != len(dataset.table):
-        raise DataError(f"{folder} holds {len(features)} rows for {len(dataset.table)} images; delete it to rebuild")
+    network = _network(source, dataset.resolved.in_chans)
+    features, folder = cached_features(dataset, network, batch_size, progress, source)
     return Embedding(features, dataset.table, source, folder, dataset.config)
+
+
+def cached_features(
+    dataset: PreparedDataset, network: torch.nn.Module, batch_size: int = _BATCH, progress: bool = False,
+    source: str = "",
+) -> tuple[np.ndarray, Path]:  # fmt: skip
+    """The features of every row of `dataset`'s image store from `network` (in eval mode), computed once and read
+    back from the cache after: a read-only float16 memory map and its folder.
+
+    Raises:
+        DataError: the cache does not match the store (a cache folder edited by hand).
+    """
+    preprocessing = dataset.resolved.preprocessing
+    key = [dataset.store.key, network_identity(network), preprocessing.to_dict()]
+    folder = cache_dir("features") / hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
+    if not (folder / META_FILE).is_file():
+        if progress:
+            print(f"Computing features of {len(dataset.store)} images once (cached in {folder})", file=sys.stderr)
+        normalize = Normalize(preprocessing, channels_last=True)
+        _build(folder, network.eval(), normalize, dataset.store, batch_size, source)
+    features = np.load(folder / FEATURES_FILE, mmap_mode="r")
+    if len(features) != len(dataset.store):
+        raise DataError(f"{folder} holds {len(features)} rows for {len(dataset.store)} images; delete it to rebuild")
+    return features, folder
 
 
 def load_trained_config(source: str) -> Config | None:
@@ -188,7 +210,7 @@ def embed_files(
     from medtune.runs import resolve_config
 
     resolved = resolve_config(load_config(**keys))
-    network, _, _ = _network(source, resolved.in_chans)
+    network = _network(source, resolved.in_chans)
     normalize = Normalize(resolved.preprocessing, channels_last=False)
     arrays, errors = [], {}
     for i, path in enumerate(paths):

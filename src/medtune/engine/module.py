@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics import MeanMetric, MetricCollection
 
 from medtune.config import Config
 from medtune.models import Classifier, Preprocessing
@@ -38,6 +39,9 @@ class TransferModule(L.LightningModule):
         self.meta = meta or {}
         if config.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_loss_mean, self.val_loss_mean = MeanMetric(), MeanMetric()
+        self.train_metrics: MetricCollection | None = None
+        self.val_metrics: MetricCollection | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(self.normalize(images))
@@ -64,6 +68,38 @@ class TransferModule(L.LightningModule):
         part = self.pretrained_part()
         if self.backbone_frozen(self.current_epoch) and part.training:
             part.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
+
+    # --- per-epoch metrics ------------------------------------------------------------------------------------
+
+    def record(self, split: str, loss: torch.Tensor, size: int) -> None:
+        """Add a batch's mean loss to its split's epoch mean (the metrics are updated by the step itself)."""
+        getattr(self, f"{split}_loss_mean").update(loss.detach(), size)
+
+    def log_epoch(self, split: str) -> None:
+        """Log a split's loss and metrics for the epoch, once, and start them afresh.
+
+        Logged once per epoch rather than per step: Lightning's bookkeeping of a value logged in every step costs
+        about a millisecond per key and step, as long as a small head's whole step on cached features.
+        """
+        loss = getattr(self, f"{split}_loss_mean")
+        metrics = self.train_metrics if split == "train" else self.val_metrics
+        if not loss.update_called:
+            return
+        values = {f"{split}_loss": loss.compute(), **(metrics.compute() if metrics is not None else {})}
+        self.log_dict(values, prog_bar=split == "val", on_step=False, on_epoch=True)
+        loss.reset()
+        if metrics is not None:
+            metrics.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        # Validation runs after the training epoch's last batch, so its metrics are complete here; logged now, the
+        # history, the checkpoints and early stopping all see them at the epoch's end.
+        if not self.trainer.sanity_checking:
+            self.log_epoch("train")
+        self.log_epoch("val")
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch("train")  # an epoch without validation
 
     # --- optimisation and checkpoints --------------------------------------------------------------------------
 
@@ -103,6 +139,19 @@ class ClassifierModule(TransferModule):
         num_classes = model.head[-1].out_features
         self.train_metrics = create_epoch_metrics(num_classes, "train_", multilabel)
         self.val_metrics = create_epoch_metrics(num_classes, "val_", multilabel)
+        self.on_features = False
+
+    def train_on_features(self) -> None:
+        """Take the frozen backbone's cached features as inputs and train the head alone: the checkpoints keep the
+        whole network, the same as when the backbone runs in every step."""
+        if self.config.strategy != "freeze":
+            raise ValueError("only a frozen backbone can train its head on cached features")
+        self.on_features = True
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.on_features:
+            return self.model.head(images)
+        return super().forward(images)
 
     # --- steps -------------------------------------------------------------------------------------------------
 
@@ -115,15 +164,13 @@ class ClassifierModule(TransferModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, logits, targets = self._shared_step(batch)
         self.train_metrics.update(to_probabilities(logits.detach(), self.multilabel), targets)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=len(targets))
+        self.record("train", loss, len(targets))
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, logits, targets = self._shared_step(batch)
         self.val_metrics.update(to_probabilities(logits, self.multilabel), targets)
-        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
-        self.log_dict(self.val_metrics, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(targets))
+        self.record("val", loss, len(targets))
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch

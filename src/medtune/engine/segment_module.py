@@ -64,9 +64,7 @@ class SegmenterModule(TransferModule):
         loss = self.loss(logits, target)
         predicted = (logits.detach() >= 0).long().squeeze(1)  # logit 0: probability 0.5, the mask threshold
         metrics.update(predicted, target.long().squeeze(1))
-        size = len(pixels)
-        self.log(f"{split}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=size)
+        self.record(split, loss, len(pixels))
         return loss
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
