@@ -22,7 +22,8 @@ def test_an_indexed_image_finds_itself_first(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(queries[0].read_bytes()[:300])
     out = tmp_path / "found.json"
-    result = medtune_subprocess("similar", index, *queries, broken, "-k", "4", "--out", out)
+    page = tmp_path / "similar.html"
+    result = medtune_subprocess("similar", index, *queries, broken, "-k", "4", "--out", out, "--page", page)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
     for query in queries:
@@ -30,6 +31,8 @@ def test_an_indexed_image_finds_itself_first(tmp_path):
         assert [r["rank"] for r in mine] == [1, 2, 3, 4] and mine[0]["path"] == str(query)
         assert mine[0]["similarity"] > 0.999 and mine[1]["similarity"] <= mine[0]["similarity"]
     assert next(r["error"] for r in rows if r["query"] == str(broken))
+    html = page.read_text()
+    assert queries[0].name in html and "unreadable" in html and (tmp_path / "similar" / "query_1.png").is_file()
 
 
 def test_ivf_beyond_the_exact_limit_still_finds_each_vector_itself():

@@ -29,11 +29,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: Path, concurrency: int = 8):
+def _start(model: Path, concurrency: int = 8, *extra: str):
     """`medtune serve MODEL` on a free port of 127.0.0.1 with a 2 MB upload cap: (url, process)."""
     port = _free_port()
     command = [sys.executable, "-m", "medtune", "serve", str(model), "--port", str(port), "--max-upload-mb", "2",
-               "--concurrency", str(concurrency)]  # fmt: skip
+               "--concurrency", str(concurrency), *extra]  # fmt: skip
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -200,3 +200,32 @@ def test_only_loopback_counts_as_private():
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "192.168.1.4", "10.0.0.1", "example.org"))
+
+
+def test_similar_cases_come_from_the_index_beside_the_answer(server, tiny_run, tmp_path):
+    pytest.importorskip("faiss", reason="similar cases need faiss-cpu (the search extra)")
+    import shutil
+
+    from medtune.engine.similar import build_index
+
+    folder = tmp_path / "cases" / "normal"
+    folder.mkdir(parents=True)
+    for path in sorted(shared_path("cxr3", "normal").glob("*.png"))[:20]:
+        shutil.copy(path, folder / path.name)
+    index = build_index(tiny_run, folder.parent, out=tmp_path / "index", progress=False)
+    url, process = _start(tiny_run, 8, "--index", str(index.path))
+    try:
+        assert httpx.get(f"{url}/model").json()["similar"] == 20
+        query = sorted(folder.iterdir())[4]
+        answer = httpx.post(f"{url}/predict", params={"similar": 3}, files=[("files", _png(query))], timeout=120)
+        assert answer.status_code == 200, answer.text
+        (record,) = answer.json()
+        assert [c["rank"] for c in record["similar"]] == [1, 2, 3]
+        first = record["similar"][0]
+        assert first["id"] == f"normal/{query.name}" and first["similarity"] > 0.999  # the image itself
+        assert first["label"] == "normal" and first["thumbnail"].startswith("data:image/png;base64,")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    refused = httpx.post(f"{server}/predict", params={"similar": 3}, files=[("files", _png(query))], timeout=60)
+    assert refused.status_code == 400 and "medtune index RUN DATA" in refused.json()["detail"]

@@ -34,7 +34,9 @@ def audit_command(
     paths = [a for a in arguments if "=" not in a or Path(a).exists()]
     settings = [a for a in arguments if a not in paths]
     if not 1 <= len(paths) <= 2:
-        raise ConfigError("give DATA, and optionally a RUN whose backbone gives the features: medtune data audit DATA [RUN]")
+        raise ConfigError(
+            "give DATA, and optionally a RUN whose backbone gives the features: medtune data audit DATA [RUN]"
+        )
     backbone = [s.split("=", 1)[1] for s in settings if s.startswith("backbone=")]
     source = paths[1] if len(paths) == 2 else (backbone[0] if backbone else "tf_efficientnet_lite0")
     found = audit(paths[0], source, settings, out, fix_split, near, [c.strip() for c in checks.split(",") if c.strip()])

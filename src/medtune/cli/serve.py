@@ -22,9 +22,13 @@ def serve_command(
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, help="Predictions at once; more requests get 503.")
     ] = 4,
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index for similar cases (default RUN/index when built).")
+    ] = None,
 ) -> None:
     """Serve the model: GET / (a page to drop images on), POST /predict (files in, JSON as predict --probs
-    writes it), GET /model, GET /health and the OpenAPI page at /docs."""
+    writes it; ?similar=K adds the K most similar indexed images), GET /model, GET /health and the OpenAPI page
+    at /docs."""
     from medtune.serve.server import is_loopback, serve
 
     if not is_loopback(host):
@@ -33,4 +37,4 @@ def serve_command(
             highlight=False,
         )
     console.print(f"serving {Path(model)} on http://{host}:{port}/ (Ctrl+C to stop)", highlight=False)
-    serve(model, host, port, max_upload_mb=max_upload_mb, concurrency=concurrency)
+    serve(model, host, port, max_upload_mb=max_upload_mb, concurrency=concurrency, index=index)

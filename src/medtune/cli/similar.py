@@ -32,6 +32,7 @@ def similar_command(
     queries: Annotated[list[str], typer.Argument(help="Query image files.")],
     k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Neighbours per query.")] = 8,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the neighbours (.csv or .json).")] = None,
+    page: Annotated[Path | None, typer.Option("--page", help="Also write a page of thumbnails (.html).")] = None,
 ) -> None:
     """The k most similar indexed images of each query (cosine similarity of features), with label and split."""
     from medtune._io import atomic_open
@@ -55,6 +56,10 @@ def similar_command(
             else:
                 found.to_csv(f, index=False)
         console.print(f"written: {out}", highlight=False)
+    if page is not None:
+        from medtune.reports.similar import write_similar_page
+
+        console.print(f"written: {write_similar_page(found, page)}", highlight=False)
 
 
 def _text(value: object) -> str:

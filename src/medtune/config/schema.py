@@ -159,8 +159,9 @@ class Config(BaseModel):
     accelerator: str = Field("auto", description="Lightning accelerator (auto, cpu, gpu)")
     channels_last: bool = Field(True, description="channels-last memory layout (about 2x faster on the CPU)")
     cache_features: bool = Field(
-        True, description="strategy=freeze with augment=none: train the head on features computed once (false: run "
-        "the frozen backbone in every epoch)"
+        True,
+        description="strategy=freeze with augment=none: train the head on features computed once (false: run "
+        "the frozen backbone in every epoch)",
     )
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
     report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")

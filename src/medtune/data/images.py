@@ -147,6 +147,15 @@ def to_uint8(array: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 copy of an image (any precision, `to_uint8`) no larger than `size` on either side, for pages:
+    ``(H, W)`` for grey images, ``(H, W, 3)`` for colour."""
+    array = to_uint8(np.asarray(array))
+    picture = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array[..., :3])
+    picture.thumbnail((size, size))
+    return np.asarray(picture)
+
+
 def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     """Return ``(H, W, channels)`` uint8: gray repeated to 3 channels, or colour averaged to 1 (ITU-R 601-2)."""
     if array.ndim == 2:

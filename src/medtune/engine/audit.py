@@ -347,7 +347,9 @@ def _write(found: Audit) -> None:
                         ("outliers", found.outliers)):  # fmt: skip
         with atomic_open(found.folder / f"{name}.csv", "w", encoding="utf-8", newline="") as f:
             frame.to_csv(f, index=False)
-    write_json(found.folder / "audit.json", {**found.facts, "counts": found.counts,
-                                             "split_file": str(found.split_file) if found.split_file else None})
+    write_json(
+        found.folder / "audit.json",
+        {**found.facts, "counts": found.counts, "split_file": str(found.split_file) if found.split_file else None},
+    )
     write_audit_page(found.duplicates, found.label_issues, found.outliers, found.counts, found.facts, found.table,
                      found.folder / "audit.html")  # fmt: skip

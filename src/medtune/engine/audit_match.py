@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from medtune.data._decode import decode_entries, table_entries
+from medtune.data.images import to_uint8
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
 
@@ -44,9 +45,7 @@ def _grey(image: np.ndarray) -> np.ndarray | None:
     array = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     if min(array.shape[:2]) < MIN_SIDE:
         return None
-    if array.dtype != np.uint8:
-        low, high = float(array.min()), float(array.max())
-        array = ((array - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
+    array = to_uint8(array)
     if array.ndim == 3:
         array = cv2.cvtColor(np.ascontiguousarray(array[..., :3]), cv2.COLOR_RGB2GRAY)
     scale = MATCH_SIZE / max(array.shape)

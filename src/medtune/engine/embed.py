@@ -11,6 +11,7 @@ folder and renamed into place, so an interrupted build leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -135,7 +136,7 @@ def cached_features(
         if progress:
             print(f"Computing features of {len(dataset.store)} images once (cached in {folder})", file=sys.stderr)
         normalize = Normalize(preprocessing, channels_last=True)
-        _build(folder, network.eval(), normalize, dataset.store, batch_size, source)
+        _build(folder, copy.deepcopy(network).eval(), normalize, dataset.store, batch_size, source)  # caller's stays
     features = np.load(folder / FEATURES_FILE, mmap_mode="r")
     if len(features) != len(dataset.store):
         raise DataError(f"{folder} holds {len(features)} rows for {len(dataset.store)} images; delete it to rebuild")
@@ -198,34 +199,44 @@ def _build(folder: Path, network: torch.nn.Module, normalize: Normalize, store: 
         raise
 
 
-@torch.inference_mode()
-def embed_files(
-    source: str, paths: list[str], keys: dict[str, Any], batch_size: int = _BATCH
-) -> tuple[np.ndarray, dict[int, str]]:
+class FileEmbedder:
     """Features of image files prepared as `keys` say (a resolved size, channels, resizing and window), with the
-    error of each file that cannot be read; its row is zeros."""
-    from medtune.data.images import read_image
-    from medtune.data.masks import prepare_masked
-    from medtune.errors import ImageReadError
-    from medtune.runs import resolve_config
+    network loaded once (a server embeds every request with it).
 
-    resolved = resolve_config(load_config(**keys))
-    network = _network(source, resolved.in_chans)
-    normalize = Normalize(resolved.preprocessing, channels_last=False)
-    arrays, errors = [], {}
-    for i, path in enumerate(paths):
-        try:
-            arrays.append(prepare_masked(read_image(path, resolved.config.window), None, resolved.spec))
-        except ImageReadError as exc:
-            errors[i] = exc.reason
-        except (OSError, ValueError) as exc:
-            errors[i] = f"{type(exc).__name__}: {exc}"
-    good = [i for i in range(len(paths)) if i not in errors]
-    out = np.zeros((len(paths), 1), np.float32)
-    for start in range(0, len(good), batch_size):
-        batch = torch.from_numpy(np.stack(arrays[start : start + batch_size])).permute(0, 3, 1, 2)
-        values = network(normalize(batch)).float().numpy()
-        if out.shape[1] != values.shape[1]:
-            out = np.zeros((len(paths), values.shape[1]), np.float32)
-        out[good[start : start + batch_size]] = values
-    return out, errors
+    Args:
+        source: a run directory or a backbone name.
+        keys: the preprocessing keys the indexed images were prepared with.
+    """
+
+    def __init__(self, source: str, keys: dict[str, Any], batch_size: int = _BATCH) -> None:
+        from medtune.runs import resolve_config
+
+        self.resolved = resolve_config(load_config(**keys))
+        self.network = _network(source, self.resolved.in_chans)
+        self.normalize = Normalize(self.resolved.preprocessing, channels_last=False)
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def __call__(self, paths: list[str]) -> tuple[np.ndarray, dict[int, str]]:
+        """Features of `paths`, and the error of each file that cannot be read (its row is zeros)."""
+        from medtune.data.images import read_image
+        from medtune.data.masks import prepare_masked
+        from medtune.errors import ImageReadError
+
+        arrays, errors = [], {}
+        for i, path in enumerate(paths):
+            try:
+                arrays.append(prepare_masked(read_image(path, self.resolved.config.window), None, self.resolved.spec))
+            except ImageReadError as exc:
+                errors[i] = exc.reason
+            except (OSError, ValueError) as exc:
+                errors[i] = f"{type(exc).__name__}: {exc}"
+        good = [i for i in range(len(paths)) if i not in errors]
+        out = np.zeros((len(paths), 1), np.float32)
+        for start in range(0, len(good), self.batch_size):
+            batch = torch.from_numpy(np.stack(arrays[start : start + self.batch_size])).permute(0, 3, 1, 2)
+            values = self.network(self.normalize(batch)).float().numpy()
+            if out.shape[1] != values.shape[1]:
+                out = np.zeros((len(paths), values.shape[1]), np.float32)
+            out[good[start : start + self.batch_size]] = values
+        return out, errors

@@ -116,21 +116,35 @@ def load_index(path: str | os.PathLike) -> SearchIndex:
     return SearchIndex(index, pd.DataFrame(meta["images"]), meta, folder)
 
 
+class CaseFinder:
+    """Nearest indexed images of query files, with the index's network loaded once (`similar`, and ``medtune serve``
+    answering "show similar cases")."""
+
+    def __init__(self, index: SearchIndex) -> None:
+        from medtune.engine.embed import FileEmbedder
+
+        self.index = index
+        self.embed = FileEmbedder(index.meta["source"], index.meta["preprocessing"])
+
+    def find(self, queries: list[str], k: int = 8) -> pd.DataFrame:
+        """The `k` nearest images of each query (cosine similarity), with their id, path, label and split; a query
+        that cannot be read gets one row with its error."""
+        vectors, errors = self.embed(queries)
+        rows = []
+        good = [i for i in range(len(queries)) if i not in errors]
+        if good:
+            scores, found = self.index.index.search(normalise(vectors[good]), min(k, self.index.index.ntotal))
+            for q, hits, sims in zip(good, found, scores, strict=True):
+                for rank, (hit, sim) in enumerate(zip(hits, sims, strict=True), start=1):
+                    if hit >= 0:
+                        image = self.index.images.iloc[int(hit)]
+                        rows.append({"query": queries[q], "rank": rank, "similarity": round(float(sim), 6),
+                                     "id": image["id"], "path": image["path"], "label": image["label"],
+                                     "split": image["split"], "error": None})  # fmt: skip
+        rows += [{"query": queries[i], "rank": None, "error": error} for i, error in errors.items()]
+        return pd.DataFrame(rows, columns=["query", "rank", "similarity", "id", "path", "label", "split", "error"])
+
+
 def similar(index: SearchIndex, queries: list[str], k: int = 8) -> pd.DataFrame:
     """The `k` nearest images of each query (cosine similarity), with their id, path, label and split."""
-    from medtune.engine.embed import embed_files
-
-    vectors, errors = embed_files(index.meta["source"], queries, index.meta["preprocessing"])
-    rows = []
-    good = [i for i in range(len(queries)) if i not in errors]
-    if good:
-        scores, found = index.index.search(normalise(vectors[good]), min(k, index.index.ntotal))
-        for q, hits, sims in zip(good, found, scores, strict=True):
-            for rank, (hit, sim) in enumerate(zip(hits, sims, strict=True), start=1):
-                if hit >= 0:
-                    image = index.images.iloc[int(hit)]
-                    rows.append({"query": queries[q], "rank": rank, "similarity": round(float(sim), 6),
-                                 "id": image["id"], "path": image["path"], "label": image["label"],
-                                 "split": image["split"], "error": None})  # fmt: skip
-    rows += [{"query": queries[i], "rank": None, "error": error} for i, error in errors.items()]
-    return pd.DataFrame(rows, columns=["query", "rank", "similarity", "id", "path", "label", "split", "error"])
+    return CaseFinder(index).find(queries, k)

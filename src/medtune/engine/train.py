@@ -170,7 +170,9 @@ def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     return train_loader, val_loader
 
 
-def feature_loaders(dataset: PreparedDataset, module: Any, progress: bool, log_prefix: str = "") -> tuple[Any, Any] | None:
+def feature_loaders(
+    dataset: PreparedDataset, module: Any, progress: bool, log_prefix: str = ""
+) -> tuple[Any, Any] | None:
     """With ``strategy=freeze`` and no augmentation the frozen backbone sees each image the same way in every
     epoch, so its features are computed once (the cache `medtune embed` shares) and `module` trains its head on
     them: loaders of features in the order the image loaders would give. None on every other path; with a

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from medtune.data._decode import decode_entries, table_entries
+from medtune.data.images import thumbnail
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
 from medtune.reports.page import Section, create_plot, format_value, html_table, write_page
@@ -27,21 +28,10 @@ TABLE_ROWS = 200
 
 def thumbnails(table: Table, ids: Sequence[str]) -> dict[str, np.ndarray]:
     """Small uint8 copies of the images `ids` (unreadable ones left out), for a page."""
-    from PIL import Image
-
     part = table.with_frame(table.frame[table.frame["id"].isin(list(ids))].reset_index(drop=True))
-    out = {}
-    for entry, image in decode_entries(table_entries(part)):
-        if isinstance(image, ImageReadError):
-            continue
-        array = np.asarray(image)
-        if array.dtype != np.uint8:
-            low, high = float(array.min()), float(array.max())
-            array = ((array - low) / max(high - low, 1e-6) * 255).astype(np.uint8)
-        picture = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array)
-        picture.thumbnail((THUMB, THUMB))
-        out[str(part.frame["id"].iloc[entry.position])] = np.asarray(picture)
-    return out
+    decoded = decode_entries(table_entries(part))
+    return {str(part.frame["id"].iloc[entry.position]): thumbnail(image, THUMB)
+            for entry, image in decoded if not isinstance(image, ImageReadError)}  # fmt: skip
 
 
 def plot_groups(groups: pd.DataFrame, images: Mapping[str, np.ndarray], count: int = SHOWN) -> Figure:
@@ -97,13 +87,15 @@ def write_audit_page(
     sections = [summary, _duplicate_section(duplicates, images, facts)]
     labels = Section("labels", "Likely label errors",
                      f"cleanlab on out-of-sample probabilities of a logistic-regression probe ({facts['folds']} "
-                     "folds); lowest label quality first. Look before relabelling: the probe can be wrong.")  # fmt: skip
+                     "folds); lowest label quality first. Look before relabelling: the probe can be "
+                     "wrong.")  # fmt: skip
     if len(label_issues):
         tiles = _tiles(label_issues, images, lambda r: f"given {r.given}\nsuggested {r.suggested}")
         labels.plots.append(create_plot("label_issues", plot_tiles(tiles, "given and suggested label"), "labels"))
         labels.tables.append(_section_table(label_issues))
     else:
-        labels.notes.append(_nothing(facts, "labels") if facts.get("labelled") else "the data has no single labels to check")
+        unlabelled = "the data has no single labels to check"
+        labels.notes.append(_nothing(facts, "labels") if facts.get("labelled") else unlabelled)
     odd = Section("outliers", "Outliers",
                   "Images unlike the whole set (scope set) or unlike their own class (scope class), by cleanlab's "
                   "kNN outlier score; lowest first.")  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtune.data.images import DECODERS, read_image
+from medtune.data.images import DECODERS, read_image, thumbnail
 from medtune.data.mask_files import write_mask
 from medtune.data.masks import prepare_masked
 from medtune.engine.inference import load_model
@@ -95,11 +95,22 @@ class CamUnavailable(MedtuneError):
     """Grad-CAM was asked of an exported model, which has no gradients to follow."""
 
 
+class SimilarUnavailable(MedtuneError):
+    """Similar cases were asked of a model served without an index of images."""
+
+
+#: Most similar cases one request may ask for per image.
+MAX_SIMILAR = 32
+#: Side of a similar case's thumbnail sent to the page.
+CASE_THUMB = 96
+
+
 class Predictor:
     """The model and how its inputs are prepared, shared by every request."""
 
-    def __init__(self, source: str | os.PathLike) -> None:
+    def __init__(self, source: str | os.PathLike, index: str | os.PathLike | None = None) -> None:
         self.source = Path(source)
+        self.cases = _case_finder(self.source, index)
         self.model = load_model(source)
         self.spec = self.model.resolved.spec
         self.predict = create_predictor(self.model, None)
@@ -120,19 +131,25 @@ class Predictor:
             "channels": int(config.channels),
             "backbone": config.backbone,
             "accepts": sorted(DECODERS.names()),
+            "similar": None if self.cases is None else int(self.cases.index.meta["size"]),
         }
 
-    def run(self, uploads: list[tuple[str, bytes]], cam: bool = False) -> list[dict[str, Any]]:
+    def run(self, uploads: list[tuple[str, bytes]], cam: bool = False, similar: int = 0) -> list[dict[str, Any]]:
         """`predict --probs` records for ``(file name, content)`` pairs; files are decoded in a temporary folder
         that is removed before returning. With `cam`, each record gets ``cam``: a PNG data URL of the image with
-        its Grad-CAM map for the predicted class.
+        its Grad-CAM map for the predicted class. With `similar`, it gets ``similar``: the indexed images nearest
+        to it (rank, similarity, id, label, split and a thumbnail).
 
         Raises:
             ImageReadError: a file is not a readable image (its name and reason; nothing is predicted).
             CamUnavailable: `cam` for an exported model.
+            SimilarUnavailable: `similar` without an index.
         """
         if cam and not isinstance(self.model, TrainedModel):
             raise CamUnavailable("Grad-CAM needs the run's network: serve the run directory, not its .onnx export")
+        if similar and self.cases is None:
+            raise SimilarUnavailable("no index of images to search: build one with `medtune index RUN DATA` (saved as "
+                                     "RUN/index) or serve with --index DIR")  # fmt: skip
         needs_masks = self.spec.mask != "none" and self.segmenter is None
         if needs_masks and self.model.config.mask_missing != "whole":
             raise ImageReadError(
@@ -155,9 +172,14 @@ class Predictor:
                     [inside] = segment_arrays(self.segmenter, [image], postprocess=self.model.config.postprocess)
                     mask = str(write_mask(Path(tmp) / f"{i}.mask.png", inside))
                 arrays.append(prepare_masked(image, mask, self.spec))
+            paths = [str(Path(tmp) / f"{i}{Path(name).suffix.lower()}") for i, (name, _) in enumerate(uploads)]
+            cases = self.cases.find(paths, min(similar, MAX_SIMILAR)) if similar else None
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         probs = self.predict(images)
         records = prediction_records(results_frame(names, self.model, probs, {}))
+        if cases is not None:
+            for record, path in zip(records, paths, strict=True):
+                record["similar"] = _case_records(cases[cases["query"] == path])
         if cam:
             for record, overlay in zip(records, self.overlays(images, probs), strict=True):
                 record["cam"] = overlay
@@ -183,6 +205,40 @@ class Predictor:
             overlay.save(buffer, format="PNG")
             urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
         return urls
+
+
+def _case_finder(source: Path, index: str | os.PathLike | None) -> Any:
+    """The index to answer "similar cases" from: `index`, else the run's own ``index/`` when it has one."""
+    from medtune.engine.similar import META_FILE, CaseFinder, load_index
+
+    if index is None and not (source / "index" / META_FILE).is_file():
+        return None
+    return CaseFinder(load_index(index if index is not None else source))
+
+
+def _case_records(found: Any) -> list[dict[str, Any]]:
+    cases = []
+    for row in found.itertuples(index=False):
+        cases.append({"rank": int(row.rank), "similarity": float(row.similarity), "id": str(row.id),
+                      "label": None if row.label is None else str(row.label),
+                                "split": None if row.split is None else str(row.split),
+                      "thumbnail": _thumbnail(str(row.path))})  # fmt: skip
+    return cases
+
+
+def _thumbnail(path: str) -> str | None:
+    """A small PNG data URL of an indexed image (None for rows of an archive, or a file that has gone)."""
+    from PIL import Image
+
+    if Path(path).suffix.lower() not in DECODERS or Path(path).suffix.lower() == ".npz":
+        return None
+    try:
+        picture = Image.fromarray(thumbnail(read_image(path), CASE_THUMB))
+    except (ImageReadError, OSError):
+        return None
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def page_html() -> str:

@@ -10,7 +10,15 @@ from typing import Any
 
 from medtune.data.images import DECODERS
 from medtune.errors import ImageReadError, MissingDependencyError
-from medtune.serve.app import CONCURRENCY, MAX_UPLOAD_MB, BodyLimit, CamUnavailable, Predictor, page_html
+from medtune.serve.app import (
+    CONCURRENCY,
+    MAX_UPLOAD_MB,
+    BodyLimit,
+    CamUnavailable,
+    Predictor,
+    SimilarUnavailable,
+    page_html,
+)
 
 try:  # at import time: FastAPI resolves the endpoint's annotations (UploadFile) from this module's names
     from fastapi import FastAPI, File, HTTPException, UploadFile
@@ -20,12 +28,16 @@ except ImportError:  # pragma: no cover - the serve extra is part of dev
     raise MissingDependencyError("serving needs FastAPI: pip install 'medtune[serve]'") from None
 
 
-def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, concurrency: int = CONCURRENCY) -> Any:
-    """The ASGI application serving `model` (a run directory or an exported ``.onnx``).
+def create_app(
+    model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, concurrency: int = CONCURRENCY,
+    index: str | os.PathLike | None = None,
+) -> Any:  # fmt: skip
+    """The ASGI application serving `model` (a run directory or an exported ``.onnx``), answering "similar cases"
+    from `index` (default: the run's ``index/`` when it has one).
 
     >>> app = create_app("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     """
-    predictor = Predictor(model)
+    predictor = Predictor(model, index)
     slots = threading.BoundedSemaphore(concurrency)
     app = FastAPI(title="medtune", description=f"Predictions of {Path(model).name}")
 
@@ -42,7 +54,11 @@ def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, c
         return predictor.metadata()
 
     @app.post("/predict")
-    async def predict(files: list[UploadFile] = File(...), cam: bool = False) -> list[dict[str, Any]]:  # noqa: B008
+    async def predict(
+        files: list[UploadFile] = File(...),  # noqa: B008
+        cam: bool = False,
+        similar: int = 0,
+    ) -> list[dict[str, Any]]:
         uploads = []
         for upload in files:
             suffix = Path(upload.filename or "").suffix.lower()
@@ -53,8 +69,8 @@ def create_app(model: str | os.PathLike, max_upload_mb: float = MAX_UPLOAD_MB, c
         if not slots.acquire(blocking=False):
             raise HTTPException(503, "the server is busy with other predictions; try again in a moment")
         try:
-            return await run_in_threadpool(predictor.run, uploads, cam)
-        except CamUnavailable as exc:
+            return await run_in_threadpool(predictor.run, uploads, cam, max(0, similar))
+        except (CamUnavailable, SimilarUnavailable) as exc:
             raise HTTPException(400, str(exc)) from None
         except ImageReadError as exc:
             raise HTTPException(422, f"{exc.path}: {exc.reason}") from None
