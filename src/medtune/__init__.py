@@ -75,6 +75,17 @@ def embed(source: str | os.PathLike, data: str | os.PathLike, **keys: Any) -> An
     return run_embedding(source, data, keys)
 
 
+def audit(data: str | os.PathLike, source: str = "tf_efficientnet_lite0", *args: Any, **kwargs: Any) -> Any:
+    """Duplicates (leakage across splits first), likely label errors and outliers of `data`
+    (`medtune.engine.audit.audit`), written as CSV files, ``audit.json`` and the page ``audit.html``."""
+    from medtune.engine.audit import audit as run_audit
+    from medtune.reports.audit import write_audit_page
+
+    found = run_audit(data, source, *args, **kwargs)
+    write_audit_page(found)
+    return found
+
+
 def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
     """Decode one image file (PNG, JPEG, TIFF, BMP, DICOM) exactly as the image store receives it, before it is
     made uint8 and resized (`medtune.data.images.read_image`); does not import torch.
@@ -113,4 +124,4 @@ def explain(
     return run_explanation(run, inputs, out, **kwargs)
 
 
-__all__ = ["__version__", "evaluate", "explain", "predict", "read_image", "train"]
+__all__ = ["__version__", "audit", "evaluate", "explain", "predict", "read_image", "train"]

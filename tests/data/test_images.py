@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medtune.data.images import prepare, read_image, resize, to_channels, to_uint8
+from medtune.data.images import prepare, read_image, resize, thumbnail, to_channels, to_uint8
 from medtune.errors import ImageReadError
 from tests.conftest import shared_path
 
@@ -115,3 +115,13 @@ def test_prepare_is_the_whole_chain(xray):
     out = prepare(xray.astype(np.uint16) * 3, 32, 3)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
     assert out.max() > 200 and out.min() < 20  # stretched to the full range before resizing
+
+
+def test_thumbnails_keep_the_picture_and_its_proportions():
+    xray = read_image(shared_path("cxr-fullres", "00000061_012.png"))
+    small = thumbnail(xray, 96)
+    assert small.dtype == np.uint8 and max(small.shape[:2]) == 96 and small.ndim == 2
+    assert small.std() > 20  # a picture, not a sliver or a flat square
+    colour = thumbnail(np.dstack([np.full((300, 200), v, np.uint16) for v in (0, 500, 1000)]), 96)
+    assert colour.shape == (96, 64, 3)
+    assert thumbnail(np.zeros((28, 28, 1), np.uint8), 96).shape == (28, 28)  # never enlarged

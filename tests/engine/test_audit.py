@@ -9,8 +9,8 @@ import shutil
 import pandas as pd
 import pytest
 
+from medtune import audit
 from medtune.config import load_config
-from medtune.engine.audit import audit
 from medtune.errors import ConfigError
 from medtune.runs import load_table
 from tests.conftest import medtune, shared_path

@@ -29,7 +29,7 @@ def audit_command(
 ) -> None:
     """Find exact and near duplicates (across splits first: leakage), likely label errors (cleanlab on
     cross-validated probe probabilities) and outliers, from frozen features; write CSV files and a page."""
-    from medtune.engine.audit import audit
+    from medtune import audit
 
     paths = [a for a in arguments if "=" not in a or Path(a).exists()]
     settings = [a for a in arguments if a not in paths]

@@ -151,7 +151,9 @@ def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
     """A uint8 copy of an image (any precision, `to_uint8`) no larger than `size` on either side, for pages:
     ``(H, W)`` for grey images, ``(H, W, 3)`` for colour."""
     array = to_uint8(np.asarray(array))
-    picture = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array[..., :3])
+    if array.ndim == 3:
+        array = array[..., 0] if array.shape[-1] == 1 else array[..., :3]
+    picture = Image.fromarray(array)
     picture.thumbnail((size, size))
     return np.asarray(picture)
 

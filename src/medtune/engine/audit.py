@@ -57,7 +57,7 @@ class Audit:
         outliers: images unlike the whole set (``scope`` set), their class (``scope`` class) or both
             (``set+class``), lowest ``score`` first.
         counts: the number of each finding.
-        folder: where the CSV files, ``audit.json`` and ``audit.html`` are.
+        folder: where the CSV files and ``audit.json`` are (``medtune.audit`` and the command add ``audit.html``).
         split_file: the fixed ``split.csv`` (with ``fix_split``), else None.
     """
 
@@ -340,8 +340,6 @@ def write_fixed_split(table: Table, duplicates: pd.DataFrame, path: Path) -> Pat
 
 
 def _write(found: Audit) -> None:
-    from medtune.reports.audit import write_audit_page
-
     found.folder.mkdir(parents=True, exist_ok=True)
     for name, frame in (("duplicates", found.duplicates), ("label_issues", found.label_issues),
                         ("outliers", found.outliers)):  # fmt: skip
@@ -351,5 +349,3 @@ def _write(found: Audit) -> None:
         found.folder / "audit.json",
         {**found.facts, "counts": found.counts, "split_file": str(found.split_file) if found.split_file else None},
     )
-    write_audit_page(found.duplicates, found.label_issues, found.outliers, found.counts, found.facts, found.table,
-                     found.folder / "audit.html")  # fmt: skip

@@ -66,16 +66,12 @@ def _section_table(frame: pd.DataFrame) -> str:
     return html_table(shown)
 
 
-def write_audit_page(
-    duplicates: pd.DataFrame,
-    label_issues: pd.DataFrame,
-    outliers: pd.DataFrame,
-    counts: Mapping[str, int],
-    facts: Mapping[str, Any],
-    table: Table,
-    out: Path,
-) -> Path:
-    """Write the audit page to `out` (its plots beside it)."""
+def write_audit_page(found: Any, out: Path | None = None) -> Path:
+    """Write the page of an audit (`medtune.engine.audit.Audit`) to `out` (default ``audit.html`` in its folder),
+    its plots beside it."""
+    duplicates, label_issues, outliers = found.duplicates, found.label_issues, found.outliers
+    counts, facts, table = found.counts, found.facts, found.table
+    out = out or found.folder / "audit.html"
     wanted = [*duplicates.groupby("group", sort=False).head(4)["id"].head(4 * SHOWN), *label_issues["id"].head(SHOWN),
               *outliers["id"].head(SHOWN)]  # fmt: skip
     images = thumbnails(table, wanted) if wanted else {}
