@@ -45,6 +45,7 @@ bench: setup
 	$(PY) benchmarks/inference.py
 	$(PY) benchmarks/segment_losses.py
 	$(PY) benchmarks/similar.py
+	$(PY) benchmarks/freeze.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
