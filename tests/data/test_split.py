@@ -61,6 +61,39 @@ def test_val_is_carved_from_train_when_missing(tmp_path):
     assert counts["val"].sum() > 0 and counts["train"].sum() + counts["val"].sum() == 40
 
 
+def _image_folder(root, splits, per_class):
+    for split, offset in zip(splits, (0, per_class), strict=False):
+        for name in ("normal", "pneumonia"):
+            dst = root / split / name
+            dst.mkdir(parents=True)
+            for f in sorted((shared_path("cxr3") / name).glob("*.png"))[offset : offset + per_class]:
+                shutil.copy(f, dst / f.name)
+    return root
+
+
+def test_a_given_val_without_test_is_held_out_as_the_test_split(tmp_path):
+    table = assign_splits(read_table(_image_folder(tmp_path, ("train", "val"), 20)), 0.2, 0.2, seed=0)
+    counts = table.class_counts()
+    given_val = {i for i in table.frame["id"] if i.startswith("val/")}
+    assert set(table.frame.loc[table.frame["split"] == "test", "id"]) == given_val  # ImageFolder's val: test
+    assert counts["val"].sum() > 0 and counts["train"].sum() + counts["val"].sum() == 40  # val carved from train
+    assert any("val images are the held-out test split" in note for note in table.notes)
+
+
+def test_a_run_on_train_and_val_folders_is_scored_on_images_it_never_selected_on(tmp_path):
+    from tests.conftest import medtune
+
+    data = _image_folder(tmp_path / "data", ("train", "val"), 16)
+    result = medtune("train", data, "image_size=32", "epochs=1", "batch_size=8", "report=false", "--out",
+                     tmp_path / "run")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    import json
+
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["split"] == ["test"] and metrics["n"] == 32
+    assert any("held-out test split" in w for w in metrics["warnings"]) and "held-out test split" in result.stdout
+
+
 def test_save_and_load_split_round_trip(tmp_path, cxr3_grouped):
     table = assign_splits(cxr3_grouped, seed=5)
     save_split(table, tmp_path / "split.csv")

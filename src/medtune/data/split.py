@@ -6,6 +6,7 @@ The result is saved as ``split.csv`` so a run can be reproduced, and read back w
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,11 @@ from medtune.errors import DataError
 def assign_splits(table: Table, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0) -> Table:
     """Give every row a split.
 
-    Splits the source already has are kept. A source with train and test but no val (Kaggle, ImageFolder)
-    gets val carved out of train. Otherwise rows are split stratified by class and seeded; when the table
+    Splits the source already has are kept. A source with train and test but no val (Kaggle) gets val carved out
+    of train. A source with train and val but no test (torchvision's ImageFolder layout, as PyTorch's ants/bees
+    tutorial ships it) keeps its val images out of training and model selection as the test split, and val is
+    carved out of train, so no reported score was used to pick the epoch (a note says so). Otherwise rows are
+    split stratified by class and seeded; when the table
     has a ``group`` column (patient), all images of a group land in the same split. Rows without a group
     are their own group.
 
@@ -38,6 +42,8 @@ def assign_splits(table: Table, val_fraction: float = 0.15, test_fraction: float
     frame = table.frame.copy()
     if table.has_splits:
         present = set(frame["split"])
+        if present == {"train", "val"} and val_fraction > 0:
+            return _val_as_test(table, val_fraction, seed)
         if "val" in present or val_fraction == 0 or "train" not in present:
             return table
         train = np.flatnonzero((frame["split"] == "train").to_numpy())
@@ -56,6 +62,24 @@ def assign_splits(table: Table, val_fraction: float = 0.15, test_fraction: float
         _, taken = _split_off(frame.iloc[rest], share, seed + 1)
         frame.loc[frame.index[rest[taken]], "split"] = "val"
     return table.with_frame(frame)
+
+
+#: How the note of a source with train and val but no test begins (`evaluate_split` repeats it with the scores).
+VAL_AS_TEST = "the source gives train and val but no test"
+
+
+def _val_as_test(table: Table, val_fraction: float, seed: int) -> Table:
+    """Train and val given, no test: the given val becomes the held-out test split and val comes out of train."""
+    frame = table.frame.copy()
+    given = (frame["split"] == "val").to_numpy()
+    frame.loc[given, "split"] = "test"
+    train = np.flatnonzero((frame["split"] == "train").to_numpy())
+    share = val_fraction / max(1e-9, len(train) / len(frame))
+    _, val = _split_off(frame.iloc[train], min(share, 0.5), seed)
+    frame.loc[frame.index[train[val]], "split"] = "val"
+    note = (f"{VAL_AS_TEST}: its {int(given.sum())} val images are the held-out test split (never used to pick "
+            f"an epoch), and {len(val)} training images are the validation split")  # fmt: skip
+    return replace(table.with_frame(frame), notes=(*table.notes, note))
 
 
 def label_strata(frame: pd.DataFrame) -> np.ndarray:

@@ -20,6 +20,7 @@ from torch import nn
 
 from medtune._io import atomic_open, write_json
 from medtune.config import Config, load_config, parse_overrides
+from medtune.data.split import VAL_AS_TEST
 from medtune.data.store import ImageStore
 from medtune.data.table import Table
 from medtune.engine.inference import load_model, store_probabilities
@@ -150,6 +151,10 @@ def evaluate_split(network: nn.Module, dataset: PreparedDataset, out: Path) -> d
     )
     if table.multilabel and split == "val":
         metrics["warnings"].append("no test split: the thresholds were chosen on the same images they are scored on")
+    elif split == "val":
+        metrics["warnings"].append("no test split: these scores are on the validation images that chose the best "
+                                   "epoch, so they are optimistic; keep a test split (test_fraction > 0)")  # fmt: skip
+    metrics["warnings"].extend(note for note in table.notes if note.startswith(VAL_AS_TEST))
     write_evaluation(out, metrics, predictions)
     return metrics
 

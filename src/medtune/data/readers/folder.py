@@ -67,7 +67,7 @@ def read_class_folders(root: Path, config: Config) -> Table:
     notes: list[str] = []
     classes: set[str] = set()
     if _is_split_layout(root):
-        notes.append("split folders found: their train/val/test assignment is kept")
+        notes.append("split folders found: images keep the split of their folder")
         for split_dir in _visible_dirs(root):
             class_dirs = _visible_dirs(split_dir)
             if not class_dirs:
