@@ -157,6 +157,10 @@ class Config(BaseModel):
     )
     devices: int | str = Field("auto", description="Lightning devices (auto, 1, 2, '0,1'...)")
     accelerator: str = Field("auto", description="Lightning accelerator (auto, cpu, gpu)")
+    threads: int = Field(
+        0, ge=0, le=1024, description="CPU threads for training: 0 uses every core and fewer while other processes "
+        "keep cores busy; N pins N"
+    )
     channels_last: bool = Field(True, description="channels-last memory layout (about 2x faster on the CPU)")
     cache_features: bool = Field(
         True,

@@ -1,5 +1,5 @@
-"""Lightning callbacks of a run: ``history.csv`` (one row per epoch, rewritten atomically) and a plain
-per-epoch line for logs when no progress bar is shown."""
+"""Lightning callbacks of a run: ``history.csv`` (one row per epoch, rewritten atomically) with a plain per-epoch
+line for logs when no progress bar is shown, and the thread count that follows the cores other processes leave."""
 
 from __future__ import annotations
 
@@ -85,3 +85,43 @@ def _epoch_line(row: dict[str, Any], max_epochs: int | None, metrics: tuple[str,
         f"epoch {row['epoch'] + 1}/{max_epochs}: {part('train')} | {part('val')} | lr {row['lr']:.2e} | "
         f"{row['seconds']:.1f} s"
     )
+
+
+class SharedCores(L.Callback):
+    """Train on the cores other processes leave free (`medtune.training.threads`): measured after each step over
+    at least a second, ``torch.set_num_threads`` changed with one line saying why, and restored when training ends.
+
+    Args:
+        prefix: put before the printed line.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self._governor: Any = None
+        self._start = 0
+        self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch
+
+        from medtune.training.threads import ThreadGovernor
+
+        self._start = torch.get_num_threads()
+        self._governor = ThreadGovernor(self._start)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self._governor is None:
+            return
+        import torch
+
+        threads = self._governor.update()
+        if threads is not None:
+            torch.set_num_threads(threads)
+            self._console.print(f"{self.prefix}other processes are using the CPU: training on {threads} of "
+                                f"{self._governor.cores} core(s)")  # fmt: skip
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import torch
+
+        if self._governor is not None and torch.get_num_threads() != self._start:
+            torch.set_num_threads(self._start)

@@ -133,6 +133,8 @@ def fit(
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner, tips or loader notes
     config = dataset.config
+    if config.threads:
+        torch.set_num_threads(config.threads)  # pinned: no following of other processes (`SharedCores`)
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = create_module(dataset)
     loaders = feature_loaders(dataset, module, progress, log_prefix)
@@ -256,7 +258,7 @@ def create_trainer(
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
-    from medtune.engine.callbacks import HistoryWriter
+    from medtune.engine.callbacks import HistoryWriter, SharedCores
 
     mode = monitor_mode(config.monitor)
     checkpoint = ModelCheckpoint(
@@ -266,6 +268,8 @@ def create_trainer(
     interactive = progress and sys.stderr.isatty()
     history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config))
     callbacks: list[Any] = [checkpoint, history]
+    if config.threads == 0 and config.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
+        callbacks.append(SharedCores(prefix=log_prefix))
     if config.patience > 0:
         callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
     if interactive:
