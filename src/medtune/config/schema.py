@@ -155,11 +155,20 @@ class Config(BaseModel):
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto: mixed precision on a GPU, 32-bit on the CPU"
     )
-    devices: int | str = Field("auto", description="Lightning devices (auto, 1, 2, '0,1'...)")
+    devices: int | str = Field(
+        "auto", description="Lightning devices (auto, 1, 2, '0,1'...); several run Lightning's DDP (CPU: gloo)"
+    )
+    num_nodes: int = Field(1, ge=1, le=4096, description="machines in distributed training (SLURM or torchrun)")
+    distributed: str = Field(
+        "auto", description="Lightning's distributed strategy for devices > 1 (auto: DDP; ddp_spawn, fsdp...)"
+    )
     accelerator: str = Field("auto", description="Lightning accelerator (auto, cpu, gpu)")
     threads: int = Field(
-        0, ge=0, le=1024, description="CPU threads for training: 0 uses every core and fewer while other processes "
-        "keep cores busy; N pins N"
+        0,
+        ge=0,
+        le=1024,
+        description="CPU threads for training: 0 uses every core and fewer while other processes "
+        "keep cores busy; N pins N",
     )
     channels_last: bool = Field(True, description="channels-last memory layout (about 2x faster on the CPU)")
     cache_features: bool = Field(

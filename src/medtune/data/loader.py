@@ -3,7 +3,6 @@ DataLoader that joins them (one memory-map read per batch, channels-last, augmen
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -95,11 +94,23 @@ class FeatureDataset(Dataset):
         return self.features[positions], self.targets[positions]
 
 
+def distributed_rank() -> tuple[int, int]:
+    """This process's rank and the number of processes (0 and 1 outside distributed training)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class EpochBatchSampler(Sampler[list[int]]):
     """Batches of dataset positions whose order depends only on the seed and the epoch.
 
     Lightning calls `set_epoch` before each epoch, so a resumed run draws the same batches as one that never
     stopped, and two runs with the same seed draw the same batches.
+
+    Under distributed training (read when iterating) each process takes its part of every batch: with ``shard=
+    "batch"`` (training) process r of W takes the r-th W-th of each batch, so the processes together step on
+    exactly the batches one process would (the gradients are averaged); with ``shard="rows"`` (validation) it takes
+    positions r, r+W, ..., so every image is scored once, with no padding.
 
     Args:
         size: number of positions (the dataset length).
@@ -109,6 +120,8 @@ class EpochBatchSampler(Sampler[list[int]]):
         seed: seed of the order.
         weights: when given, each epoch draws `size` positions with replacement in proportion to these weights
             (a weighted sampler: rare classes are drawn as often as common ones).
+        shard: how distributed processes share the batches: ``batch``, ``rows`` (see above) or ``none`` (every
+            process reads everything: scoring after training).
     """
 
     def __init__(
@@ -119,6 +132,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         drop_last: bool = False,
         seed: int = 0,
         weights: Sequence[float] | np.ndarray | None = None,
+        shard: str = "none",
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -126,6 +140,7 @@ class EpochBatchSampler(Sampler[list[int]]):
             raise ValueError(f"weights has {len(weights)} entries; expected one per position ({size})")
         self.size, self.batch_size, self.shuffle, self.drop_last, self.seed = size, batch_size, shuffle, drop_last, seed
         self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        self.shard = shard
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -140,18 +155,33 @@ class EpochBatchSampler(Sampler[list[int]]):
             return torch.randperm(self.size, generator=generator)
         return torch.arange(self.size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def _batches(self) -> Iterator[list[int]]:
         order = self._order().tolist()
+        rank, world = distributed_rank()
+        if self.shard == "rows" and world > 1:
+            order = order[rank::world]
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
             if len(batch) < self.batch_size and self.drop_last:
                 return
             yield batch
 
+    def __iter__(self) -> Iterator[list[int]]:
+        rank, world = distributed_rank()
+        for batch in self._batches():
+            if self.shard == "batch" and world > 1:
+                if len(batch) < world:
+                    return  # too small to give every process a part: each process must step equally often
+                batch = [int(p) for p in np.array_split(np.asarray(batch), world)[rank]]
+            yield batch
+
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.size // self.batch_size
-        return math.ceil(self.size / self.batch_size)
+        rank, world = distributed_rank()
+        size = len(range(rank, self.size, world)) if self.shard == "rows" else self.size
+        full, rest = divmod(size, self.batch_size)
+        if self.drop_last or rest == 0:
+            return full
+        return full if self.shard == "batch" and rest < world else full + 1
 
 
 def create_store_loader(
@@ -161,6 +191,7 @@ def create_store_loader(
     drop_last: bool = False,
     seed: int = 0,
     weights: Sequence[float] | np.ndarray | None = None,
+    shard: str = "none",
 ) -> DataLoader:
     """A DataLoader that reads whole batches from the store (one memory-map read per batch, channels-last).
 
@@ -171,10 +202,12 @@ def create_store_loader(
         drop_last: leave out a last, smaller batch.
         seed: seed of the shuffling order.
         weights: per-position sampling weights for a weighted sampler (drawn with replacement).
+        shard: how distributed processes share the batches (`EpochBatchSampler`): ``batch`` for training,
+            ``rows`` for validation, ``none`` for everything else.
 
     >>> loader = create_store_loader(StoreDataset(store), batch_size=64, shuffle=True, seed=0)  # doctest: +SKIP
     >>> images, targets = next(iter(loader))  # (64, C, H, W) uint8, channels-last
     """
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, weights)
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle, drop_last, seed, weights, shard)
     # Its own generator: creating an iterator then leaves the global random state alone.
     return DataLoader(dataset, batch_size=None, sampler=sampler, generator=torch.Generator().manual_seed(seed))

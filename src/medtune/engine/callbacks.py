@@ -46,7 +46,7 @@ class HistoryWriter(L.Callback):
         self._lr = max(group["lr"] for group in trainer.optimizers[0].param_groups)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         row: dict[str, Any] = {"epoch": trainer.current_epoch}

@@ -86,7 +86,8 @@ class TransferModule(L.LightningModule):
         if not loss.update_called:
             return
         values = {f"{split}_loss": loss.compute(), **(metrics.compute() if metrics is not None else {})}
-        self.log_dict(values, prog_bar=split == "val", on_step=False, on_epoch=True)
+        # torchmetrics has already gathered every process's part; sync_dist averages identical values
+        self.log_dict(values, prog_bar=split == "val", on_step=False, on_epoch=True, sync_dist=True)
         loss.reset()
         if metrics is not None:
             metrics.reset()

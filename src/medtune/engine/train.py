@@ -148,6 +148,11 @@ def fit(
         trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None)
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
     model = module.model
+    if trainer.world_size > 1:
+        if not trainer.is_global_zero:
+            raise SystemExit(0)  # a process Lightning started for distributed training: the first one evaluates
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     model.load_state_dict(network_state(torch.load(best, map_location="cpu", weights_only=True)))
     return model.eval()
 
@@ -167,8 +172,9 @@ def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     if config.sampler == "weighted":
         weights = sample_weights(targets[train_rows], len(table.classes), table.multilabel)
     drop_last = len(train_rows) > config.batch_size
-    train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights)
-    val_loader = create_store_loader(StoreDataset(dataset.store, val_rows, targets), max(64, config.batch_size))
+    train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights, "batch")
+    val_set = StoreDataset(dataset.store, val_rows, targets)
+    val_loader = create_store_loader(val_set, max(64, config.batch_size), shard="rows")
     return train_loader, val_loader
 
 
@@ -202,8 +208,9 @@ def feature_loaders(
         weights = sample_weights(targets[train_rows], len(table.classes), table.multilabel)
     drop_last = len(train_rows) > config.batch_size
     train_set = FeatureDataset(features, train_rows, targets)
-    train = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights)
-    return train, create_store_loader(FeatureDataset(features, val_rows, targets), max(64, config.batch_size))
+    train = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights, "batch")
+    val = FeatureDataset(features, val_rows, targets)
+    return train, create_store_loader(val, max(64, config.batch_size), shard="rows")
 
 
 def create_module(dataset: PreparedDataset) -> Any:
@@ -279,6 +286,11 @@ def create_trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
         devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=_distributed_strategy(config),
+        # medtune's samplers share each batch between the processes themselves (one process's batches, split)
+        use_distributed_sampler=False,
+        sync_batchnorm=_distributed(config) and _on_gpu(config),  # SyncBatchNorm needs GPU modules
         precision=_precision(config),
         callbacks=callbacks,
         logger=False,
@@ -290,9 +302,24 @@ def create_trainer(
     )
 
 
+def _distributed(config: Config) -> bool:
+    return config.num_nodes > 1 or config.devices not in ("auto", 1, "1")
+
+
+def _distributed_strategy(config: Config) -> str:
+    """Lightning's strategy: DDP for several processes, told that a frozen backbone's weights get no gradients."""
+    if config.distributed == "auto" and _distributed(config) and config.strategy != "finetune":
+        return "ddp_find_unused_parameters_true"
+    return config.distributed
+
+
+def _on_gpu(config: Config) -> bool:
+    return torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda")
+
+
 def _precision(config: Config) -> str:
     if config.precision != "auto":
         return config.precision
-    if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda"):
+    if _on_gpu(config):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
