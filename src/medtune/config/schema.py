@@ -152,6 +152,9 @@ class Config(BaseModel):
     monitor: str = Field("val_auc", description="validation metric for the best checkpoint and early stopping")
     patience: int = Field(6, ge=0, description="early stopping: epochs without improvement (0 = never stop)")
     limit: int | None = Field(None, ge=1, description="keep at most this many images per split (quick trials)")
+    train_limit: int | None = Field(
+        None, ge=1, description="keep at most this many training images, val and test whole (small-data trials)"
+    )
     precision: Literal["auto", "32", "bf16-mixed", "16-mixed"] = Field(
         "auto", description="auto: mixed precision on a GPU, 32-bit on the CPU"
     )

@@ -168,6 +168,8 @@ def _run_split(table: Table, config: Config, run: Run, create: bool) -> Table:
     table = _default_split(table, config)
     if config.limit:
         table = limit_table(table, config.limit, config.seed)
+    if config.train_limit:
+        table = limit_table(table, config.train_limit, config.seed, splits=("train",))
     for name in ("train", "val"):
         if not (table.frame["split"] == name).any():
             raise DataError(
@@ -177,13 +179,13 @@ def _run_split(table: Table, config: Config, run: Run, create: bool) -> Table:
     return table
 
 
-def limit_table(table: Table, limit: int, seed: int) -> Table:
-    """At most `limit` images per split, drawn stratified by label (seeded); multi-label by each image's rarest
-    finding, so rare findings are kept as often as the rounding allows."""
+def limit_table(table: Table, limit: int, seed: int, splits: tuple[str, ...] | None = None) -> Table:
+    """At most `limit` images per split (of `splits`, default all), drawn stratified by label (seeded);
+    multi-label by each image's rarest finding, so rare findings are kept as often as the rounding allows."""
     frame = table.frame
     kept = []
-    for _, part in frame.groupby("split", sort=False):
-        if len(part) <= limit:
+    for name, part in frame.groupby("split", sort=False):
+        if len(part) <= limit or (splits is not None and name not in splits):
             kept.append(part)
             continue
         share = limit / len(part)
