@@ -40,22 +40,28 @@ def _cpu() -> tuple[float, float]:
     return usage.ru_utime + children.ru_utime, usage.ru_stime + children.ru_stime
 
 
-def bare(steps: int) -> dict:
-    """Forward, backward and AdamW on a fixed in-memory batch: images/s and CPU seconds."""
+def bare(steps: int, variant: str = "") -> dict:
+    """Forward, backward and AdamW on a fixed in-memory batch: images/s and CPU seconds; `variant` ``bf16`` runs
+    the forward pass under CPU bf16 autocast, ``compile`` through `torch.compile`."""
+    import contextlib
+
     import torch
 
     from medtune.models import create_classifier
 
     model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1).to(memory_format=torch.channels_last)
+    network = torch.compile(model) if variant == "compile" else model
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else contextlib.nullcontext
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     images = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 2, (BATCH,))
     model.train()
     for step in range(steps + 3):
-        if step == 3:  # warm-up steps left out
+        if step == 3:  # warm-up steps left out (compilation among them)
             started, cpu = time.perf_counter(), _cpu()
-        loss = loss_fn(model(images), targets)
+        with autocast():
+            loss = loss_fn(network(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -111,8 +117,8 @@ def seed_loop(data: Path, steps: int) -> dict:
 
 
 def _measure(args: argparse.Namespace) -> dict:
-    if args.mode == "bare":
-        return bare(args.steps)
+    if args.mode.startswith("bare"):
+        return bare(args.steps, args.mode[5:])
     if args.mode.startswith("epoch"):
         return epoch(args.data, args.limit, int(args.mode[5:] or 0))
     return seed_loop(args.data, args.steps)
