@@ -81,29 +81,36 @@ def write_audit_page(found: Any, out: Path | None = None) -> Path:
                       "label errors and outliers by cleanlab.", half=True)  # fmt: skip
     summary.pairs = [(key.replace("_", " "), str(value)) for key, value in counts.items()]
     sections = [summary, _duplicate_section(duplicates, images, facts)]
-    labels = Section("labels", "Likely label errors",
-                     f"cleanlab on out-of-sample probabilities of a logistic-regression probe ({facts['folds']} "
-                     "folds); lowest label quality first. Look before relabelling: the probe can be "
-                     "wrong.")  # fmt: skip
-    if len(label_issues):
-        tiles = _tiles(label_issues, images, lambda r: f"given {r.given}\nsuggested {r.suggested}")
-        labels.plots.append(create_plot("label_issues", plot_tiles(tiles, "given and suggested label"), "labels"))
-        labels.tables.append(_section_table(label_issues))
-    else:
-        unlabelled = "the data has no single labels to check"
-        labels.notes.append(_nothing(facts, "labels") if facts.get("labelled") else unlabelled)
-    odd = Section("outliers", "Outliers",
-                  "Images unlike the whole set (scope set) or unlike their own class (scope class), by cleanlab's "
-                  "kNN outlier score; lowest first.")  # fmt: skip
-    if len(outliers):
-        tiles = _tiles(outliers, images, lambda r: f"{r.scope} | {r.label}\nscore {r.score:.3f}")
-        odd.plots.append(create_plot("outliers", plot_tiles(tiles, "outliers"), "outliers"))
-        odd.tables.append(_section_table(outliers))
-    else:
-        odd.notes.append(_nothing(facts, "outliers"))
+    labels = _finding_section(
+        Section("labels", "Likely label errors",
+                f"cleanlab on out-of-sample probabilities of a logistic-regression probe ({facts['folds']} folds); "
+                "lowest label quality first. Look before relabelling: the probe can be wrong."),
+        label_issues, images, lambda r: f"given {r.given}\nsuggested {r.suggested}", "given and suggested label",
+        _nothing(facts, "labels") if facts.get("labelled") else "the data has no single labels to check",
+    )  # fmt: skip
+    odd = _finding_section(
+        Section("outliers", "Outliers",
+                "Images unlike the whole set (scope set) or unlike their own class (scope class), by cleanlab's kNN "
+                "outlier score; lowest first."),
+        outliers, images, lambda r: f"{r.scope} | {r.label}\nscore {r.score:.3f}", "outliers",
+        _nothing(facts, "outliers"),
+    )  # fmt: skip
     sections += [labels, odd]
     return write_page(out, "report.html", sections, title=f"data audit: {Path(str(facts['data'])).name}",
                       results=None, cards=[])  # fmt: skip
+
+
+def _finding_section(
+    section: Section, found: pd.DataFrame, images: Mapping[str, np.ndarray], caption: Any, title: str, empty: str
+) -> Section:
+    """`section` with the findings' thumbnails (captioned by `caption(row)`) and table, or the note `empty`."""
+    if len(found):
+        plot = plot_tiles(_tiles(found, images, caption), title)
+        section.plots.append(create_plot(section.id.replace("labels", "label_issues"), plot, section.title))
+        section.tables.append(_section_table(found))
+    else:
+        section.notes.append(empty)
+    return section
 
 
 def _nothing(facts: Mapping[str, Any], check: str) -> str:
