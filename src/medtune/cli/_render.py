@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.table import Table as RichTable
@@ -13,12 +14,18 @@ def _num(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _interval(value: Any, interval: Any) -> str:
-    if value is None:
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def interval(value: Any, bounds: Any) -> str:
+    """``0.972 [0.955, 0.985]``: a value with its interval; the value alone when there is no interval (or a bound
+    is missing), ``-`` when there is no value."""
+    if _missing(value):
         return "-"
-    if not interval or interval[0] is None:
-        return _num(value)
-    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+    if not bounds or _missing(bounds[0]) or _missing(bounds[1]):
+        return _num(float(value))
+    return f"{float(value):.3f} [{float(bounds[0]):.3f}, {float(bounds[1]):.3f}]"
 
 
 def render_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -35,10 +42,10 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
     head = RichTable(title=f"{title} ({metrics.get('n')} images; {level}% bootstrap intervals)", title_justify="left")
     head.add_column("metric")
     head.add_column("value", justify="right")
-    head.add_row("ROC AUC (macro)", _interval(macro.get("auc"), intervals.get("auc")))
-    head.add_row("accuracy", _interval(metrics.get("accuracy"), intervals.get("accuracy")))
-    head.add_row("balanced accuracy", _interval(metrics.get("balanced_accuracy"), intervals.get("balanced_accuracy")))
-    head.add_row("F1 (macro)", _interval(macro.get("f1"), intervals.get("f1")))
+    head.add_row("ROC AUC (macro)", interval(macro.get("auc"), intervals.get("auc")))
+    head.add_row("accuracy", interval(metrics.get("accuracy"), intervals.get("accuracy")))
+    head.add_row("balanced accuracy", interval(metrics.get("balanced_accuracy"), intervals.get("balanced_accuracy")))
+    head.add_row("F1 (macro)", interval(macro.get("f1"), intervals.get("f1")))
     head.add_row("log loss", _num(metrics.get("log_loss")))
     head.add_row("calibration error (ECE)", _num(metrics.get("ece")))
     console.print(head)
@@ -51,9 +58,9 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
         per_class.add_row(
             name,
             _num(row.get("precision")),
-            _interval(row.get("recall"), bounds.get("recall")),
-            _interval(row.get("f1"), bounds.get("f1")),
-            _interval(row.get("auc"), bounds.get("auc")),
+            interval(row.get("recall"), bounds.get("recall")),
+            interval(row.get("f1"), bounds.get("f1")),
+            interval(row.get("auc"), bounds.get("auc")),
             str(row.get("support")),
         )
     console.print(per_class)
@@ -78,12 +85,12 @@ def render_findings(metrics: dict[str, Any], title: str) -> None:
     head = RichTable(title=f"{title} ({metrics.get('n')} images; {level}% bootstrap intervals)", title_justify="left")
     head.add_column("metric")
     head.add_column("value", justify="right")
-    head.add_row("ROC AUC (macro over labels)", _interval(metrics["macro"].get("auc"), intervals.get("auc")))
-    head.add_row("ROC AUC (micro, pooled)", _interval(metrics["micro"].get("auc"), intervals.get("micro_auc")))
-    head.add_row("exact-match accuracy", _interval(metrics.get("accuracy"), intervals.get("accuracy")))
-    head.add_row("balanced accuracy (label mean)", _interval(metrics.get("balanced_accuracy"),
+    head.add_row("ROC AUC (macro over labels)", interval(metrics["macro"].get("auc"), intervals.get("auc")))
+    head.add_row("ROC AUC (micro, pooled)", interval(metrics["micro"].get("auc"), intervals.get("micro_auc")))
+    head.add_row("exact-match accuracy", interval(metrics.get("accuracy"), intervals.get("accuracy")))
+    head.add_row("balanced accuracy (label mean)", interval(metrics.get("balanced_accuracy"),
                                                              intervals.get("balanced_accuracy")))  # fmt: skip
-    head.add_row("F1 (macro, at thresholds)", _interval(metrics["macro"].get("f1"), intervals.get("f1")))
+    head.add_row("F1 (macro, at thresholds)", interval(metrics["macro"].get("f1"), intervals.get("f1")))
     head.add_row("F1 (micro, at thresholds)", _num(metrics["micro"].get("f1")))
     console.print(head)
     method = metrics.get("threshold_method") or "0.5"
@@ -95,7 +102,7 @@ def render_findings(metrics: dict[str, Any], title: str) -> None:
         table.add_row(
             name,
             _num(row.get("prevalence")),
-            _interval(row.get("auc"), bounds.get(name, {}).get("auc")),
+            interval(row.get("auc"), bounds.get(name, {}).get("auc")),
             _num(row.get("threshold")),
             _num(row.get("precision")),
             _num(row.get("recall")),
@@ -118,7 +125,7 @@ def render_segmentation(metrics: dict[str, Any], title: str) -> None:
         head.add_column(column, justify="left" if column == "metric" else "right")
     names = {"dice": "Dice", "iou": "IoU (Jaccard)", "hd95": "Hausdorff 95% (px)"}
     for key, name in names.items():
-        head.add_row(name, _interval(metrics.get(key), intervals.get(key)), _num(metrics.get("median", {}).get(key)))
+        head.add_row(name, interval(metrics.get(key), intervals.get(key)), _num(metrics.get("median", {}).get(key)))
     console.print(head)
     for warning in metrics.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console
+from medtune.cli._render import interval
 from medtune.config import parse_overrides
 from medtune.errors import ConfigError
 
@@ -51,19 +52,7 @@ def crossdomain_command(
         cells = []
         for test in names:
             row = result.matrix[(result.matrix["train"] == train) & (result.matrix["test"] == test)].iloc[0]
-            cells.append(f"{_interval(row['auc'], row['auc_low'], row['auc_high'])} n={row['images']}")
+            cells.append(f"{interval(row['auc'], (row['auc_low'], row['auc_high']))} n={row['images']}")
         table.add_row(train, *cells)
     console.print(table)
     console.print(f"written: {result.out / 'matrix.csv'}, matrix.json; page: {result.page}", highlight=False)
-
-
-def _interval(value: object, low: object, high: object) -> str:
-    import math
-
-    def number(v: object) -> float | None:
-        return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-
-    value, low, high = number(value), number(low), number(high)
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" if low is None or high is None else f"{value:.3f} [{low:.3f}, {high:.3f}]"

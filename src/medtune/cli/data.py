@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from medtune._io import write_json
 from medtune.cli._common import build_config, console, progress_bar
+from medtune.cli._render import interval
 
 if TYPE_CHECKING:
     from medtune.data.summary import Summary
@@ -136,7 +137,7 @@ def shortcuts_command(
         table.add_column(column, justify="left" if column == "images seen" else "right")
     for name, metrics in (("whole images", report.whole), ("borders only", report.border)):
         auc, bounds = metrics["macro"]["auc"], metrics["intervals"].get("auc") or [None, None]
-        table.add_row(name, f"{auc:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]", f"{metrics['accuracy']:.3f}")
+        table.add_row(name, interval(auc, bounds), f"{metrics['accuracy']:.3f}")
     console.print(table)
     counts = RichTable(title="images per class and domain", title_justify="left")
     counts.add_column("class")

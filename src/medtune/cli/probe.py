@@ -10,6 +10,7 @@ import typer
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console
+from medtune.cli._render import interval
 from medtune.errors import ConfigError
 
 
@@ -45,7 +46,7 @@ def probe_command(
         intervals = metrics["intervals"]
         values = {"auc": metrics["macro"]["auc"], "accuracy": metrics["accuracy"],
                   "balanced_accuracy": metrics["balanced_accuracy"]}  # fmt: skip
-        cells = [_interval(value, intervals.get(name)) for name, value in values.items()]
+        cells = [interval(value, intervals.get(name)) for name, value in values.items()]
         best = ", ".join(f"{k}={v}" for k, v in facts["params"].items())
         table.add_row(run.path.name, facts["method"], best, *cells)
     console.print(table)
@@ -58,9 +59,3 @@ def probe_command(
         name = study or "probes"
         record_probes(QueueStorage(storage), runs, name)
         console.print(f"added to study {name!r}: medtune leaderboard --metric test_auc", highlight=False)
-
-
-def _interval(value: float | None, bounds: list | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" if not bounds or bounds[0] is None else f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"

@@ -9,7 +9,7 @@ import typer
 
 from medtune.cli._common import InputsArgument, build_config, console, progress_bar
 from medtune.cli._render import render_metrics
-from medtune.cli.train import split_arguments
+from medtune.cli.train import print_training_result, split_arguments
 
 segment_app = typer.Typer(
     help="Train, evaluate and apply segmenters (smp architectures on timm encoders): a mask per image.",
@@ -35,15 +35,7 @@ def segment_train_command(
 
     data, overrides = split_arguments(arguments or [])
     config = build_config(config_file, overrides, data=data, task="segment")
-    result = train(config, out)
-    verb = "resumed and finished" if result.resumed else "finished"
-    console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
-    render_metrics(result.metrics, "Best checkpoint on the " + (", ".join(result.metrics.get("split", [])) or "test"))
-    console.print(f"files: {result.run.metrics_file}, predictions.csv (per image), history.csv", highlight=False)
-    if result.report:
-        console.print(f"report: {result.report}", highlight=False)
-    if result.report_error:
-        console.print(f"[yellow]warning:[/] {result.report_error}", highlight=False)
+    print_training_result(train(config, out))
 
 
 @segment_app.command("evaluate")

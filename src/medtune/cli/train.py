@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,7 +45,12 @@ def train_command(
 
     data, overrides = split_arguments(arguments or [])
     config = build_config(config_file, overrides, data=data)
-    result = train(config, out)
+    print_training_result(train(config, out))
+
+
+def print_training_result(result: Any) -> None:
+    """What `medtune train` and `medtune segment train` print at the end: the run, its metrics on the evaluated
+    split, its files, and its report (or why there is none)."""
     verb = "resumed and finished" if result.resumed else "finished"
     split = ", ".join(result.metrics.get("split", [])) or "test"
     console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
