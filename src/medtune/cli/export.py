@@ -55,5 +55,6 @@ def export_command(
             f"int8: {int8['file']}; test AUC {int8['fp32']['auc']:.4f} (fp32) vs {int8['int8']['auc']:.4f} (int8), "
             f"accuracy {int8['fp32']['accuracy']:.4f} vs {int8['int8']['accuracy']:.4f} on {int8['images']} images",
             highlight=False,
+            soft_wrap=True,  # one line whatever the terminal's width (a long path once split "(fp32) vs")
         )
     console.print(f"predict with it: medtune predict {result.model} IMAGES... --out results.json", highlight=False)
