@@ -13,6 +13,10 @@ from rich.console import Console
 
 from medtune._progress import create_progress
 from medtune.config import Config, load_config
+from medtune.errors import ConfigError
+
+#: The feature network of the commands on frozen features when neither a RUN nor ``backbone=`` is given.
+DEFAULT_FEATURES = "tf_efficientnet_lite0"
 
 #: The RUN argument of the commands that use a trained run.
 RunArgument = Annotated[Path, typer.Argument(help="Run directory written by medtune train.")]
@@ -32,6 +36,22 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 def build_config(config_file: Path | None, overrides: list[str] | None, **values: Any) -> Config:
     """defaults < ``--config`` YAML < ``key=value`` arguments < values the command fixes (such as ``data``)."""
     return load_config(config_file, overrides or [], **{k: v for k, v in values.items() if v is not None})
+
+
+def data_and_source(arguments: list[str], command: str) -> tuple[str, str, list[str]]:
+    """``DATA [RUN] key=value...`` of the commands on frozen features: the data, the feature source (the RUN, else
+    ``backbone=``, else `DEFAULT_FEATURES`) and the settings.
+
+    >>> data_and_source(["data.npz", "backbone=resnet18", "label=x"], "medtune probe")
+    ('data.npz', 'resnet18', ['backbone=resnet18', 'label=x'])
+    """
+    paths = [a for a in arguments if "=" not in a or Path(a).exists()]
+    settings = [a for a in arguments if a not in paths]
+    if not 1 <= len(paths) <= 2:
+        raise ConfigError(f"give DATA, and optionally a RUN whose backbone gives the features: {command} DATA [RUN]")
+    backbone = [s.split("=", 1)[1] for s in settings if s.startswith("backbone=")]
+    source = paths[1] if len(paths) == 2 else (backbone[0] if backbone else DEFAULT_FEATURES)
+    return paths[0], source, settings
 
 
 @contextmanager

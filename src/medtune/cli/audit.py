@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from medtune.cli._common import console
-from medtune.errors import ConfigError
+from medtune.cli._common import console, data_and_source
 
 
 def audit_command(
@@ -31,15 +30,8 @@ def audit_command(
     cross-validated probe probabilities) and outliers, from frozen features; write CSV files and a page."""
     from medtune import audit
 
-    paths = [a for a in arguments if "=" not in a or Path(a).exists()]
-    settings = [a for a in arguments if a not in paths]
-    if not 1 <= len(paths) <= 2:
-        raise ConfigError(
-            "give DATA, and optionally a RUN whose backbone gives the features: medtune data audit DATA [RUN]"
-        )
-    backbone = [s.split("=", 1)[1] for s in settings if s.startswith("backbone=")]
-    source = paths[1] if len(paths) == 2 else (backbone[0] if backbone else "tf_efficientnet_lite0")
-    found = audit(paths[0], source, settings, out, fix_split, near, [c.strip() for c in checks.split(",") if c.strip()])
+    data, source, settings = data_and_source(arguments, "medtune data audit")
+    found = audit(data, source, settings, out, fix_split, near, [c.strip() for c in checks.split(",") if c.strip()])
     counts = found.counts
     table = RichTable(title=f"audit of {found.facts['images']} images ({source} features)", title_justify="left")
     table.add_column("finding")

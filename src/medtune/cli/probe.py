@@ -9,9 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from medtune.cli._common import console
+from medtune.cli._common import console, data_and_source
 from medtune.cli._render import interval
-from medtune.errors import ConfigError
 
 
 def probe_command(
@@ -28,15 +27,10 @@ def probe_command(
     grouped by patient) and score them on the test split with 95% bootstrap intervals."""
     from medtune.engine.probe import probe
 
-    paths = [a for a in arguments if "=" not in a or Path(a).exists()]
-    settings = [a for a in arguments if a not in paths]
-    if not 1 <= len(paths) <= 2:
-        raise ConfigError("give DATA, and optionally a RUN whose backbone gives the features: medtune probe DATA [RUN]")
+    data, source, settings = data_and_source(arguments, "medtune probe")
     methods = [s.split("=", 1)[1] for s in settings if s.startswith("method=")] or ["logreg"]
     settings = [s for s in settings if not s.startswith("method=")]
-    backbone = [s.split("=", 1)[1] for s in settings if s.startswith("backbone=")]
-    source = paths[1] if len(paths) == 2 else (backbone[0] if backbone else "tf_efficientnet_lite0")
-    runs = probe(paths[0], source, methods[0].split(","), settings, out)
+    runs = probe(data, source, methods[0].split(","), settings, out)
     table = RichTable(title=f"probes on {source} features: test split, 95% bootstrap intervals", title_justify="left")
     for column in ("run", "method", "best", "test AUC (macro)", "accuracy", "balanced accuracy"):
         table.add_column(column, justify="left" if column in ("run", "method", "best") else "right")
