@@ -114,3 +114,11 @@ def test_version_and_help():
     assert medtune("--version").stdout.startswith("medtune ")
     out = medtune("data", "summary", "--help")
     assert out.returncode == 0 and "key=value" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"), [(("probe",), "Missing argument"), (("train", "--bogus"), "No such option: --bogus")]
+)
+def test_usage_errors_get_a_message_and_exit_2_not_a_traceback(args, message):
+    out = medtune_subprocess(*args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         return 130
-    except Exception as exc:  # click usage errors carry their own exit code and message
+    except Exception as exc:  # usage errors carry their own exit code and message
         import click
+        from typer.exceptions import TyperException
 
-        if isinstance(exc, click.ClickException):
+        # newer typer vendors click: its usage errors derive from TyperException, not from click's ClickException
+        if isinstance(exc, (click.ClickException, TyperException)) and hasattr(exc, "show"):
             exc.show()
             return exc.exit_code
         raise
