@@ -159,23 +159,32 @@ def fit(
 
 def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     """The shuffled, augmented training loader (weighted with ``sampler=weighted``) and the validation loader."""
-    from medtune.data.loader import StoreDataset, create_store_loader
+    from medtune.data.loader import StoreDataset
     from medtune.training.augment import create_train_transform, resolve_augment
-    from medtune.training.sampling import sample_weights
 
-    config, table = dataset.config, dataset.table
-    targets = None if config.task == "segment" else table.targets()  # a segmenter's target is the mask channel
+    config = dataset.config
+    targets = None if config.task == "segment" else dataset.table.targets()  # a segmenter's target: the mask
     train_rows, val_rows = dataset.rows("train"), dataset.rows("val")
     transform = create_train_transform(resolve_augment(config), config.image_size, config.mask)
     train_set = StoreDataset(dataset.store, train_rows, targets, transform, seed=config.seed)
+    return _split_loaders(dataset, train_set, StoreDataset(dataset.store, val_rows, targets))
+
+
+def _split_loaders(dataset: PreparedDataset, train_set: Any, val_set: Any) -> tuple[Any, Any]:
+    """Loaders of a training and a validation dataset (store rows or cached features): the training one shuffled
+    by the seed, weighted with ``sampler=weighted``, its batches shared between distributed processes; the
+    validation one split by rows."""
+    from medtune.data.loader import create_store_loader
+    from medtune.training.sampling import sample_weights
+
+    config, table = dataset.config, dataset.table
+    train_rows = dataset.rows("train")
     weights = None
     if config.sampler == "weighted":
-        weights = sample_weights(targets[train_rows], len(table.classes), table.multilabel)
+        weights = sample_weights(table.targets()[train_rows], len(table.classes), table.multilabel)
     drop_last = len(train_rows) > config.batch_size
     train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights, "batch")
-    val_set = StoreDataset(dataset.store, val_rows, targets)
-    val_loader = create_store_loader(val_set, max(64, config.batch_size), shard="rows")
-    return train_loader, val_loader
+    return train_loader, create_store_loader(val_set, max(64, config.batch_size), shard="rows")
 
 
 def feature_loaders(
@@ -185,7 +194,7 @@ def feature_loaders(
     epoch, so its features are computed once (the cache `medtune embed` shares) and `module` trains its head on
     them: loaders of features in the order the image loaders would give. None on every other path; with a
     frozen backbone and augmentation, one line says what that costs and how to take the fast path."""
-    from medtune.data.loader import FeatureDataset, create_store_loader
+    from medtune.data.loader import FeatureDataset
     from medtune.training.augment import create_train_transform, resolve_augment
 
     config, table = dataset.config, dataset.table
@@ -197,20 +206,12 @@ def feature_loaders(
               f"{FEATURE_SPEEDUP} faster per epoch", file=sys.stderr)  # fmt: skip
         return None
     from medtune.engine.embed import cached_features
-    from medtune.training.sampling import sample_weights
 
     features, _ = cached_features(dataset, module.model.backbone, progress=progress)
     module.train_on_features()
     targets = table.targets()
-    train_rows, val_rows = dataset.rows("train"), dataset.rows("val")
-    weights = None
-    if config.sampler == "weighted":
-        weights = sample_weights(targets[train_rows], len(table.classes), table.multilabel)
-    drop_last = len(train_rows) > config.batch_size
-    train_set = FeatureDataset(features, train_rows, targets)
-    train = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights, "batch")
-    val = FeatureDataset(features, val_rows, targets)
-    return train, create_store_loader(val, max(64, config.batch_size), shard="rows")
+    train_set = FeatureDataset(features, dataset.rows("train"), targets)
+    return _split_loaders(dataset, train_set, FeatureDataset(features, dataset.rows("val"), targets))
 
 
 def create_module(dataset: PreparedDataset) -> Any:
