@@ -276,7 +276,7 @@ def create_trainer(
     interactive = progress and sys.stderr.isatty()
     history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config))
     callbacks: list[Any] = [checkpoint, history]
-    if config.threads == 0 and config.accelerator in ("auto", "cpu") and not torch.cuda.is_available():
+    if config.threads == 0 and not _on_gpu(config):
         callbacks.append(SharedCores(prefix=log_prefix))
     if config.patience > 0:
         callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
