@@ -158,6 +158,16 @@ def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(picture)
 
 
+def file_thumbnail(path: str | Path, size: int) -> np.ndarray | None:
+    """`thumbnail` of an image file; None for a row of an archive (``.npz``) or a file that cannot be read."""
+    if Path(path).suffix.lower() == ".npz":
+        return None
+    try:
+        return thumbnail(read_image(path), size)
+    except (ImageReadError, OSError):
+        return None
+
+
 def to_channels(array: np.ndarray, channels: int) -> np.ndarray:
     """Return ``(H, W, channels)`` uint8: gray repeated to 3 channels, or colour averaged to 1 (ITU-R 601-2)."""
     if array.ndim == 2:

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medtune.data.images import read_image, thumbnail
-from medtune.errors import ImageReadError
+from medtune.data.images import file_thumbnail
 from medtune.reports.page import Section, create_plot, html_table, write_page
 from medtune.reports.plots import Tile, plot_tiles
 
@@ -18,12 +17,8 @@ THUMB = 96
 
 def _thumbnail(path: str) -> np.ndarray:
     """A small copy of an image file; a grey square for an archive row or a file that cannot be read."""
-    if Path(path).suffix.lower() != ".npz":
-        try:
-            return thumbnail(read_image(path), THUMB)
-        except (ImageReadError, OSError):
-            pass
-    return np.full((THUMB, THUMB), 128, np.uint8)
+    small = file_thumbnail(path, THUMB)
+    return np.full((THUMB, THUMB), 128, np.uint8) if small is None else small
 
 
 def write_similar_page(found: pd.DataFrame, out: Path) -> Path:

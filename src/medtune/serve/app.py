@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtune.data.images import DECODERS, read_image, thumbnail
+from medtune.data.images import DECODERS, file_thumbnail, read_image
 from medtune.data.mask_files import write_mask
 from medtune.data.masks import prepare_masked
 from medtune.engine.inference import load_model
@@ -201,9 +201,7 @@ class Predictor:
             overlay = Image.fromarray(create_overlay(picture, cam))
             scale = max(1, -(-CAM_DISPLAY // min(overlay.size)))
             overlay = overlay.resize((overlay.width * scale, overlay.height * scale), Image.Resampling.NEAREST)
-            buffer = io.BytesIO()
-            overlay.save(buffer, format="PNG")
-            urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))
+            urls.append(_png_url(overlay))
         return urls
 
 
@@ -230,12 +228,12 @@ def _thumbnail(path: str) -> str | None:
     """A small PNG data URL of an indexed image (None for rows of an archive, or a file that has gone)."""
     from PIL import Image
 
-    if Path(path).suffix.lower() not in DECODERS or Path(path).suffix.lower() == ".npz":
-        return None
-    try:
-        picture = Image.fromarray(thumbnail(read_image(path), CASE_THUMB))
-    except (ImageReadError, OSError):
-        return None
+    small = file_thumbnail(path, CASE_THUMB)
+    return None if small is None else _png_url(Image.fromarray(small))
+
+
+def _png_url(picture: Any) -> str:
+    """A PIL image as a PNG data URL, for the page."""
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
