@@ -32,7 +32,7 @@ from medtune._io import atomic_open, write_json
 from medtune.config import load_config, parse_overrides
 from medtune.data.table import SPLITS, Table
 from medtune.errors import ConfigError, DataError, MissingDependencyError
-from medtune.runs import load_table
+from medtune.runs import default_split
 
 #: cleanlab's default near-duplicate threshold: a fraction of the median distance to the nearest neighbour.
 NEAR_THRESHOLD = 0.13
@@ -127,9 +127,7 @@ def audit(
     keys = parse_overrides(overrides or [])
     config = load_config(**{**keys, "data": str(data)})
     embedding = embed(source, data, keys, progress=progress)
-    table = load_table(config, labelled=None)
-    if list(table.frame["id"]) != list(embedding.table.frame["id"]):
-        raise DataError(f"{data}: the images changed while they were read; run the audit again")
+    table = default_split(embedding.table, config)  # the images read once, split as training would split them
     if len(table) < NEIGHBOURS + 2:
         raise DataError(f"{data} has {len(table)} image(s); an audit compares each with {NEIGHBOURS} neighbours")
     features = normalise(np.asarray(embedding.features, dtype=np.float32))

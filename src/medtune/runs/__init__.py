@@ -5,7 +5,7 @@ Everything here sits below the engine and the reports and above the data and the
 Lightning.
 """
 
-from medtune.runs.dataset import PreparedDataset, load_table, prepare_dataset, read_dataset_table
+from medtune.runs.dataset import PreparedDataset, default_split, load_table, prepare_dataset, read_dataset_table
 from medtune.runs.resolve import Resolved, check_names, network_channels, resolve_config
 from medtune.runs.run import Run, open_run, prepare_run, read_history
 from medtune.runs.trained import TrainedModel, load_trained
@@ -16,6 +16,7 @@ __all__ = [
     "Run",
     "TrainedModel",
     "check_names",
+    "default_split",
     "load_table",
     "load_trained",
     "network_channels",

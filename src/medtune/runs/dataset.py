@@ -98,10 +98,12 @@ def load_table(config: Config, labelled: bool | None = True) -> Table:
 
     >>> load_table(load_config(data="../shared/data/cxr3")).class_counts()  # doctest: +SKIP
     """
-    return _default_split(read_dataset_table(config, labelled), config)
+    return default_split(read_dataset_table(config, labelled), config)
 
 
-def _default_split(table: Table, config: Config) -> Table:
+def default_split(table: Table, config: Config) -> Table:
+    """The split `medtune train` would give `table` with `config`: from ``split_file=``, the source's own, or a
+    fresh seeded one (labelled or segmentation data; other tables are returned as they are)."""
     if config.split_file:
         return load_split(table, config.split_file)
     if table.labelled or config.task == "segment":  # a segmenter's targets are its masks: no labels needed
@@ -149,7 +151,7 @@ def prepare_dataset(
     if run is not None:
         table = _run_split(table, config, run, create_split)
     elif assign_missing:
-        table = _default_split(table, config)
+        table = default_split(table, config)
     if split not in (None, "all"):
         table = table.subset(split)
         if len(table) == 0:
@@ -165,7 +167,7 @@ def _run_split(table: Table, config: Config, run: Run, create: bool) -> Table:
         if not run.split_file.is_file():
             raise DataError(f"{run.path} has no split.csv; it is not a run that `medtune train` started")
         return load_split(table, run.split_file, only_listed=True)
-    table = _default_split(table, config)
+    table = default_split(table, config)
     if config.limit:
         table = limit_table(table, config.limit, config.seed)
     if config.train_limit:
