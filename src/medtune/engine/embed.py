@@ -3,9 +3,10 @@
 SOURCE is a trained run (its fine-tuned backbone, the head left off) or any backbone name (ImageNet weights: the
 packaged ones for the default backbones). Images come from the image store at SOURCE's working size and
 preprocessing, through the prepared dataset like every command's. The features are kept as a float16 memory map in
-``<cache>/features/<key>/`` with the table's ids; the key hashes the store's key, the network (a run's checkpoint
-sha256, or the backbone and its weights) and the preprocessing, so a changed image, network or setting computes
-new features and an unchanged one reads them back without a forward pass. A cache is built in a temporary
+``<cache>/features/<key>/`` with the table's ids; the key hashes the store's key, a digest of the network's
+weights (`network_identity`: the same whether a backbone name, a run or a frozen backbone in training built it)
+and the preprocessing, so a changed image, network or setting computes new features and an unchanged one reads
+them back without a forward pass. A cache is built in a temporary
 folder and renamed into place, so an interrupted build leaves nothing behind.
 """
 
@@ -47,6 +48,7 @@ class Embedding:
         table: the images, in feature order.
         source: the run or backbone that computed them.
         path: the cache folder.
+        config: the configuration the images were read and prepared with.
     """
 
     features: np.ndarray
