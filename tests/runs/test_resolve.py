@@ -77,3 +77,24 @@ def test_a_newly_registered_scheduler_is_accepted_without_touching_the_schema():
 def test_unresolved_auto_keys_need_the_data():
     with pytest.raises(ConfigError, match="needs the data"):
         resolve_config(load_config())
+
+
+@pytest.mark.parametrize(
+    ("parts", "keys", "epochs"),
+    [
+        (("pneumoniamnist", "pneumoniamnist.npz"), {}, 5),  # 4708 given training images
+        (("retinamnist", "retinamnist.npz"), {}, 23),  # 1080
+        (("retinamnist", "retinamnist.npz"), {"train_limit": 300}, 40),  # capped at the most epochs
+        (("pneumoniamnist", "pneumoniamnist.npz"), {"epochs": 3}, 3),  # given: kept
+        (("lc25000-lung",), {}, 40),  # 600 images, no split: 70% train
+        (("cxr3", "labels.csv"), {"label": "label", "group": "patient_id"}, 32),  # 1124 images, 788 train
+    ],
+)
+def test_epochs_scale_with_the_training_split(parts, keys, epochs):
+    config = load_config(data=str(shared_path(*parts)), **keys)
+    resolved = resolve_config(config, read_dataset_table(config, labelled=True)).config
+    assert resolved.epochs == epochs
+
+
+def test_segmenters_keep_twelve_epochs():
+    assert load_config(task="segment").epochs == 12 and load_config().epochs is None

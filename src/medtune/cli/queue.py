@@ -221,7 +221,7 @@ def status_command(study: StudyOption = None, storage: StorageOption = None) -> 
         swept = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
         values = {**(attrs.get("config") or {}), **swept}
         keys = list(swept) or [k for k in values if k != "data"]
-        epochs = values.get("epochs", 12)
+        epochs = values.get("epochs") or "auto"
         steps = trial.intermediate_values
         best = trial.value if trial.value is not None else (max(steps.values()) if steps else None)
         note = attrs.get("error", "").strip().splitlines()[-1:] if state in ("failed", "pruned", "cancelled") else []

@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from medtune.config.values import MONITORS, parse_window
 
-#: What ``task=segment`` changes when the key is not given: the loss, the checkpoint metric, and the mask kept as the
-#: target channel of the image store (`medtune.data.masks`).
-SEGMENT_DEFAULTS = {"loss": "dice+bce", "monitor": "val_dice", "mask": "channel"}
+#: What ``task=segment`` changes when the key is not given: the loss, the checkpoint metric, the mask kept as the
+#: target channel of the image store (`medtune.data.masks`), and a fixed number of epochs.
+SEGMENT_DEFAULTS = {"loss": "dice+bce", "monitor": "val_dice", "mask": "channel", "epochs": 12}
 
 
 def _comma_list(value: object) -> object:
@@ -109,7 +109,13 @@ class Config(BaseModel):
     backbone_lr_scale: float = Field(
         0.1, gt=0.0, le=1.0, description="gradual: backbone learning rate = lr x this (finetune uses lr)"
     )
-    epochs: int = Field(12, ge=1, le=10_000, description="passes over the training split")
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description="passes over the training split (default: scaled to its size, about "
+        "25,000 images seen, 4 to 40 epochs; segmenters 12)",
+    )
     batch_size: int = Field(32, ge=1, le=65_536, description="images per training step")
     lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak learning rate")
     optimizer: str = Field("adamw", description="a registered optimizer: sgd, adam, adamw, adamax, adagrad...")
@@ -150,6 +156,11 @@ class Config(BaseModel):
     brightness: float | None = Field(None, ge=0.0, le=1.0, description="brightness jitter (0.1 = +-10%)")
     contrast: float | None = Field(None, ge=0.0, le=1.0, description="contrast jitter (0.1 = +-10%)")
     monitor: str = Field("val_auc", description="validation metric for the best checkpoint and early stopping")
+    keep: Literal["auto", "best", "last"] = Field(
+        "auto",
+        description="weights to keep: best (validation), last, or auto (the last epoch unless the best one wins "
+        "95% of paired bootstrap resamples of the validation images, or early stopping ended training)",
+    )
     patience: int = Field(6, ge=0, description="early stopping: epochs without improvement (0 = never stop)")
     limit: int | None = Field(None, ge=1, description="keep at most this many images per split (quick trials)")
     train_limit: int | None = Field(

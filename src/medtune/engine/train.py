@@ -23,6 +23,7 @@ import torch
 from medtune._version import __version__
 from medtune.config import Config, monitor_mode
 from medtune.data.table import Table
+from medtune.engine.keep import keep_checkpoint
 from medtune.errors import DataError
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
 from medtune.runs.run import history_columns
@@ -153,6 +154,7 @@ def fit(
             raise SystemExit(0)  # a process Lightning started for distributed training: the first one evaluates
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+    keep_checkpoint(model, dataset, run)
     model.load_state_dict(network_state(torch.load(best, map_location="cpu", weights_only=True)))
     return model.eval()
 

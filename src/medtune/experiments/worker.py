@@ -324,7 +324,11 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
 
     history = read_history(run.history_file)
     column = history[monitor].astype(float)
-    best_row = history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
+    kept = run.kept_epoch
+    if kept is not None and (history["epoch"] == kept).any():
+        best_row = history[history["epoch"] == kept].iloc[0]
+    else:
+        best_row = history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
     metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
     intervals = metrics.get("intervals", {})
 

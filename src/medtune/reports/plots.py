@@ -59,7 +59,7 @@ def plot_history(
         histories: run name to its ``history.csv`` frame.
         metric: the name without prefix: ``loss``, ``acc``, ``balanced_acc``, ``f1`` or ``auc``.
         title: the plot title.
-        best_epoch: marks the epoch of the best checkpoint (single-run reports).
+        best_epoch: marks the epoch whose weights the run kept (single-run reports).
 
     Epochs are numbered from 1, as the training log prints them (``history.csv`` counts from 0).
     """
@@ -73,9 +73,7 @@ def plot_history(
                 axes.plot(history["epoch"] + 1, history[column], color=colour, marker="o", markersize=3,
                           label=f"{label}{split}", **style)  # fmt: skip
     if best_epoch is not None:
-        axes.axvline(
-            best_epoch, color="grey", linewidth=1, linestyle=":", label=f"best checkpoint (epoch {best_epoch})"
-        )
+        axes.axvline(best_epoch, color="grey", linewidth=1, linestyle=":", label=f"kept weights (epoch {best_epoch})")
     axes.set(xlabel="epoch", ylabel=metric.replace("_", " "), title=title)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)

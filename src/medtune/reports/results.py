@@ -64,7 +64,10 @@ class RunResults:
 
     @property
     def best_epoch(self) -> int | None:
-        """The epoch (from 1) whose validation score chose the best checkpoint, or None without history."""
+        """The epoch (from 1) whose weights the run kept (``kept.json``; older runs: the best validation score), or
+        None without history."""
+        if self.run.kept_epoch is not None:
+            return self.run.kept_epoch + 1
         monitor = self.config.get("monitor", "val_auc")
         values = self.history.get(monitor)
         if values is None or values.dropna().empty:

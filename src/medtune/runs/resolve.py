@@ -26,6 +26,9 @@ from medtune.models import Preprocessing, resolve_preprocessing
 
 #: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
 MIN_AUTO_SIZE = 64
+#: ``epochs`` unset: train until about this many training images have been seen, in `AUTO_EPOCHS` epochs.
+AUTO_IMAGES_SEEN = 25_000
+AUTO_EPOCHS = (4, 40)
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ def resolve_config(config: Config, table: Table | None = None) -> Resolved:
         interpolation = "bicubic"
     values = config.model_dump()
     values.update(channels=channels, image_size=size, interpolation=interpolation)
+    if config.epochs is None and table is not None:
+        values["epochs"] = auto_epochs(training_images(config, table))
     if config.data:
         values["data"] = str(Path(config.data).expanduser().resolve())
     if config.masks:
@@ -175,3 +180,29 @@ def auto_size(table: Table, backbone_size: int, sample: int = 32) -> int:
         return backbone_size
     native = math.ceil(float(np.median(sides)) / 32) * 32
     return int(min(backbone_size, max(MIN_AUTO_SIZE, native)))
+
+
+def training_images(config: Config, table: Table) -> int:
+    """How many images the train split will hold, as `medtune.data.split.assign_splits` will cut it: the given
+    train rows (less the validation share when no val is given) or the share left by ``val_fraction`` and
+    ``test_fraction``, capped by ``train_limit`` and ``limit``."""
+    frame = table.frame
+    if table.has_splits:
+        train = int((frame["split"] == "train").sum())
+        if not (frame["split"] == "val").any() or not (frame["split"] == "test").any():
+            train = round(train * (1.0 - config.val_fraction))
+    else:
+        train = round(len(frame) * (1.0 - config.val_fraction - config.test_fraction))
+    caps = [cap for cap in (config.train_limit, config.limit) if cap]
+    return max(1, min([train, *caps]))
+
+
+def auto_epochs(train_images: int) -> int:
+    """The number of epochs when ``epochs`` is unset: enough to see `AUTO_IMAGES_SEEN` training images, within
+    `AUTO_EPOCHS`. Large sets get few passes, small ones many (a schedule in steps, not in epochs).
+
+    >>> auto_epochs(4708), auto_epochs(1080), auto_epochs(300)
+    (5, 23, 40)
+    """
+    low, high = AUTO_EPOCHS
+    return int(min(high, max(low, round(AUTO_IMAGES_SEEN / max(1, train_images)))))

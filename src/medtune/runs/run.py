@@ -3,7 +3,9 @@
     runs/<name>/config.yaml        resolved configuration
     runs/<name>/split.csv          which image went to which split
     runs/<name>/history.csv        one row per epoch
-    runs/<name>/checkpoints/       best.ckpt and last.ckpt, each embedding config, classes, preprocessing, version
+    runs/<name>/checkpoints/       best.ckpt (the kept epoch) and last.ckpt, each embedding config, classes,
+                                   preprocessing, version
+    runs/<name>/kept.json          which epoch best.ckpt holds and why (best validation score, or the last epoch)
     runs/<name>/metrics.json       final evaluation with confidence intervals (present once the run finished)
     runs/<name>/predictions.csv    test-split predictions with probabilities
     runs/<name>/thresholds.json    multi-label: the threshold of each label, chosen on the validation split
@@ -89,6 +91,19 @@ class Run:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.ckpt"
+
+    @property
+    def kept_file(self) -> Path:
+        """Which epoch's weights ``best.ckpt`` holds and why (`medtune.engine.keep`)."""
+        return self.path / "kept.json"
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch (from 0) whose weights the run kept, or None when ``kept.json`` is absent (older runs, and
+        segmenters and multi-label runs, which keep the best validation epoch)."""
+        if not self.kept_file.is_file():
+            return None
+        return int(json.loads(self.kept_file.read_text(encoding="utf-8"))["epoch"])
 
     @property
     def metrics_file(self) -> Path:

@@ -1,0 +1,94 @@
+"""Choose a recipe by validation scores only: each recipe on each MedMNIST file and subset, side by side.
+
+    python benchmarks/recipes.py -r "epochs=12" -r "epochs=6" [--data pneumoniamnist,retinamnist]
+        [--limits all,300] [--seeds 0] [--jsonl results.jsonl]
+
+For each recipe (a set of KEY=VALUE settings added to the defaults), data file and training-set size
+(``train_limit=``; validation whole), runs ``medtune train`` in a subprocess and reads the run's ``history.csv``:
+the validation AUC, accuracy and loss of the epoch the run kept (``kept.json``; else the best ``val_auc``), the
+number of epochs and the wall time. The test split is scored by every run (``metrics.json``) but this script
+never reads it: recipes are compared on validation, and the test numbers are read once, for the chosen recipe,
+by ``benchmarks/medmnist.py``. ``--jsonl`` appends one JSON line per run for later tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table as RichTable
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def kept_epoch(history: pd.DataFrame, monitor: str = "val_auc") -> pd.Series:
+    """The row of the epoch whose checkpoint the run kept: the best monitored value, the first of equal ones
+    (Lightning's ModelCheckpoint replaces its best only on a strict improvement)."""
+    best = history[monitor].max()
+    return history[history[monitor] == best].iloc[0]
+
+
+def run_recipe(data: Path, keys: list[str], out: Path) -> dict:
+    """``medtune train DATA KEYS`` in a subprocess; validation scores of the kept epoch, epochs and wall time."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "medtune", "train", str(data), *keys, "report=false", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"medtune train {data} {' '.join(keys)} failed:\n{done.stderr[-3000:]}")
+    wall = time.perf_counter() - started
+    history = pd.read_csv(out / "history.csv")
+    kept = out / "kept.json"
+    row = history.iloc[json.loads(kept.read_text())["epoch"]] if kept.is_file() else kept_epoch(history)
+    return {"wall": round(wall, 1), "epochs": len(history), "kept": int(row["epoch"]),
+            "val_auc": float(row["val_auc"]), "val_acc": float(row["val_acc"]), "val_loss": float(row["val_loss"]),
+            "train_seconds": round(float(history["seconds"].sum()), 1)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-r", "--recipe", action="append", default=[], help='KEY=VALUE settings, e.g. "epochs=6"')
+    parser.add_argument("--data", default="pneumoniamnist,retinamnist", help="MedMNIST names under ../shared/data")
+    parser.add_argument("--limits", default="all,300", help="training set sizes: all, or a train_limit")
+    parser.add_argument("--seeds", default="0", help="seeds, comma-separated (scores are averaged)")
+    parser.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per run here")
+    args = parser.parse_args()
+    recipes = args.recipe or [""]
+    table = RichTable(title="Validation scores of the kept epoch (test never read)", title_justify="left")
+    for column in ("data", "train images", "recipe", "epochs (kept)", "wall s", "val AUC", "val acc", "val loss"):
+        table.add_column(column, justify="left" if column in ("data", "recipe") else "right")
+    with tempfile.TemporaryDirectory(prefix="medtune-recipes-") as tmp:
+        for name in args.data.split(","):
+            data = DATA / name / f"{name}.npz"
+            if not data.is_file():
+                raise SystemExit(f"{data} is absent: the benchmark needs ../shared/data beside the repository")
+            for limit in args.limits.split(","):
+                for recipe in recipes:
+                    found = []
+                    for seed in args.seeds.split(","):
+                        keys = [*recipe.split(), f"seed={seed}", *([] if limit == "all" else [f"train_limit={limit}"])]
+                        out = Path(tmp) / f"{name}-{limit}-{len(found)}-{abs(hash(recipe))}"
+                        found.append(run_recipe(data, keys, out))
+                        if args.jsonl:
+                            with args.jsonl.open("a") as handle:
+                                record = {"data": name, "limit": limit, "recipe": recipe, "seed": seed, **found[-1]}
+                                handle.write(json.dumps(record) + "\n")
+                    mean = {k: statistics.fmean(f[k] for f in found) for k in found[0]}
+                    table.add_row(name, limit, recipe or "defaults", f"{mean['epochs']:.0f} ({mean['kept']:.0f})",
+                                  f"{mean['wall']:.0f}", f"{mean['val_auc']:.3f}", f"{mean['val_acc']:.3f}",
+                                  f"{mean['val_loss']:.3f}")  # fmt: skip
+    Console(width=150).print(table)
+
+
+if __name__ == "__main__":
+    main()
