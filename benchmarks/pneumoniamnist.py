@@ -1,14 +1,17 @@
-"""The README's main job, end to end, beside the published PneumoniaMNIST numbers and a plain training loop.
+"""Time to accuracy on the README's main job: today's default, the previous one and a notebook loop, in one run.
 
-    python benchmarks/pneumoniamnist.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--skip-train]
+    python benchmarks/pneumoniamnist.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--seed-epochs 4]
 
-1. Runs ``medtune train DATA`` with the default configuration in a fresh run directory (a subprocess, timed from
-   start to finish: reading, store build, training, test evaluation) and reads its ``metrics.json``.
-2. Prints test AUC and accuracy beside MedMNIST v2's published test numbers (Yang et al. 2023, Table 3).
-3. Measures training throughput in this process, side by side, with the same network, optimizer, batch size and
-   working size: medtune's loop (image store, uint8 batches, per-image augmentation, channels-last, Lightning)
-   against the notebooks' loop (PNG files decoded and transformed by PIL every epoch, ``ToTensor`` and
-   ``Normalize``, default memory layout, a DataLoader with 2 workers, a plain PyTorch loop).
+1. Runs ``medtune train DATA`` with the default configuration, and with the previous default (12 epochs, the
+   best validation epoch kept: ``epochs=12 keep=best``), each in a fresh run directory (a subprocess, timed from
+   start to finish: reading, store build, training, test evaluation), and reads their ``history.csv`` and
+   ``metrics.json``.
+2. Runs a seed-style loop (the notebooks' way: PNG files decoded and transformed by PIL every epoch,
+   ``ToTensor`` and ``Normalize``, default memory layout, a DataLoader with 2 workers, AdamW at a constant
+   learning rate) on the same network and working size, scoring the validation split after every epoch.
+3. Prints validation AUC and accuracy against cumulative training time per epoch for all three, then the whole
+   wall time and the test AUC and accuracy with intervals of the two medtune recipes (read once, after the
+   recipes were chosen on validation: `benchmarks/recipes.py`) beside MedMNIST v2's published numbers.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import yaml
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -44,15 +49,13 @@ PUBLISHED = {
 }
 
 
-def run_default_training(data: Path, out: Path) -> tuple[float, dict, list[dict]]:
-    """``medtune train DATA --out OUT`` with every default; returns wall seconds, metrics and history rows."""
+def run_training(data: Path, keys: list[str], out: Path) -> tuple[float, dict, pd.DataFrame]:
+    """``medtune train DATA KEYS --out OUT``; returns wall seconds, the test metrics and the history."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "medtune", "train", str(data), "--out", str(out)], check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-m", "medtune", "train", str(data), *keys, "report=false", "--out", str(out)],
+                   check=True, cwd=REPO, capture_output=True)  # fmt: skip
     seconds = time.perf_counter() - start
-    metrics = json.loads((out / "metrics.json").read_text())
-    import pandas as pd
-
-    return seconds, metrics, pd.read_csv(out / "history.csv").to_dict("records")
+    return seconds, json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "history.csv")
 
 
 class PngDataset(Dataset):
@@ -78,72 +81,106 @@ class PngDataset(Dataset):
             return self.transform(image.convert("L")), int(self.targets[i])
 
 
-def plain_loop_throughput(data: Path, size: int, batch_size: int, steps: int) -> float:
-    """Training images per second of the notebooks' loop over PNG files (first batch excluded)."""
+def _write_pngs(images: np.ndarray, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.png" for i in range(len(images))]
+    for path, image in zip(paths, images, strict=True):
+        Image.fromarray(image).save(path)
+    return paths
+
+
+def seed_loop(data: Path, size: int, batch_size: int, epochs: int) -> pd.DataFrame:
+    """The notebooks' loop over PNG files: per epoch, cumulative training seconds and validation AUC and accuracy."""
+    from sklearn.metrics import roc_auc_score
+
     from medtune.models import create_classifier, resolve_preprocessing
 
     arrays = np.load(data)
-    images, targets = arrays["train_images"][: batch_size * (steps + 1)], arrays["train_labels"].reshape(-1)
+    prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
+    mean, std = prep.mean[0], prep.std[0]
+    val_transform = transforms.Compose([
+        transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+        transforms.ToTensor(), transforms.Normalize([mean], [std]),
+    ])  # fmt: skip
+    torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = []
-        for i, image in enumerate(images):
-            paths.append(Path(tmp) / f"{i:05d}.png")
-            Image.fromarray(image).save(paths[-1])
-        prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
-        dataset = PngDataset(paths, targets, size, prep.mean[0], prep.std[0])
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
+        train_set = PngDataset(_write_pngs(arrays["train_images"], Path(tmp) / "train"),
+                               arrays["train_labels"].reshape(-1), size, mean, std)  # fmt: skip
+        val_images = [val_transform(Image.fromarray(image)) for image in arrays["val_images"]]
+        val_x, val_y = torch.stack(val_images), arrays["val_labels"].reshape(-1)
+        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
         model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1)
         optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
         loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-        model.train()
-        start, seen = None, 0
-        for step, (x, y) in enumerate(loader):
-            if step == 1:
-                start, seen = time.perf_counter(), 0
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen += len(x)
-        return seen / (time.perf_counter() - start)
+        rows, elapsed = [], 0.0
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            model.train()
+            for x, y in loader:
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                probs = torch.cat([model(val_x[i : i + 256]).softmax(1) for i in range(0, len(val_x), 256)]).numpy()
+            elapsed += time.perf_counter() - start
+            rows.append({"epoch": epoch, "seconds": elapsed, "val_auc": roc_auc_score(val_y, probs[:, 1]),
+                         "val_acc": float((probs.argmax(1) == val_y).mean())})  # fmt: skip
+        return pd.DataFrame(rows)
+
+
+#: The recipes compared: today's defaults and the previous default (before issue 18).
+RECIPES = {"medtune default": [], "previous default (epochs=12 keep=best)": ["epochs=12", "keep=best"]}
+
+
+def _interval(metrics: dict, key: str, value: float) -> str:
+    low, high = metrics["intervals"][key]
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--out", type=Path, default=None, help="run directory (default: a temporary folder)")
-    parser.add_argument("--plain-steps", type=int, default=40, help="batches timed in the plain loop")
+    parser.add_argument("--seed-epochs", type=int, default=4, help="epochs of the seed-style loop")
     args = parser.parse_args()
     if not args.data.is_file():
         sys.exit(f"{args.data} is absent: put ../shared/data beside the repository, or pass --data FILE")
-    console = Console(width=120)
+    console = Console(width=140)
+    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp) / "run"
-        seconds, metrics, history = run_default_training(args.data, out)
-        config = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())))
-    train_images = 4708
-    epoch_seconds = [row["seconds"] for row in history]
-    ours = train_images / float(np.median(epoch_seconds))
-    plain = plain_loop_throughput(args.data, config["image_size"], config["batch_size"], args.plain_steps)
-
-    auc, acc = metrics["macro"]["auc"], metrics["accuracy"]
-    (auc_lo, auc_hi), (acc_lo, acc_hi) = metrics["intervals"]["auc"], metrics["intervals"]["accuracy"]
+        for i, (name, keys) in enumerate(RECIPES.items()):
+            runs[name] = run_training(args.data, keys, Path(tmp) / f"run{i}")
+            config = yaml.safe_load((Path(tmp) / f"run{i}" / "config.yaml").read_text())
+            kept = json.loads((Path(tmp) / f"run{i}" / "kept.json").read_text())["epoch"]
+            runs[name] = (*runs[name], kept, config)
+    size, batch = runs["medtune default"][4]["image_size"], runs["medtune default"][4]["batch_size"]
+    seed = seed_loop(args.data, size, batch, args.seed_epochs)
+    curves = RichTable(title="Validation AUC and accuracy against cumulative training seconds (train + validation "
+                       "per epoch; * the kept epoch)", title_justify="left")  # fmt: skip
+    for column in ("loop", "epoch", "seconds", "val AUC", "val acc"):
+        curves.add_column(column, justify="left" if column == "loop" else "right")
+    for name, (_, _, history, kept, _) in runs.items():
+        for row, elapsed in zip(history.to_dict("records"), history["seconds"].cumsum(), strict=True):
+            mark = "*" if row["epoch"] == kept else ""
+            curves.add_row(name, f"{row['epoch'] + 1}{mark}", f"{elapsed:.0f}", f"{row['val_auc']:.4f}",
+                           f"{row['val_acc']:.3f}")  # fmt: skip
+    for row in seed.to_dict("records"):
+        curves.add_row("seed-style loop (PNG + PIL, NCHW)", str(row["epoch"] + 1), f"{row['seconds']:.0f}",
+                       f"{row['val_auc']:.4f}", f"{row['val_acc']:.3f}")  # fmt: skip
+    console.print(curves)
     table = RichTable(title=f"PneumoniaMNIST test split (624 images), {os.cpu_count()} CPU cores", title_justify="left")
-    for column in ("model", "test AUC", "test accuracy", "wall time"):
+    for column in ("model", "epochs", "wall time", "time ratio", "test AUC [95% CI]", "test accuracy [95% CI]"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    name = f"medtune defaults ({config['backbone']}, {config['image_size']} px, {len(history)} epochs)"
-    table.add_row(name, f"{auc:.3f} [{auc_lo:.3f}, {auc_hi:.3f}]", f"{acc:.3f} [{acc_lo:.3f}, {acc_hi:.3f}]",
-                  f"{seconds:.0f} s")  # fmt: skip
+    previous = runs["previous default (epochs=12 keep=best)"][0]
+    for name, (seconds, metrics, history, _, config) in runs.items():
+        table.add_row(f"{name} ({config['backbone']}, {config['image_size']} px)", str(len(history)),
+                      f"{seconds:.0f} s", f"{seconds / previous:.2f}x",
+                      _interval(metrics, "auc", metrics["macro"]["auc"]),
+                      _interval(metrics, "accuracy", metrics["accuracy"]))  # fmt: skip
     for model, (p_auc, p_acc) in PUBLISHED.items():
-        table.add_row(f"MedMNIST v2: {model}", f"{p_auc:.3f}", f"{p_acc:.3f}", "")
+        table.add_row(f"MedMNIST v2: {model}", "", "", "", f"{p_auc:.3f}", f"{p_acc:.3f}")
     console.print(table)
-    speed = RichTable(title="Training throughput, same network and batch size (images/s)", title_justify="left")
-    for column in ("loop", "images/s", "ratio"):
-        speed.add_column(column, justify="left" if column == "loop" else "right")
-    speed.add_row("plain loop: PNG + PIL transforms every epoch, NCHW, 2 workers", f"{plain:.0f}", "1.00x")
-    speed.add_row("medtune: image store, uint8 batches, channels-last (epoch incl. validation)", f"{ours:.0f}",
-                  f"{ours / plain:.2f}x")  # fmt: skip
-    console.print(speed)
 
 
 if __name__ == "__main__":

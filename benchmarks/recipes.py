@@ -8,7 +8,9 @@ For each recipe (a set of KEY=VALUE settings added to the defaults), data file a
 the validation AUC, accuracy and loss of the epoch the run kept (``kept.json``; else the best ``val_auc``), the
 number of epochs and the wall time. The test split is scored by every run (``metrics.json``) but this script
 never reads it: recipes are compared on validation, and the test numbers are read once, for the chosen recipe,
-by ``benchmarks/medmnist.py``. ``--jsonl`` appends one JSON line per run for later tables.
+by ``benchmarks/medmnist.py``. ``--tta`` also scores the kept weights on the validation split without and with
+horizontal-flip test-time augmentation (``medtune evaluate --split val``). ``--jsonl`` appends one JSON line per
+run for later tables.
 """
 
 from __future__ import annotations
@@ -37,7 +39,31 @@ def kept_epoch(history: pd.DataFrame, monitor: str = "val_auc") -> pd.Series:
     return history[history[monitor] == best].iloc[0]
 
 
-def run_recipe(data: Path, keys: list[str], out: Path) -> dict:
+def val_scores(out: Path, tta: bool) -> tuple[float, float]:
+    """``medtune evaluate OUT --split val [--tta]``: validation AUC and accuracy of the kept weights."""
+    folder = out / ("val-tta" if tta else "val")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medtune",
+            "evaluate",
+            str(out),
+            "--split",
+            "val",
+            "--tta" if tta else "--no-tta",
+            "--out",
+            str(folder),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return metrics["macro"]["auc"], metrics["accuracy"]
+
+
+def run_recipe(data: Path, keys: list[str], out: Path, tta: bool = False) -> dict:
     """``medtune train DATA KEYS`` in a subprocess; validation scores of the kept epoch, epochs and wall time."""
     started = time.perf_counter()
     done = subprocess.run(
@@ -50,9 +76,17 @@ def run_recipe(data: Path, keys: list[str], out: Path) -> dict:
     history = pd.read_csv(out / "history.csv")
     kept = out / "kept.json"
     row = history.iloc[json.loads(kept.read_text())["epoch"]] if kept.is_file() else kept_epoch(history)
-    return {"wall": round(wall, 1), "epochs": len(history), "kept": int(row["epoch"]),
+    found = {"wall": round(wall, 1), "epochs": len(history), "kept": int(row["epoch"]),
             "val_auc": float(row["val_auc"]), "val_acc": float(row["val_acc"]), "val_loss": float(row["val_loss"]),
             "train_seconds": round(float(history["seconds"].sum()), 1)}  # fmt: skip
+    if tta:
+        found["eval_auc"], found["eval_acc"] = val_scores(out, False)
+        found["tta_auc"], found["tta_acc"] = val_scores(out, True)
+    return found
+
+
+def _tta_cells(mean: dict) -> list[str]:
+    return [f"{mean['eval_auc']:.3f} / {mean['eval_acc']:.3f}", f"{mean['tta_auc']:.3f} / {mean['tta_acc']:.3f}"]
 
 
 def main() -> None:
@@ -61,13 +95,17 @@ def main() -> None:
     parser.add_argument("--data", default="pneumoniamnist,retinamnist", help="MedMNIST names under ../shared/data")
     parser.add_argument("--limits", default="all,300", help="training set sizes: all, or a train_limit")
     parser.add_argument("--seeds", default="0", help="seeds, comma-separated (scores are averaged)")
+    parser.add_argument("--tta", action="store_true", help="also score the kept weights on val with and without TTA")
+    parser.add_argument("--runs", type=Path, default=None, help="keep the run directories here (default: removed)")
     parser.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per run here")
     args = parser.parse_args()
     recipes = args.recipe or [""]
     table = RichTable(title="Validation scores of the kept epoch (test never read)", title_justify="left")
-    for column in ("data", "train images", "recipe", "epochs (kept)", "wall s", "val AUC", "val acc", "val loss"):
+    columns = ["data", "train images", "recipe", "epochs (kept)", "wall s", "val AUC", "val acc", "val loss"]
+    for column in columns + (["val AUC / acc", "with TTA"] if args.tta else []):
         table.add_column(column, justify="left" if column in ("data", "recipe") else "right")
-    with tempfile.TemporaryDirectory(prefix="medtune-recipes-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="medtune-recipes-") as scratch:
+        tmp = args.runs or scratch
         for name in args.data.split(","):
             data = DATA / name / f"{name}.npz"
             if not data.is_file():
@@ -77,8 +115,9 @@ def main() -> None:
                     found = []
                     for seed in args.seeds.split(","):
                         keys = [*recipe.split(), f"seed={seed}", *([] if limit == "all" else [f"train_limit={limit}"])]
-                        out = Path(tmp) / f"{name}-{limit}-{len(found)}-{abs(hash(recipe))}"
-                        found.append(run_recipe(data, keys, out))
+                        slug = "_".join(recipe.split()).replace("=", "-") or "defaults"
+                        out = Path(tmp) / f"{name}-{limit}-{slug}-seed{seed}"
+                        found.append(run_recipe(data, keys, out, args.tta))
                         if args.jsonl:
                             with args.jsonl.open("a") as handle:
                                 record = {"data": name, "limit": limit, "recipe": recipe, "seed": seed, **found[-1]}
@@ -86,7 +125,8 @@ def main() -> None:
                     mean = {k: statistics.fmean(f[k] for f in found) for k in found[0]}
                     table.add_row(name, limit, recipe or "defaults", f"{mean['epochs']:.0f} ({mean['kept']:.0f})",
                                   f"{mean['wall']:.0f}", f"{mean['val_auc']:.3f}", f"{mean['val_acc']:.3f}",
-                                  f"{mean['val_loss']:.3f}")  # fmt: skip
+                                  f"{mean['val_loss']:.3f}",
+                                  *(_tta_cells(mean) if args.tta else []))  # fmt: skip
     Console(width=150).print(table)
 
 

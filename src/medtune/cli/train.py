@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +39,8 @@ def train_command(
         Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<data>-<backbone>).")
     ] = None,
 ) -> None:
-    """Train a classifier, keep its best and last checkpoints, and evaluate it on the test split.
+    """Train a classifier, keep its checkpoints (the last epoch, or the best one when validation clearly says
+    so), and evaluate it on the test split.
 
     Running the same command again resumes an interrupted run; a finished run is never overwritten.
     """
@@ -54,8 +57,11 @@ def print_training_result(result: Any) -> None:
     verb = "resumed and finished" if result.resumed else "finished"
     split = ", ".join(result.metrics.get("split", [])) or "test"
     console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
-    render_metrics(result.metrics, f"Best checkpoint on the {split} split")
     run = result.run
+    kept = json.loads(run.kept_file.read_text(encoding="utf-8")) if run.kept_file.is_file() else None
+    if kept:
+        console.print(f"kept the weights of epoch {kept['epoch'] + 1}: {kept['reason']}", highlight=False)
+    render_metrics(result.metrics, f"{'Kept' if kept else 'Best'} checkpoint on the {split} split")
     files = (run.predictions_file.name, run.history_file.name, run.best_checkpoint.relative_to(run.path).as_posix())
     console.print(f"files: {run.metrics_file}, {', '.join(files)}", highlight=False)
     if result.report:
