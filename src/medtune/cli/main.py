@@ -12,6 +12,7 @@ from medtune.cli.audit import audit_command
 from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
 from medtune.cli.embed import embed_command
+from medtune.cli.ensemble import ensemble_command
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
 from medtune.cli.export import export_command
@@ -46,6 +47,7 @@ app.add_typer(queue_app, name="queue")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
+app.command("ensemble")(ensemble_command)
 app.command("embed")(embed_command)
 app.command("probe")(probe_command)
 app.command("index")(index_command)

@@ -86,7 +86,7 @@ def explain(
     trained = load_trained(run)
     config: Config = trained.config
     target_index = _target_index(target, trained.classes)
-    layer_name, _ = find_target_layer(trained.model.backbone, layer, config.image_size)
+    layer_name, _ = find_target_layer(trained.cam_network.backbone, layer, config.image_size)
     mask_dir = check_mask_folder(masks)
     paths = collect_inputs(inputs)
     out = Path(out)
@@ -110,7 +110,7 @@ def explain(
                 probs = predict_batches(model, [images])
                 targets = probs.argmax(axis=1) if target_index is None else np.full(len(images), target_index)
                 heat = compute_cams(
-                    trained.model, trained.preprocessing, images, targets, method, layer_name, batch_size
+                    trained.cam_network, trained.preprocessing, images, targets, method, layer_name, batch_size
                 )
                 for j, i in enumerate(indices):
                     row = {"file": paths[i], "method": method, "layer": layer_name}

@@ -72,7 +72,7 @@ def predicted_class_cams(
     images = load_prepared(Config(**results.config), rows["id"].tolist(), results.run)
     targets = [trained.classes.index(p) for p in rows["predicted"]]
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-    return images, compute_cams(trained.model, trained.preprocessing, batch, targets, method, layer)
+    return images, compute_cams(trained.cam_network, trained.preprocessing, batch, targets, method, layer)
 
 
 def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str, layer: str | None) -> list[Tile]:

@@ -114,4 +114,6 @@ def read_results(path: str | os.PathLike) -> RunResults:
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, dtype={"id": str, "label": str, "group": str}) if path.is_file() else None
+    return (
+        pd.read_csv(path, dtype={"id": str, "label": str, "predicted": str, "group": str}) if path.is_file() else None
+    )

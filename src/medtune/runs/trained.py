@@ -15,6 +15,7 @@ import torch
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
+from medtune.models.ensemble import EnsembleClassifier
 from medtune.models.inference import InferenceModel, SegmenterInference
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
@@ -25,7 +26,7 @@ class TrainedModel:
     """A trained network ready for inference, with what it needs to be fed.
 
     Attributes:
-        model: the `Classifier` in eval mode (on the CPU).
+        model: the `Classifier` in eval mode (on the CPU), or an `EnsembleClassifier` of several.
         classes: class names in output order.
         preprocessing: the backbone's normalisation.
         config: the run's configuration.
@@ -34,7 +35,7 @@ class TrainedModel:
         thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
     """
 
-    model: Classifier
+    model: Classifier | EnsembleClassifier
     classes: tuple[str, ...]
     preprocessing: Preprocessing
     config: Config
@@ -46,6 +47,11 @@ class TrainedModel:
     def resolved(self) -> Resolved:
         """The run's resolved configuration with its preprocessing (the store spec new images are prepared in)."""
         return Resolved(self.config, self.preprocessing)
+
+    @property
+    def cam_network(self) -> Classifier:
+        """The network class activation maps are drawn from: the classifier, or an ensemble's first member."""
+        return self.model.first if isinstance(self.model, EnsembleClassifier) else self.model
 
     @property
     def in_chans(self) -> int:
@@ -77,10 +83,20 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     """
     run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
     meta, config = _checkpoint_meta(checkpoint, path, "classify")
-    model = create_classifier(
-        config.backbone, len(meta["classes"]), meta["in_chans"], config.head, config.dropout, pretrained=False,
-        image_size=config.image_size,
-    )  # fmt: skip
+    members = [Config(**member["config"]) for member in meta.get("ensemble") or []]
+    networks = [
+        create_classifier(
+            c.backbone,
+            len(meta["classes"]),
+            meta["in_chans"],
+            c.head,
+            c.dropout,
+            pretrained=False,
+            image_size=c.image_size,
+        )  # fmt: skip
+        for c in members or [config]
+    ]
+    model = EnsembleClassifier(networks, meta["in_chans"]) if members else networks[0]
     model.load_state_dict(network_state(checkpoint))
     classes = tuple(meta["classes"])
     multilabel = bool(meta.get("multilabel", False))

@@ -192,9 +192,11 @@ class Predictor:
         from medtune.explain import compute_cams, create_overlay, find_target_layer
 
         trained = self.model
-        layer, _ = find_target_layer(trained.model.backbone, None, self.spec.size)
+        layer, _ = find_target_layer(trained.cam_network.backbone, None, self.spec.size)
         with self._cam_lock:
-            heat = compute_cams(trained.model, trained.preprocessing, images, probs.argmax(axis=1), "gradcam", layer)
+            heat = compute_cams(
+                trained.cam_network, trained.preprocessing, images, probs.argmax(axis=1), "gradcam", layer
+            )
         urls = []
         for image, cam in zip(images, heat, strict=True):
             picture = image[: self.spec.channels].permute(1, 2, 0).numpy()
