@@ -84,18 +84,7 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
     meta, config = _checkpoint_meta(checkpoint, path, "classify")
     members = [Config(**member["config"]) for member in meta.get("ensemble") or []]
-    networks = [
-        create_classifier(
-            c.backbone,
-            len(meta["classes"]),
-            meta["in_chans"],
-            c.head,
-            c.dropout,
-            pretrained=False,
-            image_size=c.image_size,
-        )  # fmt: skip
-        for c in members or [config]
-    ]
+    networks = [_classifier(c, len(meta["classes"]), meta["in_chans"]) for c in members or [config]]
     model = EnsembleClassifier(networks, meta["in_chans"]) if members else networks[0]
     model.load_state_dict(network_state(checkpoint))
     classes = tuple(meta["classes"])
@@ -104,6 +93,12 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     return TrainedModel(
         model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
     )
+
+
+def _classifier(config: Config, num_classes: int, in_chans: int) -> Classifier:
+    """An untrained network of a run's configuration, to load its weights into."""
+    return create_classifier(config.backbone, num_classes, in_chans, config.head, config.dropout, pretrained=False,
+                             image_size=config.image_size)  # fmt: skip
 
 
 def _read_checkpoint(source: str | os.PathLike, which: str, command: str) -> tuple[Run, Path, dict[str, Any]]:
