@@ -9,7 +9,8 @@ the validation AUC, accuracy and loss of the epoch the run kept (``kept.json``; 
 number of epochs and the wall time. The test split is scored by every run (``metrics.json``) but this script
 never reads it: recipes are compared on validation, and the test numbers are read once, for the chosen recipe,
 by ``benchmarks/medmnist.py``. ``--tta`` also scores the kept weights on the validation split without and with
-horizontal-flip test-time augmentation (``medtune evaluate --split val``). ``--jsonl`` appends one JSON line per
+horizontal-flip test-time augmentation (``medtune evaluate --split val``), and with several seeds the averaged
+probabilities of the seeds' runs (what ``medtune ensemble`` makes of them). ``--jsonl`` appends one JSON line per
 run for later tables.
 """
 
@@ -85,6 +86,19 @@ def run_recipe(data: Path, keys: list[str], out: Path, tta: bool = False) -> dic
     return found
 
 
+def ensemble_scores(outs: list[Path]) -> tuple[float, float]:
+    """Validation AUC and accuracy of the runs' averaged probabilities (their ``val/predictions.csv``)."""
+    from medtune.metrics import compute_metrics
+
+    frames = [pd.read_csv(out / "val" / "predictions.csv", dtype={"label": str}) for out in outs]
+    columns = [c for c in frames[0].columns if c.startswith("prob_")]
+    classes = [c.removeprefix("prob_") for c in columns]
+    targets = frames[0]["label"].map({name: i for i, name in enumerate(classes)}).to_numpy()
+    probs = sum(frame[columns].to_numpy() for frame in frames) / len(frames)
+    metrics = compute_metrics(targets, probs, classes, n_bootstrap=0)
+    return metrics["macro"]["auc"], metrics["accuracy"]
+
+
 def _tta_cells(mean: dict) -> list[str]:
     return [f"{mean['eval_auc']:.3f} / {mean['eval_acc']:.3f}", f"{mean['tta_auc']:.3f} / {mean['tta_acc']:.3f}"]
 
@@ -112,17 +126,22 @@ def main() -> None:
                 raise SystemExit(f"{data} is absent: the benchmark needs ../shared/data beside the repository")
             for limit in args.limits.split(","):
                 for recipe in recipes:
-                    found = []
+                    found, outs = [], []
                     for seed in args.seeds.split(","):
                         keys = [*recipe.split(), f"seed={seed}", *([] if limit == "all" else [f"train_limit={limit}"])]
                         slug = "_".join(recipe.split()).replace("=", "-") or "defaults"
                         out = Path(tmp) / f"{name}-{limit}-{slug}-seed{seed}"
                         found.append(run_recipe(data, keys, out, args.tta))
+                        outs.append(out)
                         if args.jsonl:
                             with args.jsonl.open("a") as handle:
                                 record = {"data": name, "limit": limit, "recipe": recipe, "seed": seed, **found[-1]}
                                 handle.write(json.dumps(record) + "\n")
                     mean = {k: statistics.fmean(f[k] for f in found) for k in found[0]}
+                    if args.tta and len(found) > 1:
+                        auc, acc = ensemble_scores(outs)
+                        table.add_row(name, limit, f"{recipe or 'defaults'}: ensemble of the {len(found)} seeds", "",
+                                      "", "", "", "", f"{auc:.3f} / {acc:.3f}", "")  # fmt: skip
                     table.add_row(name, limit, recipe or "defaults", f"{mean['epochs']:.0f} ({mean['kept']:.0f})",
                                   f"{mean['wall']:.0f}", f"{mean['val_auc']:.3f}", f"{mean['val_acc']:.3f}",
                                   f"{mean['val_loss']:.3f}",
