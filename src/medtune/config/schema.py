@@ -114,7 +114,7 @@ class Config(BaseModel):
         ge=1,
         le=10_000,
         description="passes over the training split (default: scaled to its size, about "
-        "25,000 images seen, 4 to 40 epochs; segmenters 12)",
+        "25,000 images seen, 4 to 20 epochs; segmenters 12)",
     )
     batch_size: int = Field(32, ge=1, le=65_536, description="images per training step")
     lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak learning rate")

@@ -28,7 +28,7 @@ from medtune.models import Preprocessing, resolve_preprocessing
 MIN_AUTO_SIZE = 64
 #: ``epochs`` unset: train until about this many training images have been seen, in `AUTO_EPOCHS` epochs.
 AUTO_IMAGES_SEEN = 25_000
-AUTO_EPOCHS = (4, 40)
+AUTO_EPOCHS = (4, 20)
 
 
 @dataclass(frozen=True)
@@ -201,8 +201,8 @@ def auto_epochs(train_images: int) -> int:
     """The number of epochs when ``epochs`` is unset: enough to see `AUTO_IMAGES_SEEN` training images, within
     `AUTO_EPOCHS`. Large sets get few passes, small ones many (a schedule in steps, not in epochs).
 
-    >>> auto_epochs(4708), auto_epochs(1080), auto_epochs(300)
-    (5, 23, 40)
+    >>> auto_epochs(4708), auto_epochs(1080), auto_epochs(300), auto_epochs(50_000)
+    (5, 20, 20, 4)
     """
     low, high = AUTO_EPOCHS
     return int(min(high, max(low, round(AUTO_IMAGES_SEEN / max(1, train_images)))))
