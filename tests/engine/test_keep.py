@@ -74,3 +74,16 @@ def test_early_stopping_and_explicit_rules_keep_what_they_say(tmp_path):
     assert stopped["kept"] == "best" and "early stopping" in stopped["reason"] and "share_better" not in stopped
     assert _decide(run, keep="best")["kept"] == "best"
     assert _decide(run, keep="last")["epoch"] == 1
+
+
+def test_last_checkpoint_holds_the_last_epoch_even_when_an_earlier_one_was_best(tmp_path):
+    # Lightning 2.6 wrote last.ckpt only beside a new best checkpoint, so it held the best epoch: resuming repeated
+    # epochs and keep=auto compared the best epoch with itself. A high learning rate makes validation jump about
+    # (seed 0, one thread: the best epoch is the second of four here).
+    run = _run(tmp_path, limit=200, epochs=4, lr=0.05, threads=1, keep="best")
+    history = pd.read_csv(run.history_file)
+    last = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
+    best = torch.load(run.best_checkpoint, map_location="cpu", weights_only=True)
+    assert last["epoch"] == history["epoch"].iloc[-1] == 3
+    assert best["epoch"] == history.loc[history["val_auc"].idxmax(), "epoch"]
+    assert last["global_step"] == 4 * best["global_step"] // (best["epoch"] + 1)

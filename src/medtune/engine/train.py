@@ -272,12 +272,16 @@ def create_trainer(
 
     mode = monitor_mode(config.monitor)
     checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints, filename="best", monitor=config.monitor, mode=mode, save_top_k=1, save_last=True,
+        dirpath=run.checkpoints, filename="best", monitor=config.monitor, mode=mode, save_top_k=1, save_last=False,
         enable_version_counter=False, auto_insert_metric_name=False,
     )  # fmt: skip
+    # Lightning 2.6 writes save_last's last.ckpt only when a top-k checkpoint is saved at the same step, so with
+    # save_top_k=1 it held the best epoch, not the last: a second callback without a monitor writes it every epoch.
+    last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                           enable_version_counter=False, auto_insert_metric_name=False)  # fmt: skip
     interactive = progress and sys.stderr.isatty()
     history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config))
-    callbacks: list[Any] = [checkpoint, history]
+    callbacks: list[Any] = [checkpoint, last, history]
     if config.threads == 0 and not _on_gpu(config):
         callbacks.append(SharedCores(prefix=log_prefix))
     if config.patience > 0:
