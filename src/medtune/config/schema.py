@@ -39,6 +39,14 @@ class Config(BaseModel):
     reader: str = Field("auto", description="reader name (folder, table, npz...) or auto to detect")
     path: str | None = Field(None, description="CSV column with image paths (auto: path, image, file, filename...)")
     label: str | None = Field(None, description="CSV column with the label (auto: label, class, target...)")
+    label_from: Literal["folder", "name"] | None = Field(
+        None, description="name: the label is the file name's prefix before the first - or _ (ADI-AAQEFMRI.tif)"
+    )
+    label_pattern: str | None = Field(
+        None,
+        description="regular expression searched in each file's path with a group (?P<label>...) and optionally "
+        "(?P<group>...) (the slide or patient, for grouped splits)",
+    )
     labels: list[str] | None = Field(
         None, description="CSV 0/1 columns, one per class (multi-label); with label_sep: one delimited column"
     )
@@ -106,6 +114,18 @@ class Config(BaseModel):
         "finetune", description="train all layers, only the head (frozen backbone), or the head first then all"
     )
     freeze_epochs: int = Field(1, ge=0, description="gradual: epochs that train the head alone")
+    freeze: int | Literal["all"] = Field(
+        0,
+        description="freeze the stem and the first N stages of the backbone (timm's feature stages), batch-norm "
+        "statistics included; all: the whole backbone; 0: none",
+    )
+    lr_decay: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="layer-wise learning-rate decay: the last backbone stage learns at lr x this, each earlier "
+        "stage at this times the next one's rate (timm's layer decay); 1: off",
+    )
     backbone_lr_scale: float = Field(
         0.1, gt=0.0, le=1.0, description="gradual: backbone learning rate = lr x this (finetune uses lr)"
     )
@@ -218,6 +238,15 @@ class Config(BaseModel):
     @classmethod
     def _channels_int(cls, value: object) -> object:
         return int(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("freeze", mode="before")
+    @classmethod
+    def _freeze_stages(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError("freeze must be 0 or more stages, or all")
+        return value
 
     @field_validator("frame", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ class HistoryWriter(L.Callback):
     ) -> None:
         self.path = Path(path)
         self.columns = columns
+        self.metrics = tuple(c for c in columns if c.startswith(("train_", "val_")))
         self.echo = echo
         self.prefix = prefix
         self._started = 0.0
@@ -50,10 +51,13 @@ class HistoryWriter(L.Callback):
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
-        row.update({column: metrics.get(column, math.nan) for column in self.columns[1:-3]})
+        row.update({column: metrics.get(column, math.nan) for column in self.metrics})
         row["lr"] = self._lr  # at the start of the epoch (warm-up and schedules move it every step)
         frozen = getattr(pl_module, "backbone_frozen", None)
         row["backbone_frozen"] = bool(frozen(trainer.current_epoch)) if frozen else False
+        share = getattr(pl_module, "trainable_share", None)
+        if "trainable" in self.columns:
+            row["trainable"] = round(share(), 4) if share else math.nan
         row["seconds"] = round(time.perf_counter() - self._started, 3)
         history = read_history(self.path)
         history = history[history["epoch"] < trainer.current_epoch] if len(history) else history
@@ -61,7 +65,7 @@ class HistoryWriter(L.Callback):
             pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
         )
         if self.echo:
-            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs, self.columns[1:-3]))
+            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs, self.metrics))
 
     def _write(self, frame: pd.DataFrame) -> None:
         with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:

@@ -13,6 +13,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from medtune.config import Config
 from medtune.models import Classifier, Preprocessing
 from medtune.models.inference import Normalize, to_probabilities
+from medtune.models.stages import frozen_norm_layers, frozen_parameters
 from medtune.training.losses import create_loss
 from medtune.training.metrics import create_epoch_metrics
 from medtune.training.optim import create_optimizer, create_scheduler
@@ -41,6 +42,10 @@ class TransferModule(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_loss_mean, self.val_loss_mean = MeanMetric(), MeanMetric()
         self.train_metrics: MetricCollection | None = None
+        self._frozen: set[str] | None = None
+        self._frozen_norms: list[torch.nn.Module] | None = None
+        if config.freeze:
+            self.frozen_stages()  # a backbone without stages is refused before training starts
         self.val_metrics: MetricCollection | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -57,9 +62,24 @@ class TransferModule(L.LightningModule):
         strategy = self.config.strategy
         return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
 
+    def frozen_stages(self) -> set[str]:
+        """Names (in the pretrained part) of the parameters ``freeze=N`` holds fixed in every epoch."""
+        if self._frozen is None:
+            self._frozen = frozen_parameters(self.pretrained_part(), self.config.freeze, self.config.backbone)
+        return self._frozen
+
+    def trainable_share(self) -> float:
+        """The share of the network's parameters that learn in the current epoch."""
+        counts = [(p.numel(), p.requires_grad) for p in self.model.parameters()]
+        return sum(n for n, learns in counts if learns) / max(1, sum(n for n, _ in counts))
+
     def on_train_epoch_start(self) -> None:
         frozen = self.backbone_frozen(self.current_epoch)
-        self.pretrained_part().requires_grad_(not frozen)
+        part = self.pretrained_part()
+        part.requires_grad_(not frozen)
+        for name, param in part.named_parameters():
+            if name in self.frozen_stages():
+                param.requires_grad_(False)
         # Random draws (augmentation, dropout) depend on the seed and the epoch only, so a run resumed from a
         # checkpoint continues exactly as the uninterrupted run would have.
         torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)
@@ -68,6 +88,10 @@ class TransferModule(L.LightningModule):
         part = self.pretrained_part()
         if self.backbone_frozen(self.current_epoch) and part.training:
             part.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
+        elif self._frozen_norms is None:
+            self._frozen_norms = frozen_norm_layers(part, self.frozen_stages())
+        for layer in self._frozen_norms or ():
+            layer.eval()  # the frozen stages' batch-norm statistics stay as pretrained
 
     # --- per-epoch metrics ------------------------------------------------------------------------------------
 

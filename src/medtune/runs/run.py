@@ -42,6 +42,7 @@ HISTORY_COLUMNS: tuple[str, ...] = (
     *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
     "lr",
     "backbone_frozen",
+    "trainable",
     "seconds",
 )
 #: Columns of a segmentation run's history.csv, in order.
@@ -50,6 +51,7 @@ SEGMENT_HISTORY_COLUMNS: tuple[str, ...] = (
     *(f"{split}_{name}" for split in ("train", "val") for name in SEGMENT_METRICS),
     "lr",
     "backbone_frozen",
+    "trainable",
     "seconds",
 )
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from medtune._registry import Registry
+from medtune.models.stages import frozen_parameters, stage_lr_scales
 
 if TYPE_CHECKING:
     from medtune.config import Config
@@ -86,15 +87,32 @@ def _head_and_backbone(model: nn.Module) -> tuple[list, list]:
     return rest, list(model.encoder.named_parameters())
 
 
+def _backbone_parts(model: nn.Module, named: list, config: Config, scale: float) -> list[tuple[str, list, float]]:
+    """The pretrained part's groups: its stages frozen by ``freeze=N`` left out, and with ``lr_decay`` < 1 one
+    group per stage at ``decay ** (stages + 1 - stage)`` of the rate (`medtune.models.stages`)."""
+    if not config.freeze and config.lr_decay >= 1.0:
+        return [("backbone", named, scale)]
+    module = model.backbone if hasattr(model, "backbone") else model.encoder
+    frozen = frozen_parameters(module, config.freeze, config.backbone)
+    named = [(name, p) for name, p in named if name not in frozen]
+    if config.lr_decay >= 1.0:
+        return [("backbone", named, scale)]
+    scales = stage_lr_scales(module, config.lr_decay, config.backbone)
+    stages: dict[float, list] = {}
+    for name, param in named:
+        stages.setdefault(scales[name], []).append((name, param))
+    return [(f"backbone-{i}", part, scale * factor) for i, (factor, part) in enumerate(sorted(stages.items()))]
+
+
 def create_param_groups(model: nn.Module, config: Config) -> list[dict]:
     """Optimizer groups for a `Classifier` (head and backbone) or a segmenter (decoder and encoder): the pretrained
-    part at ``lr * backbone_lr_scale`` for the gradual strategy, absent for the freeze strategy, each with and
-    without weight decay."""
+    part at ``lr * backbone_lr_scale`` for the gradual strategy, absent for the freeze strategy, without the stages
+    ``freeze=N`` holds and by stage with ``lr_decay``, each with and without weight decay."""
     head, backbone = _head_and_backbone(model)
     parts = [("head", head, 1.0)]
-    if config.strategy != "freeze":
+    if config.strategy != "freeze" and config.freeze != "all":
         scale = config.backbone_lr_scale if config.strategy == "gradual" else 1.0
-        parts.append(("backbone", backbone, scale))
+        parts += _backbone_parts(model, backbone, config, scale)
     groups = []
     for name, named, scale in parts:
         decay, no_decay = _decay_split(named)

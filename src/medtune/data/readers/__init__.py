@@ -44,7 +44,8 @@ def read_table(source: str | Path, config: Config | None = None, labelled: bool 
     if not path.exists():
         raise DataError(f"{path} does not exist; give a folder of images, a CSV/TSV manifest or an .npz file")
     if labelled is None:
-        labelled = not (path.is_dir() and config.reader in ("auto", "folder") and folder.is_flat_folder(path))
+        named = config.label_from == "name" or bool(config.label_pattern)
+        labelled = named or not (path.is_dir() and config.reader in ("auto", "folder") and folder.is_flat_folder(path))
     return _groups_from_dicom(_read(path, config, labelled), config)
 
 

@@ -4,6 +4,7 @@ the torchvision ImageFolder and Kaggle layouts), and an unlabelled folder for pr
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,7 @@ import pandas as pd
 from medtune.config import Config
 from medtune.data.images import is_image_file
 from medtune.data.readers._base import register_reader
+from medtune.data.readers.names import labels_from_names, name_pattern
 from medtune.data.table import Table, create_table
 from medtune.errors import DataError
 
@@ -61,8 +63,28 @@ def _is_split_layout(root: Path) -> bool:
     return bool(names) and names <= set(SPLIT_DIRS) and any(SPLIT_DIRS[n] == "train" for n in names)
 
 
+def _read_named(root: Path, config: Config, pattern: re.Pattern[str]) -> Table:
+    """Every image under `root` (split folders kept), labelled by its file name (`medtune.data.readers.names`)."""
+    notes: list[str] = []
+    parts = [(d, SPLIT_DIRS[d.name.lower()]) for d in _visible_dirs(root)] if _is_split_layout(root) else [(root, None)]
+    rows = []
+    for folder, split in parts:
+        images, others = _walk_files(folder)
+        notes += _skipped_note(others, root)
+        rows += [{"id": img.relative_to(root).as_posix(), "path": str(img), "split": split} for img in images]
+    if not rows:
+        raise DataError(f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif, .bmp or .dcm")
+    frame, note = labels_from_names(pd.DataFrame(rows), pattern, root)
+    order = config.classes or sorted(set(frame["label"]))
+    return create_table(frame, classes=order, source=root, reader="folder", notes=[note, *notes])
+
+
 def read_class_folders(root: Path, config: Config) -> Table:
-    """Read ``root/<class>/*`` or ``root/<split>/<class>/*`` into a table; class names are folder names."""
+    """Read ``root/<class>/*`` or ``root/<split>/<class>/*`` into a table; class names are folder names (or file
+    names: ``label_from=name``, ``label_pattern=``)."""
+    pattern = name_pattern(config)
+    if pattern is not None:
+        return _read_named(root, config, pattern)
     rows: list[dict] = []
     notes: list[str] = []
     classes: set[str] = set()
@@ -89,7 +111,8 @@ def read_class_folders(root: Path, config: Config) -> Table:
         if loose_images and not rows:
             raise DataError(
                 f"{root} holds {len(loose_images)} image(s) but no class folders; for training put each class in "
-                f"its own folder ({root}/<class>/image.png), or give a CSV of labels"
+                f"its own folder ({root}/<class>/image.png), give a CSV of labels, or read labels from the file "
+                f"names (label_from=name for ADI-AAQEFMRI.tif, or label_pattern=REGEX)"
             )
         notes += _skipped_note(loose, root) if loose else []
     if not rows:

@@ -12,6 +12,7 @@ import pandas as pd
 from medtune._registry import suggest
 from medtune.config import Config
 from medtune.data.readers._base import register_reader
+from medtune.data.readers.names import labels_from_names, name_pattern
 from medtune.data.table import LABEL_SEP, Table, create_table
 from medtune.errors import DataError
 
@@ -114,7 +115,10 @@ def read_manifest(path: Path, config: Config) -> Table:
 
     multilabel = bool(config.labels) or config.label_sep is not None
     classes = config.classes
-    if config.labels:
+    pattern = name_pattern(config)
+    if pattern is not None:
+        pass  # labels (and groups) from the file names, after the optional columns below
+    elif config.labels:
         for column in config.labels:
             _find(frame, column, (), "label", "labels", path)
         out["label"] = _multi_hot_labels(frame, config.labels, path)
@@ -150,6 +154,9 @@ def read_manifest(path: Path, config: Config) -> Table:
             notes.append(f"{key} from column {column!r} (set {setting}=COLUMN to choose another)")
         values = frame[column].str.strip()
         out[key] = _resolve_paths(values, base) if key == "mask" else values
+    if pattern is not None:
+        out, note = labels_from_names(out, pattern, path)
+        notes.insert(0, note)
     return create_table(out, classes=classes, multilabel=multilabel, source=path, reader="table", notes=notes)
 
 
