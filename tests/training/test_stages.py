@@ -50,7 +50,7 @@ def test_freeze_two_stages_trains_exactly_the_rest(backbone, resnet_weights, tmp
     for name, value in start.items():
         short = name.removeprefix("backbone.")
         moved = not torch.equal(value, trained[name])
-        if short in frozen or short.rsplit(".", 1)[0] + ".weight" in frozen and "running" in short:
+        if short in frozen or (short.rsplit(".", 1)[0] + ".weight" in frozen and "running" in short):
             assert not moved, f"{name} is in a frozen stage but changed"
         elif short in stages and stages[short] > 2 and short.endswith("weight"):
             assert moved, f"{name} is in a trained stage but did not change"

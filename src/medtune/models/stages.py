@@ -3,10 +3,10 @@
 timm lists, for every backbone family, the module after which each feature level (stride 2, 4, 8...) is taken:
 ``layer1``-``layer4`` for a ResNet, ``blocks.0``-``blocks.6`` for an EfficientNet, ``stages.0``-``stages.3`` for a
 ConvNeXt. Those modules end the stages; a listed single layer before the first block (a ResNet's ``act1``, a
-DenseNet's ``norm0``) belongs to the stem. Parameters are taken in the order the network registers them, which is the order
-it runs them in: the stem is everything before the first stage's first parameter, and stage ``i`` runs from there
-to the last parameter of its module (an EfficientNet's ``blocks.4`` stage takes ``blocks.3`` too). Parameters after
-the last stage (a final norm or 1x1 convolution) count as the last stage.
+DenseNet's ``norm0``) belongs to the stem. Parameters are taken in the order the network registers them, which is
+the order it runs them in: the stem is everything before the first stage's first parameter, and stage ``i`` runs
+from there to the last parameter of its module (an EfficientNet's ``blocks.4`` stage takes ``blocks.3`` too).
+Parameters after the last stage (a final norm or 1x1 convolution) count as the last stage.
 """
 
 from __future__ import annotations

@@ -73,7 +73,9 @@ def _read_named(root: Path, config: Config, pattern: re.Pattern[str]) -> Table:
         notes += _skipped_note(others, root)
         rows += [{"id": img.relative_to(root).as_posix(), "path": str(img), "split": split} for img in images]
     if not rows:
-        raise DataError(f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif, .bmp or .dcm")
+        raise DataError(
+            f"no images found in {root} (searched sub-folders too); expected .png, .jpg, .tif, .bmp or .dcm"
+        )
     frame, note = labels_from_names(pd.DataFrame(rows), pattern, root)
     order = config.classes or sorted(set(frame["label"]))
     return create_table(frame, classes=order, source=root, reader="folder", notes=[note, *notes])
