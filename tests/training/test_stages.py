@@ -80,3 +80,13 @@ def test_lr_decay_gives_each_earlier_stage_a_smaller_rate():
     learning = {id(p) for group in groups for p in group["params"]}
     assert id(model.backbone.conv1.weight) not in learning and id(model.backbone.layer1[0].conv1.weight) not in learning
     assert id(model.backbone.layer2[0].conv1.weight) in learning
+
+
+def test_the_report_says_what_freeze_and_lr_decay_did():
+    from medtune.reports.sections import _stages_note
+
+    history = pd.DataFrame({"trainable": [0.62, 0.62]})
+    note = _stages_note({"freeze": 2, "lr_decay": 0.5}, history)
+    assert "freeze=2 held the stem and the first 2 stage(s) fixed" in note and "lr_decay=0.5" in note
+    assert "62.0% of the parameters learned" in note
+    assert _stages_note({"freeze": 0, "lr_decay": 1.0}, history) == ""

@@ -63,12 +63,29 @@ def training_section(results: RunResults) -> Section:
     frozen = int(history["backbone_frozen"].astype(str).eq("True").sum()) if "backbone_frozen" in history else 0
     seconds = history["seconds"].sum() if "seconds" in history else float("nan")
     section.intro += (
-        f" {len(history)} epoch(s) in {format_value(seconds / 60, 1)} min; the best checkpoint (by "
-        f"{results.config.get('monitor', 'val_auc')}) is from epoch {best}."
+        f" {len(history)} epoch(s) in {format_value(seconds / 60, 1)} min; the kept weights (monitor "
+        f"{results.config.get('monitor', 'val_auc')}) are from epoch {best}."
     )
     if frozen:
         section.intro += f" The backbone was frozen for {frozen} epoch(s)."
+    section.intro += _stages_note(results.config, history)
     return section
+
+
+def _stages_note(config: dict[str, Any], history: pd.DataFrame) -> str:
+    """What ``freeze=N`` and ``lr_decay=`` did: the stages held fixed and the share of parameters that learned."""
+    freeze, decay = config.get("freeze", 0), config.get("lr_decay", 1.0)
+    if not freeze and decay == 1.0:
+        return ""
+    parts = []
+    if freeze:
+        held = "the whole backbone" if freeze == "all" else f"the stem and the first {freeze} stage(s)"
+        parts.append(f"freeze={freeze} held {held} fixed")
+    if decay != 1.0:
+        parts.append(f"lr_decay={decay} gave each earlier stage {decay} times the next one's learning rate")
+    share = history["trainable"].dropna() if "trainable" in history else pd.Series(dtype=float)
+    learned = f" ({format_value(100 * share.iloc[-1], 1)}% of the parameters learned)" if len(share) else ""
+    return " Stages: " + "; ".join(parts) + learned + "."
 
 
 def evaluation_sections(results: RunResults, metrics: dict[str, Any]) -> list[Section]:
