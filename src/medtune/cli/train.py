@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +56,7 @@ def print_training_result(result: Any) -> None:
     split = ", ".join(result.metrics.get("split", [])) or "test"
     console.print(f"[bold]run {verb}:[/] {result.run.path}", highlight=False)
     run = result.run
-    kept = json.loads(run.kept_file.read_text(encoding="utf-8")) if run.kept_file.is_file() else None
+    kept = run.read_kept()
     if kept:
         console.print(f"kept the weights of epoch {kept['epoch'] + 1}: {kept['reason']}", highlight=False)
     render_metrics(result.metrics, f"{'Kept' if kept else 'Best'} checkpoint on the {split} split")

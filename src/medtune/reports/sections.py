@@ -53,8 +53,8 @@ def training_section(results: RunResults) -> Section:
         section.notes.append("No epoch has finished yet, so there is no history.csv to draw.")
         return section
     best = results.best_epoch
-    if results.run.kept_file.is_file():
-        kept = json.loads(results.run.kept_file.read_text(encoding="utf-8"))
+    kept = results.run.read_kept()
+    if kept:
         section.notes.append(f"Kept the weights of epoch {kept['epoch'] + 1} ({kept['kept']}): {kept['reason']}.")
     for metric, title in CURVES:
         if f"val_{metric}" in history and history[f"val_{metric}"].notna().any():

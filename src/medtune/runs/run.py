@@ -99,13 +99,18 @@ class Run:
         """Which epoch's weights ``best.ckpt`` holds and why (`medtune.engine.keep`)."""
         return self.path / "kept.json"
 
-    @property
-    def kept_epoch(self) -> int | None:
-        """The epoch (from 0) whose weights the run kept, or None when ``kept.json`` is absent (older runs, and
-        segmenters and multi-label runs, which keep the best validation epoch)."""
+    def read_kept(self) -> dict[str, Any] | None:
+        """``kept.json`` (which epoch's weights the run kept, by which rule and why), or None when it is absent
+        (older runs, and segmenters and multi-label runs, which keep the best validation epoch)."""
         if not self.kept_file.is_file():
             return None
-        return int(json.loads(self.kept_file.read_text(encoding="utf-8"))["epoch"])
+        return json.loads(self.kept_file.read_text(encoding="utf-8"))
+
+    @property
+    def kept_epoch(self) -> int | None:
+        """The epoch (from 0) whose weights the run kept, or None without ``kept.json`` (`read_kept`)."""
+        kept = self.read_kept()
+        return None if kept is None else int(kept["epoch"])
 
     @property
     def metrics_file(self) -> Path:

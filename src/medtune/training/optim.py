@@ -78,13 +78,18 @@ def _decay_split(params: Iterable[tuple[str, nn.Parameter]]) -> tuple[list[nn.Pa
     return decay, no_decay
 
 
+def _pretrained(model: nn.Module) -> nn.Module:
+    """The part that starts from pretrained weights: a `Classifier`'s backbone, or an smp segmenter's encoder."""
+    return model.backbone if hasattr(model, "backbone") else model.encoder
+
+
 def _head_and_backbone(model: nn.Module) -> tuple[list, list]:
     """Named parameters of the new part and of the pretrained part: a `Classifier`'s head and backbone, or an smp
     segmenter's decoder and heads and its encoder."""
     if hasattr(model, "backbone"):
         return list(model.head.named_parameters()), list(model.backbone.named_parameters())
     rest = [(name, p) for name, p in model.named_parameters() if not name.startswith("encoder.")]
-    return rest, list(model.encoder.named_parameters())
+    return rest, list(_pretrained(model).named_parameters())
 
 
 def _backbone_parts(model: nn.Module, named: list, config: Config, scale: float) -> list[tuple[str, list, float]]:
@@ -92,7 +97,7 @@ def _backbone_parts(model: nn.Module, named: list, config: Config, scale: float)
     group per stage at ``decay ** (stages + 1 - stage)`` of the rate (`medtune.models.stages`)."""
     if not config.freeze and config.lr_decay >= 1.0:
         return [("backbone", named, scale)]
-    module = model.backbone if hasattr(model, "backbone") else model.encoder
+    module = _pretrained(model)
     frozen = frozen_parameters(module, config.freeze, config.backbone)
     named = [(name, p) for name, p in named if name not in frozen]
     if config.lr_decay >= 1.0:
