@@ -107,6 +107,19 @@ def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str |
     return decode(path, window, frame)
 
 
+def register_backbone(name: str, builder: Any = None) -> Any:
+    """Make your own network usable as ``backbone=NAME``: an ``nn.Module`` class or a function returning one,
+    called with ``num_classes`` and ``in_chans`` (`medtune.models.custom.register_backbone`; also a decorator).
+
+    >>> @medtune.register_backbone("tinynet")  # doctest: +SKIP
+    ... class TinyNet(torch.nn.Module): ...
+    >>> medtune.train(data="xrays/", backbone="tinynet")  # doctest: +SKIP
+    """
+    from medtune.models.custom import register_backbone as register
+
+    return register(name, builder)
+
+
 # The package of Grad-CAM building blocks shares the name of the function below. Python binds a subpackage to its
 # parent's attribute when the subpackage is first imported, which would replace the function the first time
 # anything ran `from medtune.explain import ...`. Importing the (lightweight) package here, before the function is
@@ -124,4 +137,4 @@ def explain(
     return run_explanation(run, inputs, out, **kwargs)
 
 
-__all__ = ["__version__", "audit", "evaluate", "explain", "predict", "read_image", "train"]
+__all__ = ["__version__", "audit", "evaluate", "explain", "predict", "read_image", "register_backbone", "train"]

@@ -127,7 +127,8 @@ def _value(config: Config, key: str) -> str:
 def _describe(member: Run, trained: TrainedModel) -> dict[str, Any]:
     """What ``ensemble.json`` and the checkpoint record of a member: its run, weights and network."""
     return {"run": str(member.path.resolve()), "checkpoint_sha256": file_sha256(trained.checkpoint),
-            "kept_epoch": member.kept_epoch, "config": trained.config.model_dump(mode="json")}  # fmt: skip
+            "kept_epoch": member.kept_epoch, "config": trained.config.model_dump(mode="json"),
+            "network": trained.network.to_dict() if trained.network else None}  # fmt: skip
 
 
 def _save(path: Path, checkpoint: dict[str, Any]) -> None:

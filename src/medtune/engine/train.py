@@ -24,8 +24,10 @@ from medtune._version import __version__
 from medtune.config import Config, monitor_mode
 from medtune.data.table import Table
 from medtune.engine.keep import keep_checkpoint
-from medtune.errors import DataError
+from medtune.errors import ConfigError, DataError
+from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
+from medtune.runs.network import read_network
 from medtune.runs.run import history_columns
 from medtune.runs.trained import network_state
 
@@ -137,7 +139,7 @@ def fit(
     if config.threads:
         torch.set_num_threads(config.threads)  # pinned: no following of other processes (`SharedCores`)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    module = create_module(dataset)
+    module = create_module(dataset, read_network(run.network_dir))
     loaders = feature_loaders(dataset, module, progress, log_prefix)
     train_loader, val_loader = loaders or create_loaders(dataset)
     trainer = create_trainer(config, run, progress, extra_callbacks, log_prefix, len(train_loader))
@@ -216,9 +218,10 @@ def feature_loaders(
     return _split_loaders(dataset, train_set, FeatureDataset(features, dataset.rows("val"), targets))
 
 
-def create_module(dataset: PreparedDataset) -> Any:
+def create_module(dataset: PreparedDataset, network: NetworkSource | None = None) -> Any:
     """The LightningModule around a new network (backbone and head) for `dataset`, with the loss weights of its
-    training split and the facts every checkpoint embeds."""
+    training split and the facts every checkpoint embeds (`network`: your own network's code, as the run
+    recorded it)."""
     from medtune.engine.module import ClassifierModule
     from medtune.models import create_classifier
     from medtune.training.sampling import loss_weights
@@ -229,9 +232,16 @@ def create_module(dataset: PreparedDataset) -> Any:
     num_classes = len(table.classes)
     model = create_classifier(
         config.backbone, num_classes, resolved.in_chans, config.head, config.dropout, config.pretrained,
-        config.weights, config.image_size,
+        config.weights, config.image_size, network,
     )  # fmt: skip
+    if config.strategy != "finetune" and not any(True for _ in model.head.parameters()):
+        raise ConfigError(
+            f"strategy={config.strategy} trains a head apart from the backbone, but the output of {config.backbone} "
+            "does not come from a final nn.Linear layer, so it has none; use strategy=finetune, or end the network "
+            "with nn.Linear(features, num_classes)"
+        )
     meta = {
+        "network": network.to_dict() if network else None,
         "version": __version__,
         "classes": list(table.classes),
         "multilabel": table.multilabel,

@@ -41,7 +41,8 @@ def find_target_layer(
     """The layer a class activation map is taken from, with its dotted name.
 
     Args:
-        backbone: a timm model (the ``backbone`` of a `medtune.models.Classifier`, or a whole timm classifier).
+        backbone: a timm model (the ``backbone`` of a `medtune.models.Classifier`, or a whole timm classifier), or
+            any network (your own: its last convolution).
         name: a dotted module name relative to `backbone` (``layer3``, ``blocks.10.norm1``); None chooses
             automatically (see the module docstring).
         image_size: the working size in pixels. When given, and the automatic layer's map would be smaller than
@@ -66,6 +67,7 @@ def find_target_layer(
         found = _last_block_norm(backbone)
     else:
         found = _pooled_map_layer(backbone, image_size) or _last_feature_stage(backbone)
+        found = found or _last_convolution(backbone, image_size)
     if found is None:
         raise ConfigError(
             f"cannot choose a Grad-CAM layer for {type(backbone).__name__} automatically; give one by name "
@@ -125,10 +127,23 @@ def _pooled_map_layer(backbone: nn.Module, image_size: int | None) -> str | None
     if getattr(backbone, "forward_features", None) is None:
         return None
     for size in _probe_sizes(backbone, image_size):
-        probed = _probe(backbone, size)
-        if probed is not None:
+        probed = _probe(backbone, size, backbone.forward_features)
+        if probed is not None and isinstance(probed[1], torch.Tensor) and probed[1].ndim == 4:
             return _choose(backbone, *probed, sized=image_size is not None)
     return None
+
+
+def _last_convolution(backbone: nn.Module, image_size: int | None) -> str | None:
+    """For networks that are not timm's (your own, ``backbone=file.py:NAME``): the last 2-D convolution to run, or
+    at a working size where its map is smaller than `MIN_MAP_SIZE` cells per side, the last one whose map is not."""
+    side = image_size or 64
+    probed = _probe(backbone, (side, side), backbone)
+    modules = dict(backbone.named_modules())
+    convolutions = [(n, out) for n, out in probed[0] if isinstance(modules[n], nn.Conv2d)] if probed else []
+    if not convolutions:
+        return None
+    large = [name for name, out in convolutions if _cells(out, nhwc=False) >= MIN_MAP_SIZE]
+    return large[-1] if image_size is not None and large else convolutions[-1][0]
 
 
 def _probe_sizes(backbone: nn.Module, image_size: int | None) -> list[tuple[int, int]]:
@@ -144,8 +159,11 @@ def _probe_sizes(backbone: nn.Module, image_size: int | None) -> list[tuple[int,
     return [(64, 64), pretrained]
 
 
-def _probe(backbone: nn.Module, size: tuple[int, int]) -> tuple[list[tuple[str, torch.Tensor]], torch.Tensor] | None:
-    """Every module's output, in the order the modules finish, and the output of ``forward_features``."""
+def _probe(
+    backbone: nn.Module, size: tuple[int, int], forward: Callable[[torch.Tensor], object]
+) -> tuple[list[tuple[str, torch.Tensor]], object] | None:
+    """Every module's output, in the order the modules finish, and the output of `forward` (``forward_features``,
+    or the whole network); None when it fails."""
     records: list[tuple[str, torch.Tensor]] = []  # the outputs are kept alive, so no two can share an identity
 
     def record(name: str) -> Callable:
@@ -161,7 +179,7 @@ def _probe(backbone: nn.Module, size: tuple[int, int]) -> tuple[list[tuple[str, 
     try:
         backbone.eval()
         with torch.no_grad():
-            out = backbone.forward_features(_probe_input(backbone, size))
+            out = forward(_probe_input(backbone, size))
     except (RuntimeError, ValueError, AssertionError, TypeError):
         return None
     finally:
@@ -169,8 +187,6 @@ def _probe(backbone: nn.Module, size: tuple[int, int]) -> tuple[list[tuple[str, 
             handle.remove()
         for module, training in modes.items():
             module.training = training
-    if not isinstance(out, torch.Tensor) or out.ndim != 4:
-        return None
     return records, out
 
 

@@ -70,8 +70,9 @@ def check_backbone(backbone: str) -> Any:
         raise ConfigError(f"backbone must be a timm model name such as 'tf_efficientnet_lite0', got {backbone!r}")
     if ":" in backbone:
         raise ConfigError(
-            f"backbone {backbone!r}: names with a source prefix (hf-hub:, local-dir:) are not supported; "
-            "give the timm architecture name and pass weights=/path/to/file"
+            f"backbone {backbone!r}: names with a source prefix (hf-hub:, local-dir:) are not supported here; give "
+            "the timm architecture name and pass weights=/path/to/file (your own classifier network: "
+            "backbone=path/to/file.py:NAME)"
         )
     arch, _, tag = backbone.partition(".")
     if not timm.is_model(arch):

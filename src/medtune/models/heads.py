@@ -15,6 +15,7 @@ from torch import nn
 from medtune._registry import Registry
 from medtune.errors import ConfigError
 from medtune.models.backbones import create_model
+from medtune.models.custom import NetworkSource, is_custom, network_source
 
 #: Head builders: ``(num_features, num_classes, dropout) -> nn.Module``.
 HEADS: Registry[Callable[[int, int, float], nn.Module]] = Registry("head")
@@ -67,6 +68,7 @@ def create_classifier(
     pretrained: bool = True,
     weights: str | os.PathLike | None = None,
     image_size: int | None = None,
+    source: NetworkSource | None = None,
 ) -> Classifier:
     """Build a `Classifier`: a timm backbone with pretrained weights and a new head.
 
@@ -80,12 +82,16 @@ def create_classifier(
         weights: local weights file for the backbone.
         image_size: the working size, for backbones built for one input size (vision transformers); others run
             at any size and ignore it.
+        source: the recorded code of your own network (a trained run's), instead of reading `backbone` now.
 
     >>> model = create_classifier("tf_efficientnet_lite0", num_classes=3, in_chans=1, head="pool-bn-dropout")
     >>> model(torch.zeros(2, 1, 64, 64)).shape
     torch.Size([2, 3])
     """
     make_head = HEADS.get(head)
+    if source is not None or is_custom(backbone):
+        return _custom_classifier(source or network_source(backbone), num_classes, in_chans, head, dropout,
+                                  pretrained, weights, image_size)  # fmt: skip
     body = create_model(backbone, num_classes=0, in_chans=in_chans, pretrained=pretrained, weights=weights)
     if image_size is not None:
         set_input_size(body, backbone, image_size)
@@ -93,6 +99,38 @@ def create_classifier(
     # after pooling (MobileNetV3, GhostNet, MambaOut) that layer's width, which timm calls head_hidden_size.
     features = getattr(body, "head_hidden_size", None) or body.num_features
     return Classifier(body, make_head(features, num_classes, dropout))
+
+
+def _custom_classifier(
+    source: NetworkSource,
+    num_classes: int,
+    in_chans: int,
+    head: str,
+    dropout: float,
+    pretrained: bool,
+    weights: str | os.PathLike | None,
+    image_size: int | None,
+) -> Classifier:
+    """Your own network as a `Classifier`: its final linear layer is the head (``head=linear`` keeps it; another
+    head replaces it), the rest the body (`medtune.models.custom_build`)."""
+    from medtune.models.custom_build import NoHead, build_network, split_network
+
+    if weights is not None:
+        raise ConfigError(
+            f"weights={weights} loads into timm backbones; {source.label} is your own network: load its weights in "
+            "your code (it is called with pretrained= when it takes that parameter)"
+        )
+    network = build_network(source, num_classes, in_chans, pretrained)
+    body, last = split_network(network, source, num_classes, in_chans, image_size)
+    if last is None:
+        if head != "linear":
+            raise ConfigError(
+                f"head={head} replaces a network's final linear layer, but {source.label}'s output does not come "
+                "from one; leave head= unset"
+            )
+        return Classifier(body, nn.Sequential(NoHead(num_classes)))
+    new_head = nn.Sequential(last) if head == "linear" else HEADS.get(head)(last.in_features, num_classes, dropout)
+    return Classifier(body, new_head)
 
 
 def set_input_size(backbone: nn.Module, name: str, image_size: int) -> None:

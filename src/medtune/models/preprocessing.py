@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from medtune.models.backbones import _check_count, check_backbone
+from medtune.models.custom import NetworkSource, is_custom, network_source
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _data_config(backbone: str) -> dict[str, Any]:
     return resolve_data_config(model=timm.create_model(backbone, pretrained=False))
 
 
-def resolve_preprocessing(backbone: str, in_chans: int = 3) -> Preprocessing:
+def resolve_preprocessing(backbone: str, in_chans: int = 3, source: NetworkSource | None = None) -> Preprocessing:
     """Return the preprocessing of `backbone`'s pretrained weights, for `in_chans`-channel input.
 
     Values come from timm's pretrained config for the name (``timm.data.resolve_data_config``); nothing is
@@ -83,6 +84,7 @@ def resolve_preprocessing(backbone: str, in_chans: int = 3) -> Preprocessing:
     Args:
         backbone: a timm model name (with or without a pretrained tag).
         in_chans: input channels of the model.
+        source: your own network's recorded code (a trained run's), instead of reading `backbone` now.
 
     Returns:
         The frozen `Preprocessing`.
@@ -95,7 +97,12 @@ def resolve_preprocessing(backbone: str, in_chans: int = 3) -> Preprocessing:
     ((0.5,), (0.5,), (1, 224, 224), 'bicubic', 0.875)
     """
     _check_count("in_chans", in_chans, 1)
-    config = _data_config(backbone)
+    if source is not None or is_custom(backbone):
+        from medtune.models.custom_build import custom_data_config
+
+        config = custom_data_config(source or network_source(backbone))
+    else:
+        config = _data_config(backbone)
     _, height, width = config["input_size"]
     return Preprocessing(
         mean=_per_channel(config["mean"], in_chans),

@@ -22,6 +22,7 @@ from medtune.data.split import assign_splits, label_strata, load_split, save_spl
 from medtune.data.store import ImageStore, open_store
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError
+from medtune.runs.network import read_network
 from medtune.runs.resolve import Resolved, resolve_config
 from medtune.runs.run import Run
 from medtune.runs.segmasks import attach_predicted_masks, is_segmentation_run
@@ -156,7 +157,7 @@ def prepare_dataset(
         table = table.subset(split)
         if len(table) == 0:
             raise DataError(f"{table.source} has no images in the {split} split; pick another with --split")
-    resolved = resolve_config(config, table)
+    resolved = resolve_config(config, table, read_network(run.network_dir) if run is not None else None)
     images = open_store(table, resolved.spec, config.cache_dir, config.workers, progress) if store else None
     return PreparedDataset(table, resolved, images)
 

@@ -23,6 +23,7 @@ from medtune.data.store import StoreSpec, detect_channels
 from medtune.data.table import Table
 from medtune.errors import ConfigError
 from medtune.models import Preprocessing, resolve_preprocessing
+from medtune.models.custom import NetworkSource
 
 #: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
 MIN_AUTO_SIZE = 64
@@ -124,7 +125,7 @@ def check_names(config: Config) -> None:
         check_name(key, getattr(config, key), config.task)
 
 
-def resolve_config(config: Config, table: Table | None = None) -> Resolved:
+def resolve_config(config: Config, table: Table | None = None, network: NetworkSource | None = None) -> Resolved:
     """Fill in what ``auto`` leaves open, the same way for every command.
 
     The automatic size is the backbone's pretrained size, but never more than the images' own median size
@@ -134,6 +135,7 @@ def resolve_config(config: Config, table: Table | None = None) -> Resolved:
     Args:
         config: the configuration, as given or as saved by a run (already resolved: then `table` is not needed).
         table: the data, for the channels and the size when they are ``auto``.
+        network: your own network's code as a run recorded it (else `config.backbone` is read as it is now).
 
     Raises:
         ConfigError: an unknown component name, or ``auto`` keys without a table to resolve them on.
@@ -149,7 +151,7 @@ def resolve_config(config: Config, table: Table | None = None) -> Resolved:
     channels = config.channels
     if channels == "auto":
         channels = detect_channels(table, window=config.window, frame=config.frame)
-    preprocessing = resolve_preprocessing(config.backbone, _input_channels(config, int(channels)))
+    preprocessing = resolve_preprocessing(config.backbone, _input_channels(config, int(channels)), network)
     size = config.image_size or auto_size(table, preprocessing.input_size[-1])
     if config.task == "segment":
         from medtune.models.segmenters import SIZE_MULTIPLE, check_segment_size

@@ -11,6 +11,7 @@
     runs/<name>/thresholds.json    multi-label: the threshold of each label, chosen on the validation split
     runs/<name>/report.html        the report page, its plots in report/
     runs/<name>/evaluations/       evaluations on other data, one folder each
+    runs/<name>/network/           your own network's code (backbone=file.py:NAME): a copy and network.json
 
 A run is never overwritten: the same configuration in an unfinished run resumes it, anything else gets a new
 directory (default names) or an error (a named ``--out``).
@@ -31,6 +32,8 @@ from medtune._io import write_text
 from medtune._version import __version__
 from medtune.config import EPOCH_METRICS, SEGMENT_METRICS, Config
 from medtune.errors import ConfigError, DataError
+from medtune.models.custom import NetworkSource, is_custom
+from medtune.runs.network import current_network, network_difference, write_network
 
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
@@ -144,6 +147,11 @@ class Run:
         return self.path / "evaluations"
 
     @property
+    def network_dir(self) -> Path:
+        """Your own network's code, copied (``backbone=path/to/file.py:NAME``; absent for timm backbones)."""
+        return self.path / "network"
+
+    @property
     def finished(self) -> bool:
         """True once training ended and the final evaluation was written."""
         return self.metrics_file.is_file() and self.best_checkpoint.is_file()
@@ -221,6 +229,8 @@ def default_run_name(config: Config) -> str:
     if stem.lower() in _GENERIC_STEMS and data.parent.name:
         stem = data.parent.name
     network = f"{config.arch}-{config.backbone}" if config.task == "segment" else config.backbone
+    if is_custom(network):  # nets/small.py:SmallNet -> SmallNet
+        network = network.rpartition(":")[2]
     return f"{stem}-{network}".replace(os.sep, "-")
 
 
@@ -244,31 +254,32 @@ def prepare_run(config: Config, out: str | os.PathLike | None = None) -> tuple[R
     Raises:
         ConfigError: `out` holds a finished run or a run of another configuration, or a folder that is not a run.
     """
+    network = current_network(config)
     if out is not None:
         run = Run(Path(out))
-        state = _state(run, config)
+        state = _state(run, config, network)
         if state in ("new", "restart"):
-            return _create(run, config), False
+            return _create(run, config, network), False
         if state == "resume":
             return run, True
-        raise ConfigError(_refusal(run, state, config))
+        raise ConfigError(_refusal(run, state, config, network))
     base = Path(RUNS_DIR) / default_run_name(config)
     for n in range(1, 10_000):
         run = Run(base if n == 1 else base.with_name(f"{base.name}-{n}"))
-        state = _state(run, config)
+        state = _state(run, config, network)
         if state in ("new", "restart"):
-            return _create(run, config), False
+            return _create(run, config, network), False
         if state == "resume":
             return run, True
     raise ConfigError(f"{base} and 9999 numbered variants exist; pass --out to name the run")
 
 
-def _state(run: Run, config: Config) -> str:
+def _state(run: Run, config: Config, network: NetworkSource | None) -> str:
     if not run.path.exists() or (run.path.is_dir() and not any(run.path.iterdir())):
         return "new"
     if not run.config_file.is_file():
         return "foreign"
-    if _differences(run.read_config(), config):
+    if _differences(run.read_config(), config) or network_difference(run.network_dir, network):
         return "different"
     if run.finished:
         return "finished"
@@ -276,7 +287,7 @@ def _state(run: Run, config: Config) -> str:
     return "resume" if run.last_checkpoint.is_file() else "restart"
 
 
-def _refusal(run: Run, state: str, config: Config) -> str:
+def _refusal(run: Run, state: str, config: Config, network: NetworkSource | None) -> str:
     if state == "foreign":
         return f"{run.path} exists and is not a medtune run (no config.yaml); choose another --out"
     if state == "finished":
@@ -284,15 +295,17 @@ def _refusal(run: Run, state: str, config: Config) -> str:
             f"{run.path} already holds a finished run of this configuration; choose another --out, or delete the "
             "folder to train it again"
         )
-    diffs = "; ".join(_differences(run.read_config(), config)[:8])
+    changed = network_difference(run.network_dir, network)
+    diffs = "; ".join([*_differences(run.read_config(), config)[:8], *([changed] if changed else [])])
     return (
         f"{run.path} holds a run of another configuration ({diffs}); choose another --out, or run the same "
         "configuration to resume it"
     )
 
 
-def _create(run: Run, config: Config) -> Run:
+def _create(run: Run, config: Config, network: NetworkSource | None) -> Run:
     run.checkpoints.mkdir(parents=True, exist_ok=True)
+    write_network(run.network_dir, network)
     run.write_config(config)
     return run
 

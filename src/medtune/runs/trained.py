@@ -15,8 +15,10 @@ import torch
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
+from medtune.models.custom import NetworkSource
 from medtune.models.ensemble import EnsembleClassifier
 from medtune.models.inference import InferenceModel, SegmenterInference
+from medtune.runs.network import recorded_network
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
 
@@ -33,6 +35,7 @@ class TrainedModel:
         checkpoint: the file it was loaded from.
         multilabel: an independent sigmoid per label (classes are findings an image may have several of).
         thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
+        network: your own network's recorded code (``backbone=file.py:NAME``); None for timm backbones.
     """
 
     model: Classifier | EnsembleClassifier
@@ -42,6 +45,7 @@ class TrainedModel:
     checkpoint: Path
     multilabel: bool = False
     thresholds: tuple[float, ...] | None = None
+    network: NetworkSource | None = None
 
     @property
     def resolved(self) -> Resolved:
@@ -83,22 +87,33 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     """
     run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
     meta, config = _checkpoint_meta(checkpoint, path, "classify")
-    members = [Config(**member["config"]) for member in meta.get("ensemble") or []]
-    networks = [_classifier(c, len(meta["classes"]), meta["in_chans"]) for c in members or [config]]
-    model = EnsembleClassifier(networks, meta["in_chans"]) if members else networks[0]
-    model.load_state_dict(network_state(checkpoint))
+    members = meta.get("ensemble") or [meta]
+    networks = [_classifier(Config(**m["config"]), len(meta["classes"]), meta["in_chans"], recorded_network(m, path))
+                for m in members]  # fmt: skip
+    model = EnsembleClassifier(networks, meta["in_chans"]) if meta.get("ensemble") else networks[0]
+    _load_weights(model, network_state(checkpoint), path)
     classes = tuple(meta["classes"])
     multilabel = bool(meta.get("multilabel", False))
     thresholds = run.read_thresholds(classes) if multilabel else None
-    return TrainedModel(
-        model.eval(), classes, Preprocessing.from_dict(meta["preprocessing"]), config, path, multilabel, thresholds
-    )
+    preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+    source = NetworkSource.from_dict(meta["network"]) if meta.get("network") else None
+    return TrainedModel(model.eval(), classes, preprocessing, config, path, multilabel, thresholds, source)
 
 
-def _classifier(config: Config, num_classes: int, in_chans: int) -> Classifier:
+def _classifier(config: Config, num_classes: int, in_chans: int, source: NetworkSource | None) -> Classifier:
     """An untrained network of a run's configuration, to load its weights into."""
     return create_classifier(config.backbone, num_classes, in_chans, config.head, config.dropout, pretrained=False,
-                             image_size=config.image_size)  # fmt: skip
+                             image_size=config.image_size, source=source)  # fmt: skip
+
+
+def _load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise DataError(
+            f"the weights in {path} do not fit the network built from the run's configuration ({str(exc)[:300]}); "
+            "if the run trains your own network from a module, that module's code changed: restore it"
+        ) from None
 
 
 def _read_checkpoint(source: str | os.PathLike, which: str, command: str) -> tuple[Run, Path, dict[str, Any]]:
