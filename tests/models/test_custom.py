@@ -108,7 +108,7 @@ def test_network_from_a_module_of_a_package(tmp_path, monkeypatch):
     source = network_source("mynets.small:SmallNet")
     assert source.kind == "module" and source.file == str(package / "small.py") and len(source.sha256) == 64
     assert create_classifier("mynets.small:SmallNet", 2, in_chans=1)(torch.zeros(1, 1, 32, 32)).shape == (1, 2)
-    with pytest.raises(ConfigError, match="no module 'mynets.nope' can be imported"):
+    with pytest.raises(ConfigError, match=r"no module 'mynets\.nope' can be imported"):
         network_source("mynets.nope:SmallNet")
 
 
@@ -135,22 +135,38 @@ def test_register_backbone_records_the_file_that_defines_it(small_file, monkeypa
     [
         ("import torch\nclass Net(torch.nn.Module)\n    pass\n", "Net", r"line 2: syntax error: expected ':'"),
         ("import no_such_package_here\n", "Net", r"line 1 raised ModuleNotFoundError: No module named"),
-        ("from torch import nn\nclass Net(nn.Module):\n    pass\n", "Nett", r"no class or function 'Nett'. Did you "
-         r"mean 'Net'\? It defines: Net"),
-        ("from torch import nn\n\ndef net(num_classes):\n    return nn.Linear(3, num_classes)\n", "net",
-         r"line 3: net must take num_classes and in_chans .*add in_chans"),
-        ("def net(num_classes, in_chans):\n    raise ValueError('no weights file')\n", "net",
-         r"line 2: net\(num_classes=2, in_chans=1\) raised ValueError: no weights file"),
+        (
+            "from torch import nn\nclass Net(nn.Module):\n    pass\n",
+            "Nett",
+            r"no class or function 'Nett'. Did you "
+            r"mean 'Net'\? It defines: Net",
+        ),
+        (
+            "from torch import nn\n\ndef net(num_classes):\n    return nn.Linear(3, num_classes)\n",
+            "net",
+            r"line 3: net must take num_classes and in_chans .*add in_chans",
+        ),
+        (
+            "def net(num_classes, in_chans):\n    raise ValueError('no weights file')\n",
+            "net",
+            r"line 2: net\(num_classes=2, in_chans=1\) raised ValueError: no weights file",
+        ),
         ("def net(num_classes, in_chans):\n    return 3\n", "net", r"line 1: .*returned int, expected an nn.Module"),
-        ("from torch import nn\n\nclass Net(nn.Module):\n    def __init__(self, num_classes, in_chans):\n"
-         "        super().__init__()\n        self.fc = nn.Linear(in_chans, 10)\n\n    def forward(self, x):\n"
-         "        return self.fc(x.mean((2, 3)))\n", "Net",
-         r"line 3: Net returned outputs of shape \(2, 10\) .* expected class scores of shape \(2, 2\)"),
-        ("from torch import nn\n\nclass Net(nn.Module):\n    def __init__(self, num_classes, in_chans):\n"
-         "        super().__init__()\n        self.fc = nn.Linear(in_chans, num_classes)\n\n"
-         "    def forward(self, x):\n        return self.fc(x)\n", "Net",
-         r"line 9: the network failed on a batch of 2 images of 1x64x64: RuntimeError"),
-    ],  # fmt: skip
+        (
+            "from torch import nn\n\nclass Net(nn.Module):\n    def __init__(self, num_classes, in_chans):\n"
+            "        super().__init__()\n        self.fc = nn.Linear(in_chans, 10)\n\n    def forward(self, x):\n"
+            "        return self.fc(x.mean((2, 3)))\n",
+            "Net",
+            r"line 3: Net returned outputs of shape \(2, 10\) .* expected class scores of shape \(2, 2\)",
+        ),
+        (
+            "from torch import nn\n\nclass Net(nn.Module):\n    def __init__(self, num_classes, in_chans):\n"
+            "        super().__init__()\n        self.fc = nn.Linear(in_chans, num_classes)\n\n"
+            "    def forward(self, x):\n        return self.fc(x)\n",
+            "Net",
+            r"line 9: the network failed on a batch of 2 images of 1x64x64: RuntimeError",
+        ),
+    ],
     ids=["syntax", "import", "missing-name", "parameters", "raises", "not-a-module", "output-shape", "forward"],
 )
 def test_broken_network_file_is_named_with_its_line(tmp_path, text, name, message):
@@ -164,7 +180,7 @@ def test_broken_network_file_is_named_with_its_line(tmp_path, text, name, messag
 def test_missing_file_and_bad_spec_say_what_to_give(tmp_path):
     with pytest.raises(ConfigError, match=r"network file .*nope.py does not exist"):
         create_classifier(f"{tmp_path}/nope.py:Net", 2)
-    with pytest.raises(ConfigError, match="give path/to/file.py:NAME or package.module:NAME"):
+    with pytest.raises(ConfigError, match=r"give path/to/file\.py:NAME or package\.module:NAME"):
         create_classifier(f"{tmp_path}/nets.py:", 2)
     with pytest.raises(ConfigError, match=r"weights=.*w.pth loads into timm backbones"):
         create_classifier(f"{write(tmp_path, 's.py', SMALL)}:SmallNet", 2, weights=str(tmp_path / "w.pth"))
