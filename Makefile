@@ -31,8 +31,8 @@ test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks tools
-	$(VENV)/bin/ruff format --check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks tools examples
+	$(VENV)/bin/ruff format --check src tests benchmarks tools examples
 	$(VENV)/bin/lint-imports
 	$(PY) tools/check_size.py src
 

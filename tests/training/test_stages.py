@@ -90,3 +90,32 @@ def test_the_report_says_what_freeze_and_lr_decay_did():
     assert "freeze=2 held the stem and the first 2 stage(s) fixed" in note and "lr_decay=0.5" in note
     assert "62.0% of the parameters learned" in note
     assert _stages_note({"freeze": 0, "lr_decay": 1.0}, history) == ""
+    stepwise = _stages_note({"unfreeze": "stages"}, pd.DataFrame({"trainable": [0.01, 0.5, 1.0]}))
+    assert "unfroze one backbone stage per epoch" in stepwise and "1%, 50%, 100%" in stepwise
+
+
+def test_gradual_unfreezing_adds_one_stage_per_epoch_from_the_last(resnet_weights, tmp_path):
+    config = load_config(data=str(shared_path("pneumoniamnist", "pneumoniamnist.npz")), backbone="resnet18",
+                         weights=str(resnet_weights), strategy="gradual", unfreeze="stages", freeze_epochs=1,
+                         **{**KEYS, "epochs": 3})  # fmt: skip
+    run = train(config, out=tmp_path / "run", progress=False).run
+    body = timm.create_model("resnet18", pretrained=False, num_classes=0, in_chans=1)
+    stages, count = parameter_stages(body)
+    sizes = dict(body.named_parameters())
+    total = sum(p.numel() for p in body.parameters()) + 512 * 2 + 2  # the head: Linear(512, 2)
+
+    def share(learning_stages: set[int]) -> float:
+        learning = sum(sizes[name].numel() for name, stage in stages.items() if stage in learning_stages)
+        return (learning + 512 * 2 + 2) / total
+
+    history = pd.read_csv(run.history_file)
+    expected = [share(set()), share({count}), share({count, count - 1})]  # head; + layer4; + layer3
+    assert history["trainable"].tolist() == pytest.approx(expected, abs=1e-4)
+    assert history["backbone_frozen"].astype(str).tolist() == ["True", "False", "False"]
+    trained = network_state(torch.load(run.last_checkpoint, map_location="cpu", weights_only=True))
+    start = _start("resnet18", str(resnet_weights))
+    assert not torch.equal(start["backbone.layer3.0.conv1.weight"], trained["backbone.layer3.0.conv1.weight"])
+    assert torch.equal(start["backbone.layer2.0.conv1.weight"], trained["backbone.layer2.0.conv1.weight"])
+    assert torch.equal(start["backbone.layer2.0.bn1.running_mean"], trained["backbone.layer2.0.bn1.running_mean"])
+    with pytest.raises(ValueError, match="unfreeze=stages .* add strategy=gradual"):
+        load_config(unfreeze="stages")

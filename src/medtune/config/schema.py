@@ -114,6 +114,11 @@ class Config(BaseModel):
         "finetune", description="train all layers, only the head (frozen backbone), or the head first then all"
     )
     freeze_epochs: int = Field(1, ge=0, description="gradual: epochs that train the head alone")
+    unfreeze: Literal["all", "stages"] = Field(
+        "all",
+        description="gradual, after the head's epochs: all (the whole backbone at once) or stages (one more "
+        "backbone stage per epoch, the last first, the stem last)",
+    )
     freeze: int | Literal["all"] = Field(
         0,
         description="freeze the stem and the first N stages of the backbone (timm's feature stages), batch-norm "
@@ -293,6 +298,15 @@ class Config(BaseModel):
             allowed = segment if self.task == "segment" else tuple(m for m in MONITORS if m not in segment[1:])
             raise ValueError(
                 f"monitor={self.monitor} does not fit task={self.task}; choose one of {', '.join(allowed)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _unfreeze_needs_gradual(self) -> Config:
+        if self.unfreeze == "stages" and self.strategy != "gradual":
+            raise ValueError(
+                f"unfreeze=stages unfreezes the backbone stage by stage after the head's epochs, which is "
+                f"strategy=gradual; strategy={self.strategy} has no such phase: add strategy=gradual"
             )
         return self
 

@@ -13,7 +13,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from medtune.config import Config
 from medtune.models import Classifier, Preprocessing
 from medtune.models.inference import Normalize, to_probabilities
-from medtune.models.stages import frozen_norm_layers, frozen_parameters
+from medtune.models.stages import frozen_norm_layers, frozen_parameters, still_frozen
 from medtune.training.losses import create_loss
 from medtune.training.metrics import create_epoch_metrics
 from medtune.training.optim import create_optimizer, create_scheduler
@@ -62,11 +62,15 @@ class TransferModule(L.LightningModule):
         strategy = self.config.strategy
         return strategy == "freeze" or (strategy == "gradual" and epoch < self.config.freeze_epochs)
 
-    def frozen_stages(self) -> set[str]:
-        """Names (in the pretrained part) of the parameters ``freeze=N`` holds fixed in every epoch."""
+    def frozen_stages(self, epoch: int | None = None) -> set[str]:
+        """Names (in the pretrained part) of the parameters ``freeze=N`` holds fixed in every epoch, and with
+        `epoch` and ``unfreeze=stages``, those of the stages gradual unfreezing has not reached yet."""
         if self._frozen is None:
             self._frozen = frozen_parameters(self.pretrained_part(), self.config.freeze, self.config.backbone)
-        return self._frozen
+        if epoch is None or self.config.unfreeze != "stages" or self.backbone_frozen(epoch):
+            return self._frozen
+        unfrozen = epoch - self.config.freeze_epochs + 1  # the head's epochs, then one more stage per epoch
+        return self._frozen | still_frozen(self.pretrained_part(), unfrozen, self.config.backbone)
 
     def trainable_share(self) -> float:
         """The share of the network's parameters that learn in the current epoch."""
@@ -77,9 +81,11 @@ class TransferModule(L.LightningModule):
         frozen = self.backbone_frozen(self.current_epoch)
         part = self.pretrained_part()
         part.requires_grad_(not frozen)
+        fixed = self.frozen_stages(self.current_epoch)
         for name, param in part.named_parameters():
-            if name in self.frozen_stages():
+            if name in fixed:
                 param.requires_grad_(False)
+        self._frozen_norms = None  # gradual unfreezing changes them from epoch to epoch
         # Random draws (augmentation, dropout) depend on the seed and the epoch only, so a run resumed from a
         # checkpoint continues exactly as the uninterrupted run would have.
         torch.manual_seed(self.config.seed * 100_003 + self.current_epoch)
@@ -89,7 +95,7 @@ class TransferModule(L.LightningModule):
         if self.backbone_frozen(self.current_epoch) and part.training:
             part.eval()  # frozen batch-norm statistics, as with a frozen feature extractor
         elif self._frozen_norms is None:
-            self._frozen_norms = frozen_norm_layers(part, self.frozen_stages())
+            self._frozen_norms = frozen_norm_layers(part, self.frozen_stages(self.current_epoch))
         for layer in self._frozen_norms or ():
             layer.eval()  # the frozen stages' batch-norm statistics stay as pretrained
 

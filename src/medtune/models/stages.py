@@ -82,6 +82,19 @@ def frozen_parameters(backbone: nn.Module, freeze: int | str, name: str = "backb
     return {param for param, stage in stages.items() if stage <= int(freeze)}
 
 
+def still_frozen(backbone: nn.Module, unfrozen: int, name: str = "backbone") -> set[str]:
+    """Names of the parameters still frozen when the last `unfrozen` stages learn (gradual unfreezing, ULMFiT's:
+    the last stage first, the stem once every stage learns).
+
+    >>> import timm
+    >>> net = timm.create_model("resnet18", pretrained=False, num_classes=0)
+    >>> [len(still_frozen(net, n)) for n in range(6)]
+    [60, 45, 30, 15, 3, 0]
+    """
+    stages, count = parameter_stages(backbone, name)
+    return {param for param, stage in stages.items() if stage <= count - unfrozen}
+
+
 def frozen_norm_layers(backbone: nn.Module, frozen: set[str]) -> list[nn.Module]:
     """The normalisation layers whose parameters are all frozen: kept in eval mode so their statistics stay too."""
     layers = []

@@ -73,11 +73,17 @@ def training_section(results: RunResults) -> Section:
 
 
 def _stages_note(config: dict[str, Any], history: pd.DataFrame) -> str:
-    """What ``freeze=N`` and ``lr_decay=`` did: the stages held fixed and the share of parameters that learned."""
+    """What ``freeze=N``, ``lr_decay=`` and ``unfreeze=stages`` did: the stages held fixed and the share of
+    parameters that learned."""
     freeze, decay = config.get("freeze", 0), config.get("lr_decay", 1.0)
-    if not freeze and decay == 1.0:
+    stepwise = config.get("unfreeze") == "stages"
+    if not freeze and decay == 1.0 and not stepwise:
         return ""
     parts = []
+    if stepwise:
+        share = ", ".join(f"{100 * v:.0f}%" for v in history.get("trainable", pd.Series(dtype=float)).dropna())
+        parts.append(f"unfreeze=stages unfroze one backbone stage per epoch after the head's epochs (share of "
+                     f"parameters learning per epoch: {share})")  # fmt: skip
     if freeze:
         held = "the whole backbone" if freeze == "all" else f"the stem and the first {freeze} stage(s)"
         parts.append(f"freeze={freeze} held {held} fixed")
