@@ -13,6 +13,7 @@ import torch
 
 import medtune
 from medtune.config import load_config
+from medtune.engine.ensemble import create_ensemble
 from medtune.errors import ConfigError
 from medtune.runs.trained import load_trained
 from tests.conftest import medtune as medtune_cli
@@ -76,10 +77,16 @@ def test_network_from_a_file_trains_resumes_predicts_and_explains(tmp_path, caps
     pd.testing.assert_frame_equal(before, after)
     with pytest.raises(ConfigError, match="is not the code the run started with"):
         medtune.train(config, out, progress=False)  # the same --out, other code: refused, nothing overwritten
-    # the file is gone: the run still loads and evaluates from its copy
+    path.write_text(SMALL)
+    other = medtune.train(load_config(**{**config.model_dump(exclude_unset=True), "lr": 4e-3}), tmp_path / "other",
+                          progress=False)  # fmt: skip
+    ensemble = create_ensemble([out, other.run.path], tmp_path / "ensemble")
+    # the file is gone: the runs and their ensemble still load and evaluate from their copies
     shutil.rmtree(nets)
     assert load_trained(out).network.attr == "SmallNet"
     assert medtune.evaluate(out).metrics["macro"]["auc"] == pytest.approx(result.metrics["macro"]["auc"])
+    again = medtune.evaluate(ensemble.run.path).metrics["macro"]["auc"]
+    assert again == pytest.approx(ensemble.metrics["macro"]["auc"])
 
 
 def test_network_whose_output_is_not_a_linear_layer_fine_tunes_but_cannot_train_a_head_alone(tmp_path):

@@ -184,3 +184,16 @@ def test_missing_file_and_bad_spec_say_what_to_give(tmp_path):
         create_classifier(f"{tmp_path}/nets.py:", 2)
     with pytest.raises(ConfigError, match=r"weights=.*w.pth loads into timm backbones"):
         create_classifier(f"{write(tmp_path, 's.py', SMALL)}:SmallNet", 2, weights=str(tmp_path / "w.pth"))
+
+
+def test_the_example_networks_build_with_their_own_heads():
+    from tests.conftest import REPO
+
+    spec = f"{REPO / 'examples' / 'networks' / 'seed_models.py'}"
+    lite = create_classifier(f"{spec}:Lite0MLPHead", 2, in_chans=1)  # the packaged ImageNet weights
+    assert lite.head[0].in_features == 256 and isinstance(lite.backbone.classifier, nn.Identity)
+    assert resolve_preprocessing(f"{spec}:Lite0MLPHead", 1).mean == (0.5,)
+    for name in ("resnet18_dropout", "SmallCNN"):
+        model = create_classifier(f"{spec}:{name}", 3, in_chans=1).eval()
+        assert model(torch.zeros(2, 1, 64, 64)).shape == (2, 3)
+        assert find_target_layer(model.backbone, image_size=64)[1].__class__ is nn.Conv2d

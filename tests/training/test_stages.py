@@ -117,5 +117,5 @@ def test_gradual_unfreezing_adds_one_stage_per_epoch_from_the_last(resnet_weight
     assert not torch.equal(start["backbone.layer3.0.conv1.weight"], trained["backbone.layer3.0.conv1.weight"])
     assert torch.equal(start["backbone.layer2.0.conv1.weight"], trained["backbone.layer2.0.conv1.weight"])
     assert torch.equal(start["backbone.layer2.0.bn1.running_mean"], trained["backbone.layer2.0.bn1.running_mean"])
-    with pytest.raises(ValueError, match="unfreeze=stages .* add strategy=gradual"):
+    with pytest.raises(ValueError, match=r"unfreeze=stages .* add strategy=gradual"):
         load_config(unfreeze="stages")

@@ -30,6 +30,7 @@ from medtune.engine.evaluate import evaluate_split
 from medtune.errors import ConfigError, DataError
 from medtune.models.ensemble import EnsembleClassifier
 from medtune.runs import Run, prepare_dataset
+from medtune.runs.network import write_network
 from medtune.runs.run import open_run
 from medtune.runs.trained import TrainedModel, load_trained
 
@@ -63,6 +64,7 @@ def create_ensemble(runs: list[str | os.PathLike], out: str | os.PathLike) -> En
     target.checkpoints.mkdir(parents=True, exist_ok=True)
     config = trained[0].config
     target.write_config(config)
+    write_network(target.network_dir, trained[0].network)  # the data is prepared as the first member's was
     shutil.copyfile(members[0].split_file, target.split_file)
     network = EnsembleClassifier([t.model for t in trained], trained[0].in_chans).eval()
     network.renormalise([t.preprocessing.mean for t in trained], [t.preprocessing.std for t in trained])
