@@ -14,6 +14,7 @@ import torch
 import medtune
 from medtune.config import load_config
 from medtune.engine.ensemble import create_ensemble
+from medtune.engine.export import export
 from medtune.errors import ConfigError
 from medtune.runs.trained import load_trained
 from tests.conftest import medtune as medtune_cli
@@ -68,6 +69,10 @@ def test_network_from_a_file_trains_resumes_predicts_and_explains(tmp_path, caps
     assert len(before) == len(images) and set(before["label"]) <= {"normal", "pneumonia"}
     explained = medtune.explain(out, images[:2], tmp_path / "cams")
     assert set(explained["layer"]) == {"features.3"}  # the last convolution of the user's network
+    exported = export(out, tmp_path / "small.onnx")  # checked against the PyTorch network on the test split
+    assert exported.parity["top_class_agreement"] == 1.0
+    onnx = medtune.predict(exported.model, images)
+    assert onnx["label"].tolist() == before["label"].tolist()
 
     # the file changes after training: the run's own copy is used, and it is said
     path.write_text(SMALL.replace("nn.Linear(16, num_classes)", "nn.Linear(16, num_classes, bias=False)"))
