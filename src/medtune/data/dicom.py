@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from medtune.config.values import parse_window
+from medtune.data._clamped import open_clamped
 from medtune.errors import ConfigError, ImageReadError, MissingDependencyError
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -45,7 +46,19 @@ _PLUGIN_PACKAGES = {
 }
 
 # What a damaged file makes pydicom or a decoder plugin raise while parsing or decoding.
-_PARSE_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error)
+_PARSE_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, struct.error,
+                 NotImplementedError, OverflowError, RuntimeError)  # fmt: skip
+
+
+def _parse_errors() -> tuple[type[BaseException], ...]:
+    """What pydicom raises on a corrupt file (fuzzing found its own BytesLengthException among them)."""
+    return (*_PARSE_ERRORS, _pydicom().errors.BytesLengthException)
+
+
+def _dcmread(path: Path, **options: Any) -> Any:
+    """`pydicom.dcmread` on a `ClampedReader`: a corrupt element length cannot reserve gigabytes."""
+    with open_clamped(path) as file:
+        return _pydicom().dcmread(file, **options)
 
 
 def _pydicom() -> Any:
@@ -82,14 +95,18 @@ def read_dicom(path: str | Path, window: str = "auto", frame: int | str | None =
     """
     path = Path(path)
     choice = parse_window(window)
-    ds = _read_dataset(path)
-    raw = _decode(ds, path, _frame_index(ds, path, frame))
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    try:
+        ds = _read_dataset(path)
+        raw = _decode(ds, path, _frame_index(ds, path, frame))
+        photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    except _parse_errors() as exc:  # pydicom parses elements when first read: a corrupt one fails wherever that is
+        raise ImageReadError(path, f"the DICOM header cannot be read ({_brief(exc)}); the file is truncated or "
+                                   "corrupt: copy or export it again") from None  # fmt: skip
     if photometric == "PALETTE COLOR" or (raw.ndim == 3 and raw.shape[-1] == 3):
         return _to_rgb(raw, ds, path, photometric)
     try:
         return _to_gray(raw, ds, choice, photometric == "MONOCHROME1")
-    except (*_PARSE_ERRORS, NotImplementedError) as exc:
+    except _parse_errors() as exc:
         reason = f"its rescale or VOI LUT cannot be applied ({_brief(exc)}); set window=none, or export it again"
         raise ImageReadError(path, reason) from None
 
@@ -124,14 +141,14 @@ def _read_dataset(path: Path) -> Any:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")  # pydicom's remarks on odd headers would flood a store build
-            ds = pydicom.dcmread(path)
+            ds = _dcmread(path)
     except pydicom.errors.InvalidDicomError:
         raise ImageReadError(
             path,
             "not a DICOM file (no 'DICM' file header); expected a DICOM Part 10 file: check that it is not "
             "another format renamed to .dcm, or export it again as DICOM",
         ) from None
-    except _PARSE_ERRORS as exc:
+    except _parse_errors() as exc:
         raise ImageReadError(path, f"the DICOM header cannot be read ({exc}); the file is truncated or corrupt: copy "
                                    "or export it again") from None  # fmt: skip
     if any("End of file reached" in str(w.message) for w in caught):
@@ -210,10 +227,15 @@ def _decode(ds: Any, path: Path, index: int | None) -> np.ndarray:
             hint = f"; if the file is intact, install {package} ({INSTALL_HINT}), which decodes more variants"
         raise ImageReadError(path, f"the {uid.name} pixel data cannot be decoded ({_brief(exc)}): the "
                                    f"compressed data is corrupt{hint}") from None  # fmt: skip
-    except (*_PARSE_ERRORS, NotImplementedError) as exc:
+    except _parse_errors() as exc:
         raise ImageReadError(path, f"the pixel data cannot be decoded ({_brief(exc)}): the file is truncated "
                                    "or corrupt, or its image header (rows, columns, bits) is wrong; copy or export "
                                    "it again") from None  # fmt: skip
+    except BaseException as exc:
+        if type(exc).__name__ != "PanicException":  # a Rust decoder's panic (pylibjpeg-rle, found by fuzzing)
+            raise
+        raise ImageReadError(path, f"the {uid.name} pixel data cannot be decoded (its decoder panicked: "
+                                   f"{_brief(exc)}): the compressed data is corrupt") from None  # fmt: skip
 
 
 def _brief(exc: BaseException) -> str:
@@ -286,7 +308,7 @@ def _to_rgb(raw: np.ndarray, ds: Any, path: Path, photometric: str) -> np.ndarra
     if photometric == "PALETTE COLOR":
         try:
             raw = _pydicom().pixels.apply_color_lut(raw, ds)
-        except _PARSE_ERRORS as exc:
+        except _parse_errors() as exc:
             raise ImageReadError(path, f"its palette colour lookup table cannot be applied ({_brief(exc)}); "
                                        "export it again as RGB") from None  # fmt: skip
         bits = raw.dtype.itemsize * 8
@@ -347,10 +369,10 @@ def _read_header(path: Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return pydicom.dcmread(path, stop_before_pixels=True)
+            return _dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
         raise ImageReadError(path, "not a DICOM file (no 'DICM' file header); expected a DICOM Part 10 file") from None
-    except _PARSE_ERRORS as exc:
+    except _parse_errors() as exc:
         reason = f"the DICOM header cannot be read ({exc}); the file is truncated or corrupt"
         raise ImageReadError(path, reason) from None
 

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medtune._registry import Registry
+from medtune.data._clamped import open_clamped
 from medtune.data.dicom import DICOM_SUFFIXES, read_dicom
 from medtune.errors import ImageReadError
 
@@ -106,7 +107,7 @@ def _read_with_pil(path: Path, **_: object) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with open_clamped(path) as file, Image.open(file) as image:  # a chunk length cannot reserve gigabytes
                 image.load()  # force the full decode so truncated files fail here, not later
                 image = ImageOps.exif_transpose(image)  # JPEG orientation as the camera meant it
                 return _pil_to_array(image)
