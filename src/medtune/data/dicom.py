@@ -99,6 +99,8 @@ def read_dicom(path: str | Path, window: str = "auto", frame: int | str | None =
         ds = _read_dataset(path)
         raw = _decode(ds, path, _frame_index(ds, path, frame))
         photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    except (ImageReadError, ConfigError):
+        raise  # already named (both are ValueErrors, which the next clause would wrap again)
     except _parse_errors() as exc:  # pydicom parses elements when first read: a corrupt one fails wherever that is
         raise ImageReadError(path, f"the DICOM header cannot be read ({_brief(exc)}); the file is truncated or "
                                    "corrupt: copy or export it again") from None  # fmt: skip
