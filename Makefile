@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the cores and slow training tests many times over.
 PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test fuzz lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: setup
 
 test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# A long fuzzing run by hand (20,000 inputs per target, about an hour here); make test runs a bounded one.
+fuzz: setup
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/fuzz -p no:randomly -W ignore::UserWarning $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks tools examples

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from medtune.errors import MedtuneError
 
 settings.register_profile(
-    "ci", max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", "60")), deadline=None, derandomize=True,
+    "ci", max_examples=int(os.environ.get("MEDTUNE_FUZZ_EXAMPLES", "200")), deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     database=None, print_blob=True,
 )  # fmt: skip

@@ -14,11 +14,13 @@ import pydicom
 import pytest
 from PIL import Image
 
+from medtune.config import load_config
 from medtune.data.dicom import dicom_info
 from medtune.data.images import read_image
-from medtune.errors import ImageReadError
+from medtune.data.readers import read_table
+from medtune.errors import ConfigError, DataError, ImageReadError
 from tests.conftest import shared_path
-from tests.fuzz.conftest import read_or_refuse
+from tests.fuzz.conftest import bounded_memory, read_or_refuse
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -89,3 +91,55 @@ def test_corrupt_rle_pixel_data_panicking_the_rust_decoder_is_a_named_error(tmp_
     path = _write(tmp_path, "rle-panic.dcm", data)
     with pytest.raises(ImageReadError, match="RLE Lossless pixel data cannot be decoded"):
         read_image(path)
+
+
+def test_configuration_file_that_is_not_utf8_is_a_named_error(tmp_path):
+    """Was: UnicodeDecodeError from a YAML file starting with two 0xFF bytes."""
+    path = _write(tmp_path, "experiment.yaml", b"\xff\xffepochs: 6\n")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(path)
+
+
+def test_yaml_with_python_tags_builds_nothing(tmp_path):
+    """Not a defect (yaml.safe_load refuses them); kept so that it stays refused."""
+    marker = tmp_path / "ran"
+    path = _write(tmp_path, "evil.yaml", f"name: !!python/object/apply:os.system ['touch {marker}']\n".encode())
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(path)
+    assert not marker.exists()
+
+
+def _archive(tmp_path: Path, **arrays: np.ndarray) -> Path:
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_member_with_a_corrupt_header_is_a_named_error(tmp_path):
+    """Was: SyntaxError from numpy's .npy header parser (a byte of the header's dict changed)."""
+    path = _archive(tmp_path, train_images=np.zeros((4, 8, 8), np.uint8), train_labels=np.zeros(4, np.int64))
+    data = bytearray(path.read_bytes())
+    at = data.index(b"'descr'")
+    data[at + 1] = 0x82
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"cannot read the array 'train_images'"):
+        read_table(path)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (np.array(0), r"labels has shape \(\); expected"),
+        (np.zeros((4, 0)), r"labels has shape \(4, 0\)"),
+        (np.array(["a", "b", "c", "d"]), "not whole numbers"),
+        (np.array([0.0, 1.0, np.nan, 0.0]), "not whole numbers"),
+        (np.array([0, 1, 2**40, 0]), "labels go up to 1099511627776 for 4 images"),
+    ],
+    ids=["scalar", "no-columns", "text", "nan", "huge-index"],
+)
+def test_npz_labels_that_are_not_class_indices_are_named(tmp_path, labels, message):
+    """Were: TypeError (len of a scalar), ValueError (reshape of an empty array), and for a label of 2**40 a
+    MemoryError building 2**40 class names."""
+    path = _archive(tmp_path, train_images=np.zeros((4, 8, 8), np.uint8), train_labels=labels)
+    with pytest.raises(DataError, match=message), bounded_memory():
+        read_table(path)

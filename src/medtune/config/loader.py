@@ -61,8 +61,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} not found; check the path given to --config")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # Python tags (!!python/object...) included: safe_load builds no objects
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:  # found by fuzzing
+        raise ConfigError(f"{path} is not UTF-8 text ({exc}); save the configuration as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold key: value pairs at the top level, found {type(data).__name__}")
     return data

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,11 +68,25 @@ def _class_names(path: Path, config: Config, n_classes: int) -> tuple[list[str],
     return [str(i) for i in range(n_classes)], "no class names given: classes are numbered (set classes=a,b,...)"
 
 
+#: What numpy and zipfile raise on a damaged archive or member (fuzzing found the header parser's SyntaxError and
+#: TokenError, and zlib's error, among them).
+_ARCHIVE_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, SyntaxError, tokenize.TokenError, zlib.error,
+                   RuntimeError, NotImplementedError)  # fmt: skip
+
+
+def _load(data: Any, name: str, path: Path) -> np.ndarray:
+    try:
+        return data[name]
+    except _ARCHIVE_ERRORS as exc:
+        raise DataError(f"cannot read the array {name!r} of {path}: {type(exc).__name__}: {exc}; the archive is "
+                        "truncated or corrupt: re-create it with numpy.savez") from None  # fmt: skip
+
+
 def _arrays(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         data = np.load(path, allow_pickle=False)
         keys = set(data.files)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except _ARCHIVE_ERRORS as exc:
         raise DataError(f"cannot read {path} as an .npz archive: {exc}; the file is truncated or not .npz") from None
     prefixes = [s for s in ("train", "val", "test") if f"{s}_images" in keys]
     if not prefixes and "images" in keys:
@@ -84,13 +101,30 @@ def _arrays(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         stem = f"{split}_" if split else ""
         if f"{stem}labels" not in keys:
             raise DataError(f"{path} has {stem}images but no {stem}labels; add the labels array")
-        images, labels = data[f"{stem}images"], data[f"{stem}labels"]
-        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-            raise DataError(f"{path}: {stem}images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3)")
-        if len(labels) != len(images):
-            raise DataError(f"{path}: {len(images)} {stem}images but {len(labels)} {stem}labels; they must match")
-        out[split] = (images, labels.reshape(len(labels), -1))
+        images, labels = _load(data, f"{stem}images", path), _load(data, f"{stem}labels", path)
+        _check_arrays(path, stem, images, labels)
+        out[split] = (images, labels.reshape(len(labels), -1).astype(np.int64))
     return out
+
+
+def _check_arrays(path: Path, stem: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Images ``(N, H, W)`` or ``(N, H, W, 1|3)`` of numbers, N > 0; labels ``(N,)`` or ``(N, K)`` of whole numbers
+    (fuzzing found scalars, empty arrays and text reaching the reshape)."""
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)) or 0 in images.shape:
+        raise DataError(f"{path}: {stem}images has shape {images.shape}; expected (N, H, W) or (N, H, W, 3) with "
+                        "N, H, W > 0")  # fmt: skip
+    if images.dtype.kind not in "uifb":
+        raise DataError(f"{path}: {stem}images holds {images.dtype} values; expected numbers (uint8, uint16, float)")
+    if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] == 0):
+        raise DataError(f"{path}: {stem}labels has shape {labels.shape}; expected (N,) class indices or (N, K) 0/1")
+    if len(labels) != len(images):
+        raise DataError(f"{path}: {len(images)} {stem}images but {len(labels)} {stem}labels; they must match")
+    whole = labels.dtype.kind in "uib" or (
+        labels.dtype.kind == "f" and bool(np.isfinite(labels).all()) and bool((labels == np.round(labels)).all())
+    )
+    if not whole:
+        raise DataError(f"{path}: {stem}labels holds {labels.dtype} values that are not whole numbers; expected "
+                        "class indices (0, 1, 2...) or 0/1 columns")  # fmt: skip
 
 
 def read_npz(path: Path, config: Config) -> Table:
@@ -104,6 +138,9 @@ def read_npz(path: Path, config: Config) -> Table:
     if all_labels.min() < 0:
         raise DataError(f"{path}: labels must be class indices >= 0 (or 0/1 columns), found {all_labels.min()}")
     n_classes = all_labels.shape[1] if multilabel else int(all_labels.max()) + 1
+    if n_classes > max(1000, 10 * len(all_labels)):  # fuzzing: a label of 2**40 asked for 2**40 class names
+        raise DataError(f"{path}: labels go up to {n_classes - 1} for {len(all_labels)} images; expected class "
+                        "indices 0, 1, 2... (one per class, without large gaps)")  # fmt: skip
     classes, note = _class_names(path, config, n_classes)
     rows = []
     for split, (_, labels) in arrays.items():
