@@ -24,6 +24,9 @@ def predict_command(
     tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average with the mirrored image.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
     path_column: Annotated[str | None, typer.Option("--path-column", help="Path column of CSV inputs.")] = None,
+    outside_paths: Annotated[
+        bool, typer.Option("--outside-paths", help="Let CSV inputs name images outside their folder with '..'.")
+    ] = False,
     engine: Annotated[
         str, typer.Option("--engine", help="auto (onnxruntime when the run has an export), torch or onnx.")
     ] = "auto",
@@ -34,7 +37,8 @@ def predict_command(
     """Predict every input image; unreadable files are reported in the output with their error."""
     from medtune.engine.predict import predict, write_predictions
 
-    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine)
+    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine,
+                      outside_paths=outside_paths)  # fmt: skip
     written = write_predictions(results, out, fmt, probs)
     failed = results[results["error"].notna()]
     summary = _summary(results)

@@ -38,6 +38,9 @@ class Config(BaseModel):
     data: str | None = Field(None, description="folder, CSV/TSV manifest or .npz file")
     reader: str = Field("auto", description="reader name (folder, table, npz...) or auto to detect")
     path: str | None = Field(None, description="CSV column with image paths (auto: path, image, file, filename...)")
+    outside_paths: bool = Field(
+        False, description="CSV: allow relative image paths that climb out of the manifest's folder with '..'"
+    )
     label: str | None = Field(None, description="CSV column with the label (auto: label, class, target...)")
     label_from: Literal["folder", "name"] | None = Field(
         None, description="name: the label is the file name's prefix before the first - or _ (ADI-AAQEFMRI.tif)"

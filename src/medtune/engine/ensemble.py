@@ -32,7 +32,7 @@ from medtune.models.ensemble import EnsembleClassifier
 from medtune.runs import Run, prepare_dataset
 from medtune.runs.network import write_network
 from medtune.runs.run import open_run
-from medtune.runs.trained import TrainedModel, load_trained
+from medtune.runs.trained import TrainedModel, load_trained, read_checkpoint_file
 
 #: Keys whose values decide what a network sees: members of one ensemble must agree on all of them.
 INPUT_KEYS = ("data", "image_size", "channels", "resize", "interpolation", "mask", "mask_margin", "window", "frame")
@@ -69,7 +69,7 @@ def create_ensemble(runs: list[str | os.PathLike], out: str | os.PathLike) -> En
     network = EnsembleClassifier([t.model for t in trained], trained[0].in_chans).eval()
     network.renormalise([t.preprocessing.mean for t in trained], [t.preprocessing.std for t in trained])
     described = [_describe(member, t) for member, t in zip(members, trained, strict=True)]
-    checkpoint = torch.load(trained[0].checkpoint, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint_file(trained[0].checkpoint)
     meta = {**checkpoint["medtune"], "ensemble": described}
     _save(target.best_checkpoint, {"state_dict": {f"model.{k}": v for k, v in network.state_dict().items()},
                                    "medtune": meta})  # fmt: skip

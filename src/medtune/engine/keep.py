@@ -21,7 +21,6 @@ import shutil
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import nn
 
 from medtune._io import write_json
@@ -29,7 +28,7 @@ from medtune.config import monitor_mode
 from medtune.engine.inference import store_probabilities
 from medtune.metrics.compare import share_better
 from medtune.runs import PreparedDataset, Run
-from medtune.runs.trained import network_state
+from medtune.runs.trained import network_state, read_checkpoint_file
 
 #: ``keep=auto`` keeps the best epoch when it wins at least this share of paired resamples of the validation split.
 WIN_SHARE = 0.95
@@ -93,7 +92,7 @@ def _share_best_wins(network: nn.Module, dataset: PreparedDataset, run: Run, mon
     targets = dataset.table.targets()[rows]
     probs = []
     for checkpoint in (run.best_checkpoint, run.last_checkpoint):
-        network.load_state_dict(network_state(torch.load(checkpoint, map_location="cpu", weights_only=True)))
+        network.load_state_dict(network_state(read_checkpoint_file(checkpoint)))
         network.eval()
         probs.append(store_probabilities(network, dataset.resolved.preprocessing, dataset.store, rows, dataset.config))
     return share_better(targets, probs[0], probs[1], monitor.removeprefix("val_"), seed=dataset.config.seed)

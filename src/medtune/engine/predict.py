@@ -36,10 +36,13 @@ if TYPE_CHECKING:
 _GLOB_CHARS = frozenset("*?[")
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike], path_column: str | None = None) -> list[str]:
+def collect_inputs(
+    inputs: Iterable[str | os.PathLike], path_column: str | None = None, outside_paths: bool = False
+) -> list[str]:
     """Expand files, folders (recursive), glob patterns and CSV/TSV manifests into image paths, in order.
 
-    A name that matches nothing is kept, so that its error is reported with the results.
+    A name that matches nothing is kept, so that its error is reported with the results. A manifest's relative
+    paths that climb out of its folder with ``..`` are refused unless `outside_paths`.
 
     Raises:
         DataError: nothing was given, or the inputs hold no image at all.
@@ -52,7 +55,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], path_column: str | None 
         elif path.is_dir():
             found.extend(sorted(str(p) for p in path.rglob("*") if p.is_file() and is_image_file(p)))
         elif path.suffix.lower() in SUFFIXES and path.is_file():
-            found.extend(_manifest_paths(path, path_column))
+            found.extend(_manifest_paths(path, path_column, outside_paths))
         else:
             found.append(str(path))
     unique = list(dict.fromkeys(found))
@@ -62,7 +65,7 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], path_column: str | None 
     return unique
 
 
-def _manifest_paths(path: Path, column: str | None) -> list[str]:
+def _manifest_paths(path: Path, column: str | None, outside: bool) -> list[str]:
     frame = _read_csv(path)
     name = _find(frame, column, PATH_NAMES, "path", "path", path)
     if name is None:
@@ -70,7 +73,7 @@ def _manifest_paths(path: Path, column: str | None) -> list[str]:
             f"{path} has no path column (looked for {', '.join(PATH_NAMES[:5])}...); columns are "
             f"{', '.join(frame.columns)}: set path=COLUMN"
         )
-    return list(_resolve_paths(frame[name].dropna(), path.parent))
+    return list(_resolve_paths(frame[name].dropna(), path.parent, path, outside))
 
 
 class _ImageFiles(Dataset):
@@ -148,6 +151,7 @@ def predict(
     progress: bool = True,
     masks: str | os.PathLike | None = None,
     engine: str = "auto",
+    outside_paths: bool = False,
 ) -> pd.DataFrame:
     """Predict the class of every input image with a run's best checkpoint.
 
@@ -163,6 +167,7 @@ def predict(
         masks: a folder of masks named like the images, for a run trained with ``mask=...``.
         engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
             current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
+        outside_paths: let CSV inputs name images outside their folder with ``..``.
 
     Returns:
         One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
@@ -175,7 +180,7 @@ def predict(
     """
     trained = load_model(choose_engine(run, engine))
     config: Config = trained.config
-    paths = collect_inputs(inputs, path_column)
+    paths = collect_inputs(inputs, path_column, outside_paths)
     predictor = create_predictor(trained, tta)
     mask_files, missing = input_masks(paths, config, masks)
     dataset = _ImageFiles(paths, trained.resolved.spec, mask_files, missing)

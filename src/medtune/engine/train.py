@@ -29,7 +29,7 @@ from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
 from medtune.runs.network import read_network
 from medtune.runs.run import history_columns
-from medtune.runs.trained import network_state
+from medtune.runs.trained import network_state, read_checkpoint_file
 
 #: How much faster a frozen-backbone epoch is on cached features (`benchmarks/freeze.py`, PneumoniaMNIST, 2 cores).
 FEATURE_SPEEDUP = "16x at 64 px and 74x at 128 px"
@@ -148,7 +148,10 @@ def fit(
         warnings.filterwarnings("ignore", message=".*No positive samples in targets.*")
         warnings.filterwarnings("ignore", message=".*No negative samples in targets.*")
         warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None)
+        if resumed:
+            read_checkpoint_file(run.last_checkpoint)  # tensors and plain values only, else a named refusal
+        trainer.fit(module, train_loader, val_loader, ckpt_path=run.last_checkpoint if resumed else None,
+                    weights_only=True)  # fmt: skip
     best = run.best_checkpoint if run.best_checkpoint.is_file() else run.last_checkpoint
     model = module.model
     if trainer.world_size > 1:
@@ -157,7 +160,7 @@ def fit(
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     keep_checkpoint(model, dataset, run)
-    model.load_state_dict(network_state(torch.load(best, map_location="cpu", weights_only=True)))
+    model.load_state_dict(network_state(read_checkpoint_file(best)))
     return model.eval()
 
 

@@ -316,11 +316,9 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
     need no shared disk: the best validation epoch, test metrics with intervals, size and time."""
     import json
 
-    import torch
-
     from medtune.config import monitor_mode
     from medtune.runs import read_history
-    from medtune.runs.trained import network_state
+    from medtune.runs.trained import network_state, read_checkpoint_file
 
     history = read_history(run.history_file)
     column = history[monitor].astype(float)
@@ -345,7 +343,7 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
             "f1": scored(metrics["macro"]["f1"], "f1"),
             "ece": metrics.get("ece"),
         }
-    state = network_state(torch.load(run.best_checkpoint, map_location="cpu", weights_only=True))
+    state = network_state(read_checkpoint_file(run.best_checkpoint))
     return {
         "monitor": monitor,
         "best": float(best_row[monitor]),

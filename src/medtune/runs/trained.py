@@ -125,11 +125,30 @@ def _read_checkpoint(source: str | os.PathLike, which: str, command: str) -> tup
     if path.is_dir():
         run = open_run(path)
         path = run.best_checkpoint if which == "best" and run.best_checkpoint.is_file() else run.last_checkpoint
+    return run, path, read_checkpoint_file(path)
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's contents, loaded as tensors and plain values only (``torch.load(weights_only=True)``): a file
+    carrying pickled objects, which loading would construct and could run code with, is refused.
+
+    Raises:
+        DataError: the file is truncated or unreadable, or carries pickled objects (named, with the fix).
+    """
+    import pickle
+
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as exc:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+        reason = lines[0] if lines else type(exc).__name__  # "... unsupported GLOBAL posix.system ..."
+        raise DataError(
+            f"checkpoint {path} carries pickled Python objects besides tensors ({reason[:200]}), which loading "
+            "would build and could run code with; medtune loads only tensors and plain values. If you did not "
+            "make this file, do not use it; otherwise train the run again"
+        ) from None
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
-    return run, path, checkpoint
 
 
 def _checkpoint_meta(checkpoint: dict[str, Any], path: Path, task: str) -> tuple[dict[str, Any], Config]:

@@ -4,6 +4,7 @@ Paths are relative to the manifest's folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,20 @@ def _find(frame: pd.DataFrame, given: str | None, candidates: tuple[str, ...], w
     return next((lower[name] for name in candidates if name in lower), None)
 
 
-def _resolve_paths(values: pd.Series, base: Path) -> pd.Series:
+def _resolve_paths(values: pd.Series, base: Path, manifest: Path, outside: bool = False) -> pd.Series:
+    """Paths of a manifest's column, relative ones taken from its folder; those that climb out of that folder with
+    ``..`` are refused unless `outside` (``outside_paths=true``): a manifest someone else wrote reads only the
+    images beside or below it, unless you allow more."""
+    if not outside:
+        root = os.path.normpath(base)
+        climbing = [v for v in values.dropna() if not Path(v).is_absolute() and ".." in Path(v).parts
+                    and not os.path.normpath(base / v).startswith(root + os.sep)]  # fmt: skip
+        if climbing:
+            raise DataError(
+                f"{manifest}: {len(climbing)} relative image path(s) climb out of its folder with '..' (e.g. "
+                f"{', '.join(repr(v) for v in climbing[:3])}); a manifest reads the images beside or below it unless "
+                "you allow others: set outside_paths=true if you trust it, or give absolute paths"
+            )
     return values.map(lambda v: str(Path(v) if Path(v).is_absolute() else base / v), na_action="ignore")
 
 
@@ -110,7 +124,7 @@ def read_manifest(path: Path, config: Config) -> Table:
     if frame[path_col].isna().any():
         row = int(np.flatnonzero(frame[path_col].isna().to_numpy())[0])
         raise DataError(f"{path}: row {row + 2} has an empty {path_col!r}; every row needs an image path")
-    out = pd.DataFrame({"path": _resolve_paths(frame[path_col].str.strip(), base)})
+    out = pd.DataFrame({"path": _resolve_paths(frame[path_col].str.strip(), base, path, config.outside_paths)})
     out["id"] = frame[path_col].str.strip()
 
     multilabel = bool(config.labels) or config.label_sep is not None
@@ -153,7 +167,7 @@ def read_manifest(path: Path, config: Config) -> Table:
         if getattr(config, setting) is None:
             notes.append(f"{key} from column {column!r} (set {setting}=COLUMN to choose another)")
         values = frame[column].str.strip()
-        out[key] = _resolve_paths(values, base) if key == "mask" else values
+        out[key] = _resolve_paths(values, base, path, config.outside_paths) if key == "mask" else values
     if pattern is not None:
         out, note = labels_from_names(out, pattern, path)
         notes.insert(0, note)
