@@ -62,7 +62,8 @@ def copy_images(table: Table, rows: list[int], dest: Path) -> Table:
 
 
 def store_folders(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """The cache's entries and leftovers; the lock files beside them (`medtune._locks`) left out."""
+    return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock")) if cache.exists() else []
 
 
 def run_python(code: str, timeout: float = 120) -> str:

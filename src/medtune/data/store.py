@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medtune._io import write_json
+from medtune._locks import InUse, building
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune._version import __version__
@@ -116,8 +117,11 @@ class ImageStore:
         DataError: the folder is not a complete store of this format.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, hold: bool = True) -> None:
         self.path = Path(path)
+        # held while open, so `medtune cache clean` leaves the store alone (taken first: a clean in progress ends
+        # before the folder is read); `hold=False` only checks a store its own builder holds
+        self._use = InUse(self.path) if hold else None
         try:
             meta = json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
             self.key: str = meta["key"]
@@ -126,10 +130,12 @@ class ImageStore:
             count, fmt = int(meta["count"]), int(meta["format"])
             self.images: np.memmap = np.load(self.path / IMAGES_FILE, mmap_mode="r")
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.release()
             raise DataError(f"{self.path} is not a complete image store ({exc}); delete it to rebuild") from None
         expected = (count, self.spec.size, self.spec.size, self.spec.stored_channels)
         found = (fmt, self.images.shape, self.images.dtype, len(self.ids))
         if found != (STORE_FORMAT, expected, np.uint8, count):
+            self.release()
             raise DataError(
                 f"{self.path} holds format {fmt}, images {self.images.shape} {self.images.dtype}; expected format "
                 f"{STORE_FORMAT}, {expected} uint8: delete the folder to rebuild"
@@ -137,6 +143,11 @@ class ImageStore:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def release(self) -> None:
+        """Let `medtune cache clean` remove the store (done when the object is collected, or the process ends)."""
+        if self._use is not None:
+            self._use.release()
 
     def __getitem__(self, i: int) -> np.ndarray:
         """Image `i` as a read-only ``(H, W, C)`` uint8 view of the file."""
@@ -190,9 +201,23 @@ def open_store(
         try:
             return ImageStore(final)
         except DataError:
-            _discard(final)  # damaged by hand: rebuild it
-    _remove_stale_builds(root)
-    return _build(entries, list(table.frame["id"]), spec, key, final, workers, progress)
+            pass  # damaged by hand: rebuilt below
+    # One process builds a store; another that needs the same one waits for it, then opens it (`medtune._locks`).
+    with building(final, f"the image store of {table.source or 'these images'}"):
+        if final.is_dir() and not _complete(final):
+            _discard(final)
+        if not final.is_dir():
+            _remove_stale_builds(root)
+            _build(entries, list(table.frame["id"]), spec, key, final, workers, progress)
+    return ImageStore(final)
+
+
+def _complete(folder: Path) -> bool:
+    try:
+        ImageStore(folder, hold=False)
+    except DataError:
+        return False
+    return True
 
 
 def detect_channels(table: Table, sample: int = 32, window: str = "auto", frame: int | str | None = None) -> int:
@@ -319,7 +344,7 @@ def _worker_pool(workers: int) -> Iterator[ProcessPoolExecutor | None]:
 
 def _build(
     entries: list[Entry], ids: list[str], spec: StoreSpec, key: str, final: Path, workers: int, progress: bool
-) -> ImageStore:
+) -> None:
     """Build the store in a temporary folder beside `final` and rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f"{_BUILD_PREFIX}{os.getpid()}-", dir=final.parent))
     try:
@@ -349,7 +374,6 @@ def _build(
     except BaseException:
         _discard(tmp)
         raise
-    return ImageStore(final)
 
 
 def _failure_message(failures: list[tuple[str, str]], total: int) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from medtune._io import write_json
+from medtune._locks import building
 from medtune._paths import cache_dir
 from medtune.config import Config, load_config
 from medtune.data.table import Table
@@ -135,10 +136,13 @@ def cached_features(
     key = [dataset.store.key, network_identity(network), preprocessing.to_dict()]
     folder = cache_dir("features") / hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]
     if not (folder / META_FILE).is_file():
-        if progress:
-            print(f"Computing features of {len(dataset.store)} images once (cached in {folder})", file=sys.stderr)
-        normalize = Normalize(preprocessing, channels_last=True)
-        _build(folder, copy.deepcopy(network).eval(), normalize, dataset.store, batch_size, source)  # caller's stays
+        with building(folder, f"the features of {len(dataset.store)} images"):  # one process computes them
+            if not (folder / META_FILE).is_file():
+                if progress:
+                    print(f"Computing features of {len(dataset.store)} images once (cached in {folder})",
+                          file=sys.stderr)  # fmt: skip
+                normalize = Normalize(preprocessing, channels_last=True)
+                _build(folder, copy.deepcopy(network).eval(), normalize, dataset.store, batch_size, source)
     features = np.load(folder / FEATURES_FILE, mmap_mode="r")
     if len(features) != len(dataset.store):
         raise DataError(f"{folder} holds {len(features)} rows for {len(dataset.store)} images; delete it to rebuild")

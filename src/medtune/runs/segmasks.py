@@ -17,12 +17,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
 from medtune._io import file_sha256
+from medtune._locks import building
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune.config import Config
@@ -95,6 +97,17 @@ def predicted_mask_files(
     root = Path(config.cache_dir) / "masks" if config.cache_dir else default_cache_dir("masks")
     folder = root / f"{file_sha256(segmenter.checkpoint)[:16]}-{config.postprocess}"
     files = [_mask_file(folder, entry) for entry in entries]
+    todo = [entry for entry, file in zip(entries, files, strict=True) if not file.is_file()]
+    if not todo:
+        return [str(f) for f in files], {}
+    with building(folder, f"masks with {Path(seg_run).name}"):  # one process segments an image; others wait
+        return _segment_missing(entries, files, segmenter, seg_run, config, progress)
+
+
+def _segment_missing(
+    entries: Sequence[Entry], files: list[Path], segmenter: Any, seg_run: str | os.PathLike, config: Config,
+    progress: bool,
+) -> tuple[list[str | None], dict[str, str]]:  # fmt: skip
     todo = [entry for entry, file in zip(entries, files, strict=True) if not file.is_file()]
     errors: dict[str, str] = {}
     with create_progress(progress and bool(todo)) as bar:
