@@ -9,6 +9,7 @@ from rich.console import Console
 
 from medtune._version import __version__
 from medtune.cli.audit import audit_command
+from medtune.cli.cache import cache_app
 from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
 from medtune.cli.embed import embed_command
@@ -44,6 +45,7 @@ app.command("export")(export_command)
 app.command("serve")(serve_command)
 app.add_typer(segment_app, name="segment")
 app.add_typer(queue_app, name="queue")
+app.add_typer(cache_app, name="cache")
 app.command("sweep")(sweep_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
