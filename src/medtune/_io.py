@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from medtune.errors import DiskFullError
+
+#: errno values of a full disk (or a full quota).
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from) is a full disk or quota."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full(path: str | os.PathLike, need: int | None = None) -> DiskFullError:
+    """The error for a write into `path`'s folder that found the disk full: the folder, the space it needed (when
+    known), the space left, and the fix."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    needed = f" needs about {need / 2**20:.1f} MiB;" if need else ";"
+    return DiskFullError(
+        f"no space left on the device of {folder} ({free}): writing {Path(path).name}{needed} nothing half-written "
+        "was kept. Free some space (`medtune cache clean --older-than 30d` removes unused caches) or point the "
+        "output elsewhere, then run the same command again"
+    )
 
 
 @contextmanager
@@ -29,8 +61,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared like any other file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(path) from None
         raise
 
 

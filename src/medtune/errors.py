@@ -35,3 +35,7 @@ class WeightsError(MedtuneError, RuntimeError):
 
 class MissingDependencyError(MedtuneError, ImportError):
     """An optional dependency is needed for this feature; the message names the extra to install."""
+
+
+class DiskFullError(MedtuneError, OSError):
+    """No space left on the device a file was being written to; nothing half-written was left behind."""

@@ -10,6 +10,7 @@ a temporary folder and renamed into place, so an interrupted build never leaves 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from medtune._io import write_json
+from medtune._io import disk_full, is_disk_full, write_json
 from medtune._locks import InUse, building
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
@@ -350,7 +351,8 @@ def _build(
     try:
         npy = tmp / IMAGES_FILE
         shape = (len(entries), spec.size, spec.size, spec.stored_channels)
-        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape).flush()  # a sparse file
+        np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=shape).flush()
+        _reserve(npy, final)
         failures: list[tuple[str, str]] = []
         with _worker_pool(workers) as pool, create_progress(progress) as bar:
             task = bar.add_task(f"decoding {len(entries)} images to {spec.size} px", total=len(entries))
@@ -374,6 +376,20 @@ def _build(
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _reserve(npy: Path, final: Path) -> None:
+    """Allocate the whole file on disk now: a memory-mapped write into a sparse file on a full disk kills the
+    process (SIGBUS) rather than raising; reserved first, a full disk is a `DiskFullError` before any decoding."""
+    size = npy.stat().st_size
+    with open(npy, "rb+") as file:
+        try:
+            os.posix_fallocate(file.fileno(), 0, size)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(final, size) from None
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # filesystems without fallocate: write as before
+                raise
 
 
 def _failure_message(failures: list[tuple[str, str]], total: int) -> str:

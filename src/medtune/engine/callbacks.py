@@ -1,8 +1,10 @@
 """Lightning callbacks of a run: ``history.csv`` (one row per epoch, rewritten atomically) with a plain per-epoch
-line for logs when no progress bar is shown, and the thread count that follows the cores other processes leave."""
+line for logs when no progress bar is shown, the thread count that follows the cores other processes leave, and
+checkpoints written atomically."""
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
 from medtune._io import atomic_open
@@ -129,3 +133,16 @@ class SharedCores(L.Callback):
 
         if self._governor is not None and torch.get_num_threads() != self._start:
             torch.set_num_threads(self._start)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: the checkpoint is serialised in memory, written to a temporary
+    file beside its name, synced, then renamed. Lightning's own writes the final file in place, so a full disk or a
+    kill mid-write left a truncated ``last.ckpt`` that the next run would resume from; now the previous checkpoint
+    stays whole and a full disk is a `medtune.errors.DiskFullError` naming the run folder."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with atomic_open(path, "wb") as file:  # a full disk raises DiskFullError, the temporary file removed
+            file.write(buffer.getbuffer())

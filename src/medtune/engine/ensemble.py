@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from medtune._io import file_sha256, write_json
 from medtune.config import Config
+from medtune.engine.callbacks import AtomicCheckpointIO
 from medtune.engine.evaluate import evaluate_split
 from medtune.errors import ConfigError, DataError
 from medtune.models.ensemble import EnsembleClassifier
@@ -134,7 +134,5 @@ def _describe(member: Run, trained: TrainedModel) -> dict[str, Any]:
 
 
 def _save(path: Path, checkpoint: dict[str, Any]) -> None:
-    """torch.save to a temporary file beside `path`, then rename (never a half-written checkpoint)."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, temporary)
-    os.replace(temporary, path)
+    """Write a checkpoint atomically (never a half-written one; a full disk is a named error)."""
+    AtomicCheckpointIO().save_checkpoint(checkpoint, path)

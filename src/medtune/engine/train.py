@@ -281,7 +281,7 @@ def create_trainer(
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
-    from medtune.engine.callbacks import HistoryWriter, SharedCores
+    from medtune.engine.callbacks import AtomicCheckpointIO, HistoryWriter, SharedCores
 
     mode = monitor_mode(config.monitor)
     checkpoint = ModelCheckpoint(
@@ -319,6 +319,7 @@ def create_trainer(
         num_sanity_val_steps=0,
         default_root_dir=run.path,
         log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        plugins=[AtomicCheckpointIO()],
     )
 
 
