@@ -83,9 +83,9 @@ def test_a_checkpoint_on_a_full_disk_leaves_no_truncated_file_and_the_run_finish
 
     before = (folder / "run" / "metrics.json").read_text()
     _fill(folder / "filler")  # full again
-    with pytest.raises(DiskFullError, match="writing metrics.json"):
+    with pytest.raises(DiskFullError, match=r"writing metrics\.json"):
         write_json(folder / "run" / "metrics.json", {"padding": "x" * 400_000})
     assert (folder / "run" / "metrics.json").read_text() == before and json.loads(before)  # the old one, whole
-    with pytest.raises(DiskFullError, match="writing model.onnx"):
+    with pytest.raises(DiskFullError, match=r"writing model\.onnx"):
         export(folder / "run", folder / "run" / "model.onnx")
     assert _leftovers(folder) == ["run/checkpoints/best.ckpt", "run/checkpoints/last.ckpt"]
