@@ -21,6 +21,9 @@ from medtune.errors import MedtuneError
 from tests.conftest import SHARED_DATA, shared_path
 from tests.fuzz.conftest import mutated, read_or_refuse
 
+#: pydicom warns about every odd value of a mutated header; those warnings are the point, not news
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 #: pydicom's own small test files with pixel data: compressed (JPEG, JPEG 2000, RLE), colour, multi-frame.
 PYDICOM_SEEDS = ("CT_small.dcm", "MR_small.dcm", "SC_rgb_small_odd.dcm", "JPEG2000.dcm", "SC_rgb_rle.dcm",
                  "MR_small_RLE.dcm", "rtdose.dcm", "SC_rgb_jpeg_dcmtk.dcm")  # fmt: skip

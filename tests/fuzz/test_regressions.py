@@ -22,6 +22,9 @@ from medtune.errors import ConfigError, DataError, ImageReadError
 from tests.conftest import shared_path
 from tests.fuzz.conftest import bounded_memory, read_or_refuse
 
+#: pydicom warns about every odd value of a mutated header; those warnings are the point, not news
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 

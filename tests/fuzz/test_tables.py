@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,6 +22,9 @@ from medtune.data.table import Table
 from medtune.errors import ImageReadError, MedtuneError
 from tests.conftest import SHARED_DATA
 from tests.fuzz.conftest import mutated, read_or_refuse
+
+#: pydicom warns about every odd value of a mutated header; those warnings are the point, not news
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 COLUMNS = ["path", "image", "filename", "label", "class", "finding_labels", "patient_id", "split", "study", "x"]
 CELLS = st.one_of(
