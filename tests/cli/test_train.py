@@ -95,7 +95,8 @@ def test_default_run_name_and_numbering(tmp_path):
 def test_same_seed_repeats_exactly_on_cpu(tmp_path):
     data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
     for name in ("a", "b"):
-        result = medtune("train", data, *TINY, "seed=3", "--out", tmp_path / name)
+        # threads pinned: with threads=0 a busy machine (the other test process) changes the thread count mid-run
+        result = medtune("train", data, *TINY, "seed=3", "threads=1", "--out", tmp_path / name)
         assert result.returncode == 0, result.stderr
     columns = [c for c in pd.read_csv(tmp_path / "a" / "history.csv").columns if c != "seconds"]
     a, b = (pd.read_csv(tmp_path / n / "history.csv")[columns] for n in ("a", "b"))

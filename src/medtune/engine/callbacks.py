@@ -24,7 +24,11 @@ class HistoryWriter(L.Callback):
     """Append one row per finished epoch to ``history.csv``: train and validation loss, accuracy, balanced
     accuracy, macro F1 and ROC AUC, the learning rate and the epoch's seconds.
 
-    On resume, rows of the epochs that are trained again (written after the checkpoint, before a crash) are
+    An epoch is reported (its row written, its line printed) only once its checkpoint is on disk: the row is made
+    when the epoch ends and kept as this callback's state, which Lightning saves inside that epoch's checkpoint (its
+    checkpoint callbacks run after every other callback's ``on_train_epoch_end``); it is written when the next
+    epoch starts or training ends, or, after a kill, when the run resumes from that checkpoint. A kill or a cancel
+    right after a report therefore never loses the reported epoch. On resume, rows of epochs trained again are
     replaced, so the file always matches the weights.
 
     Args:
@@ -44,11 +48,36 @@ class HistoryWriter(L.Callback):
         self.prefix = prefix
         self._started = 0.0
         self._lr = math.nan
+        self._pending: dict[str, Any] | None = None
+        self._max_epochs: int | None = None
         self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush()  # the previous epoch's checkpoint is written by now
         self._started = time.perf_counter()
         self._lr = max(group["lr"] for group in trainer.optimizers[0].param_groups)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pending": self._pending, "max_epochs": self._max_epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("pending")  # an epoch whose checkpoint was written, its report not yet
+        self._max_epochs = state_dict.get("max_epochs")
+
+    def _flush(self) -> None:
+        row, self._pending = self._pending, None
+        if row is None:
+            return
+        history = read_history(self.path)
+        history = history[history["epoch"] < row["epoch"]] if len(history) else history
+        self._write(
+            pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
+        )
+        if self.echo:
+            self._console.print(self.prefix + _epoch_line(row, self._max_epochs, self.metrics))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -63,13 +92,7 @@ class HistoryWriter(L.Callback):
         if "trainable" in self.columns:
             row["trainable"] = round(share(), 4) if share else math.nan
         row["seconds"] = round(time.perf_counter() - self._started, 3)
-        history = read_history(self.path)
-        history = history[history["epoch"] < trainer.current_epoch] if len(history) else history
-        self._write(
-            pd.concat([history, pd.DataFrame([row])], ignore_index=True) if len(history) else pd.DataFrame([row])
-        )
-        if self.echo:
-            self._console.print(self.prefix + _epoch_line(row, trainer.max_epochs, self.metrics))
+        self._pending, self._max_epochs = row, trainer.max_epochs  # saved in this epoch's checkpoint, then written
 
     def _write(self, frame: pd.DataFrame) -> None:
         with atomic_open(self.path, "w", encoding="utf-8", newline="") as f:

@@ -103,28 +103,51 @@ class _Heartbeat(threading.Thread):
 
 class _TrialCallback(L.Callback):
     """Report each epoch's validation metric to Optuna, prune when the study's pruner says so, and stop at the
-    next batch when the heartbeat thread asks."""
+    next batch when the heartbeat thread asks.
+
+    As `medtune.engine.callbacks.HistoryWriter` does, an epoch is reported only once its checkpoint is on disk
+    (kept as state in that checkpoint, reported when the next epoch starts or training ends): a cancel that
+    arrives right after a report never finds the reported epoch without its ``last.ckpt``."""
 
     def __init__(self, trial: Any, monitor: str, prune: bool, stop: threading.Event) -> None:
         self.trial, self.monitor, self.prune, self.stop = trial, monitor, prune, stop
         values = trial.storage.get_trial(trial._trial_id).intermediate_values
         self.reported = max(values) if values else -1  # a resumed trial reports only epochs it has not
+        self.pending: tuple[int, float] | None = None
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.stop.is_set():
             raise TrialStopped
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is not None and math.isfinite(float(value)):
+            self.pending = (trainer.current_epoch, float(value))  # saved in this epoch's checkpoint
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pending": list(self.pending) if self.pending else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pending = state_dict.get("pending")
+        self.pending = (int(pending[0]), float(pending[1])) if pending else None
+
+    def _report(self) -> None:
         import optuna
 
-        value = trainer.callback_metrics.get(self.monitor)
-        epoch = trainer.current_epoch
-        if value is None or epoch <= self.reported or not math.isfinite(float(value)):
+        pending, self.pending = self.pending, None
+        if pending is None or pending[0] <= self.reported:
             return
-        self.trial.report(float(value), epoch)
+        epoch, value = pending
+        self.trial.report(value, epoch)
         self.reported = epoch
         if self.prune and self.trial.should_prune():
-            raise optuna.TrialPruned(f"{self.monitor} {float(value):.4f} at epoch {epoch + 1} is clearly worse")
+            raise optuna.TrialPruned(f"{self.monitor} {value:.4f} at epoch {epoch + 1} is clearly worse")
 
 
 class Worker:
