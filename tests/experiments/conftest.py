@@ -60,6 +60,13 @@ def postgres_server():
         run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", f"medtune{count}")
         return f"postgresql://postgres@127.0.0.1:{port}/medtune{count}"
 
+    def stop() -> None:  # a server that goes away: connections dropped, nothing accepted until start()
+        run(bin_dir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+
+    def start() -> None:
+        run(bin_dir / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "60", "-o", options, "start")
+
+    create.stop, create.start = stop, start  # type: ignore[attr-defined]
     try:
         yield create
     finally:

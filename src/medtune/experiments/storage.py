@@ -20,14 +20,18 @@ Everything else goes through Optuna's public API. The private ``_get_stale_trial
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medtune.errors import ConfigError, DataError
+
+T = TypeVar("T")
 
 #: Environment variable that sets the storage URL for every queue command.
 STORAGE_ENV = "MEDTUNE_STORAGE"
@@ -276,6 +280,65 @@ class QueueStorage:
         if row is None:
             raise DataError(f"there is no experiment {trial_id} in {hide_password(self.url)}")
         return self.rdb.get_study_name_from_id(row[0])
+
+
+#: Seconds a worker keeps retrying an unreachable database before it gives up with a named error.
+PATIENCE = 600.0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is gone for now (server stopped or restarting, connection dropped, SQLite
+    locked past its timeout) rather than that the request was wrong."""
+    import optuna
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    gone = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, optuna.exceptions.StorageInternalError)
+    return isinstance(exc, gone) or (exc.__cause__ is not None and unreachable(exc.__cause__))
+
+
+class Outages:
+    """Retries with backoff while the database is unreachable, and remembers when the last outage ended: workers'
+    heartbeats could not be recorded during it, so silent experiments are taken back only a grace period later."""
+
+    def __init__(self, url: str, grace: float, patience: float = PATIENCE) -> None:
+        self.url, self.grace, self.patience = url, grace, patience
+        self.ended = -math.inf
+
+    def settled(self) -> bool:
+        """A grace period has passed since the last outage ended (heartbeats are current again)."""
+        return time.monotonic() - self.ended > self.grace
+
+    def retry(self, call: Callable[[], T], what: str, say: Callable[[str], None]) -> T:
+        """`call()`, retried with backoff (1 s doubling to 30 s) while the database is unreachable, for at most
+        `patience` seconds; each wait is said with `say`.
+
+        Raises:
+            DataError: still unreachable after `patience` seconds.
+        """
+        start, delay, failed = time.monotonic(), 1.0, False
+        while True:
+            try:
+                result = call()
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                waited = time.monotonic() - start
+                if waited > self.patience:
+                    raise DataError(
+                        f"the experiment database {hide_password(self.url)} has been unreachable for {waited:.0f} s "
+                        f"while {what} ({_first_line(exc)}); start it again, then `medtune queue run` carries on"
+                    ) from None
+                say(f"database unreachable while {what} ({_first_line(exc)[:120]}); retrying in {delay:.0f} s")
+                failed = True
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if failed:
+                self.ended = time.monotonic()
+                say(f"database reachable again after {time.monotonic() - start:.0f} s; carrying on")
+            return result
 
 
 def set_attr(conn: Any, trial_id: int, key: str, value: Any) -> None:

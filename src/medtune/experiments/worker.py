@@ -33,7 +33,7 @@ from medtune.config import Config
 from medtune.config.loader import validate_config
 from medtune.errors import MedtuneError
 from medtune.experiments.queue import describe, search_space
-from medtune.experiments.storage import QueueStorage
+from medtune.experiments.storage import Outages, QueueStorage
 
 
 class TrialStopped(Exception):
@@ -109,9 +109,10 @@ class _TrialCallback(L.Callback):
     (kept as state in that checkpoint, reported when the next epoch starts or training ends): a cancel that
     arrives right after a report never finds the reported epoch without its ``last.ckpt``."""
 
-    def __init__(self, trial: Any, monitor: str, prune: bool, stop: threading.Event) -> None:
+    def __init__(self, trial: Any, monitor: str, prune: bool, stop: threading.Event, db: Any = None) -> None:
         self.trial, self.monitor, self.prune, self.stop = trial, monitor, prune, stop
-        values = trial.storage.get_trial(trial._trial_id).intermediate_values
+        self.db = db or (lambda call, what: call())  # the worker's retry while the database is unreachable
+        values = self.db(lambda: trial.storage.get_trial(trial._trial_id).intermediate_values, "resuming a trial")
         self.reported = max(values) if values else -1  # a resumed trial reports only epochs it has not
         self.pending: tuple[int, float] | None = None
 
@@ -144,9 +145,9 @@ class _TrialCallback(L.Callback):
         if pending is None or pending[0] <= self.reported:
             return
         epoch, value = pending
-        self.trial.report(value, epoch)
+        self.db(lambda: self.trial.report(value, epoch), f"reporting epoch {epoch + 1}")
         self.reported = epoch
-        if self.prune and self.trial.should_prune():
+        if self.prune and self.db(self.trial.should_prune, "asking the pruner"):
             raise optuna.TrialPruned(f"{self.monitor} {value:.4f} at epoch {epoch + 1} is clearly worse")
 
 
@@ -164,6 +165,11 @@ class Worker:
         self.options = options or WorkerOptions()
         self._log = log
         self.summary = WorkerSummary()
+        self.outages = Outages(storage.url, storage.grace)
+
+    def _db(self, call: Any, what: str) -> Any:
+        """A database request, retried with backoff while the database is unreachable (a server restart)."""
+        return self.outages.retry(call, what, self.say)
 
     def say(self, message: str) -> None:
         line = f"[{self.options.name}] {time.strftime('%H:%M:%S')} {message}"
@@ -176,14 +182,15 @@ class Worker:
         """Work until nothing is queued or running (or forever); returns what this worker did."""
         idle_since: float | None = None
         while True:
-            study_ids = self.storage.study_ids(self.options.studies)
-            self.recover(study_ids)
-            trial_id = self.storage.claim(study_ids)
+            study_ids = self._db(lambda: self.storage.study_ids(self.options.studies), "listing the studies")
+            if self.outages.settled():  # after an outage, heartbeats are current again only a grace period later
+                self._db(lambda ids=study_ids: self.recover(ids), "taking back experiments of silent workers")
+            trial_id = self._db(lambda ids=study_ids: self.storage.claim(ids), "claiming an experiment")
             if trial_id is not None:
                 idle_since = None
                 self.run_trial(trial_id)
                 continue
-            running = self.storage.count("RUNNING", study_ids)
+            running = self._db(lambda ids=study_ids: self.storage.count("RUNNING", ids), "counting running experiments")
             if not running and not self.options.forever:
                 return self.summary
             if idle_since is None:
@@ -217,16 +224,10 @@ class Worker:
         from medtune.runs import Run
 
         storage, rdb = self.storage, self.storage.rdb
-        frozen = rdb.get_trial(trial_id)
-        attrs = frozen.user_attrs
-        token = self._sign(trial_id, attrs)
-        study_name = storage.study_of(trial_id)
-        study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
-        search = bool(attrs.get("search"))
-        sampler, pruner = _search_parts() if search else (None, None)
-        study = storage.study(study_name, sampler=sampler, pruner=pruner)
-        study.get_trials(deepcopy=False)  # Optuna's storage cache must know the trial before it takes parameters
-        trial = optuna.Trial(study, trial_id)
+        frozen, token, study_name, study_attrs, trial = self._db(
+            lambda: self._prepare(trial_id), f"starting #{trial_id}"
+        )
+        attrs, search = frozen.user_attrs, bool(frozen.user_attrs.get("search"))
         heartbeat = _Heartbeat(storage, trial_id, token)
         heartbeat.start()
         outcome = "failed"
@@ -237,17 +238,17 @@ class Worker:
                 values[dim.key] = dim.suggest(trial)
             config = validate_config(values)
             run_dir = Path(attrs.get("run") or _run_dir(attrs, study_name, frozen.number, config))
-            rdb.set_trial_user_attr(trial_id, "run", str(run_dir))
+            self._db(lambda: rdb.set_trial_user_attr(trial_id, "run", str(run_dir)), f"starting #{trial_id}")
             label = describe(values, [d.key for d in swept]) if swept else run_dir.name
             resumed = " (resuming)" if Run(run_dir).last_checkpoint.is_file() else ""
             self.say(f"#{trial_id} {study_name}: started {label}{resumed} in {run_dir}")
-            callback = _TrialCallback(trial, config.monitor, search, heartbeat.stop)
+            callback = _TrialCallback(trial, config.monitor, search, heartbeat.stop, self._db)
             result = _train(config, run_dir, callback, f"[{self.options.name} #{trial_id}] ")
             if self._finish(trial_id, token, "COMPLETE", result["best"], {"result": result}):
                 outcome = "finished"
                 self.say(f"#{trial_id} finished: best {config.monitor} {result['best']:.4f}")
         except optuna.TrialPruned as exc:
-            last = trial.storage.get_trial(trial_id).intermediate_values
+            last = self._db(lambda: trial.storage.get_trial(trial_id).intermediate_values, f"recording #{trial_id}")
             value = last[max(last)] if last else None
             if self._finish(trial_id, token, "PRUNED", value, {"error": str(exc)}):
                 outcome = "pruned"
@@ -261,7 +262,7 @@ class Worker:
                 outcome = "lost"
                 self.say(f"#{trial_id} was taken back by another worker after this one went silent; stopped")
         except (KeyboardInterrupt, SystemExit):
-            if self._owned(trial_id, token) and storage.requeue(trial_id):
+            if self._db(lambda: self._owned(trial_id, token) and storage.requeue(trial_id), f"queueing #{trial_id}"):
                 self.say(f"#{trial_id} interrupted: queued again; it resumes from its last checkpoint")
             raise
         except Exception as exc:
@@ -272,6 +273,20 @@ class Worker:
             heartbeat.close()
         getattr(self.summary, outcome).append(trial_id)
         return outcome
+
+    def _prepare(self, trial_id: int) -> tuple[Any, str, str, dict[str, Any], Any]:
+        """The claimed trial, this worker's token on it, its study's name and attributes, and the Optuna trial."""
+        import optuna
+
+        rdb = self.storage.rdb
+        frozen = rdb.get_trial(trial_id)
+        token = self._sign(trial_id, frozen.user_attrs)
+        study_name = self.storage.study_of(trial_id)
+        study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
+        sampler, pruner = _search_parts() if frozen.user_attrs.get("search") else (None, None)
+        study = self.storage.study(study_name, sampler=sampler, pruner=pruner)
+        study.get_trials(deepcopy=False)  # Optuna's storage cache must know the trial before it takes parameters
+        return frozen, token, study_name, study_attrs, optuna.Trial(study, trial_id)
 
     def _sign(self, trial_id: int, attrs: dict[str, Any]) -> str:
         """Mark a claimed experiment as this worker's (a new token per claim) and count the claim; returns the
@@ -289,7 +304,12 @@ class Worker:
         return trial.state.name == "RUNNING" and trial.user_attrs.get("worker") == token
 
     def _finish(self, trial_id: int, token: str, state: str, value: float | None, attrs: dict[str, Any]) -> bool:
-        """Record the outcome if this worker still owns the experiment; False (and nothing written) if not."""
+        """Record the outcome if this worker still owns the experiment; False (and nothing written) if not. Retried
+        while the database is unreachable: a retry after a write that went through finds the experiment finished
+        and writes nothing again."""
+        return self._db(lambda: self._finish_now(trial_id, token, state, value, attrs), f"recording #{trial_id}")
+
+    def _finish_now(self, trial_id: int, token: str, state: str, value: float | None, attrs: dict[str, Any]) -> bool:
         if not self._owned(trial_id, token):
             self.say(f"#{trial_id} is no longer this worker's (taken back after a silence); its outcome is dropped")
             return False
