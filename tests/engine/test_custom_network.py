@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -20,21 +19,10 @@ from medtune.runs.trained import load_trained
 from tests.conftest import medtune as medtune_cli
 from tests.conftest import shared_path
 from tests.experiments.conftest import FAST
+from tests.interrupt import Killed, StopAtSecondEpoch
 from tests.models.test_custom import SMALL, write
 
 KEYS = {"limit": 64, "image_size": 32, "epochs": 2, "batch_size": 16, "workers": 0, "report": False, "threads": 1}
-
-
-class Killed(Exception):
-    pass
-
-
-class StopAtSecondEpoch(L.Callback):
-    """Stands for a process killed during epoch 2: last.ckpt holds epoch 1, nothing else is finished."""
-
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == 1:
-            raise Killed
 
 
 def _data():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 
-import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -18,6 +17,7 @@ from medtune.errors import DataError, WeightsError
 from medtune.models import create_classifier
 from medtune.runs.trained import load_trained
 from tests.conftest import shared_path
+from tests.interrupt import Killed, StopAtSecondEpoch
 
 
 class RunsCode:
@@ -51,21 +51,11 @@ def test_weights_file_carrying_pickled_code_is_refused_and_nothing_runs(tmp_path
     assert not marker.exists()
 
 
-class _Killed(Exception):
-    pass
-
-
-class _StopAtSecondEpoch(L.Callback):
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == 1:
-            raise _Killed
-
-
 def test_resuming_from_a_planted_last_checkpoint_is_refused_before_lightning_loads_it(tmp_path):
     data = str(shared_path("pneumoniamnist", "pneumoniamnist.npz"))
     config = load_config(data=data, limit=32, image_size=32, epochs=2, batch_size=16, workers=0, report=False)
-    with pytest.raises(_Killed):
-        medtune.train(config, tmp_path / "run", progress=False, callbacks=[_StopAtSecondEpoch()])
+    with pytest.raises(Killed):
+        medtune.train(config, tmp_path / "run", progress=False, callbacks=[StopAtSecondEpoch()])
     marker = tmp_path / "ran"
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     contents = torch.load(last, map_location="cpu", weights_only=True)

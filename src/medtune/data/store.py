@@ -206,7 +206,7 @@ def open_store(
     # One process builds a store; another that needs the same one waits for it, then opens it (`medtune._locks`).
     with building(final, f"the image store of {table.source or 'these images'}"):
         if final.is_dir() and not _complete(final):
-            _discard(final)
+            discard(final)
         if not final.is_dir():
             _remove_stale_builds(root)
             _build(entries, list(table.frame["id"]), spec, key, final, workers, progress)
@@ -372,9 +372,9 @@ def _build(
         except OSError:
             if not final.is_dir():
                 raise
-            _discard(tmp)  # another process finished the same store first: use theirs
+            discard(tmp)  # another process finished the same store first: use theirs
     except BaseException:
-        _discard(tmp)
+        discard(tmp)
         raise
 
 
@@ -404,21 +404,30 @@ def _failure_message(failures: list[tuple[str, str]], total: int) -> str:
     )
 
 
-def _discard(folder: Path) -> None:
-    """Remove `folder`, renaming it first so a half-removed store never looks complete."""
-    doomed = folder.with_name(f"{_BUILD_PREFIX}{os.getpid()}-discard-{secrets.token_hex(4)}")
+def discard(path: Path) -> None:
+    """Remove a cache entry (folder or file), renaming it first to a build name of this process, so a half-removed
+    entry never looks complete and, if this process dies meanwhile, is a stale build the next one removes."""
+    doomed = path.with_name(f"{_BUILD_PREFIX}{os.getpid()}-discard-{secrets.token_hex(4)}")
     try:
-        os.replace(folder, doomed)
+        os.replace(path, doomed)
     except OSError:
-        doomed = folder
-    shutil.rmtree(doomed, ignore_errors=True)
+        doomed = path
+    if doomed.is_dir():
+        shutil.rmtree(doomed, ignore_errors=True)
+    else:
+        doomed.unlink(missing_ok=True)
+
+
+def is_stale_build(path: Path) -> bool:
+    """A temporary build (``.build-<pid>-...``) whose process is gone: a build killed mid-way."""
+    pid = path.name[len(_BUILD_PREFIX) :].split("-", 1)[0] if path.name.startswith(_BUILD_PREFIX) else ""
+    return pid.isdigit() and not _pid_alive(int(pid))
 
 
 def _remove_stale_builds(root: Path) -> None:
     """Remove temporary build folders whose process is gone (a build killed mid-way)."""
     for folder in root.glob(f"{_BUILD_PREFIX}*"):
-        pid = folder.name[len(_BUILD_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if is_stale_build(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -4,7 +4,6 @@ checkpoints written atomically."""
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from pathlib import Path
@@ -12,12 +11,12 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
-import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
 from medtune._io import atomic_open
 from medtune.runs.run import HISTORY_COLUMNS, read_history
+from medtune.runs.trained import write_checkpoint_file
 
 
 class HistoryWriter(L.Callback):
@@ -165,7 +164,4 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     stays whole and a full disk is a `medtune.errors.DiskFullError` naming the run folder."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        with atomic_open(path, "wb") as file:  # a full disk raises DiskFullError, the temporary file removed
-            file.write(buffer.getbuffer())
+        write_checkpoint_file(path, checkpoint)

@@ -25,14 +25,13 @@ import pandas as pd
 
 from medtune._io import file_sha256, write_json
 from medtune.config import Config
-from medtune.engine.callbacks import AtomicCheckpointIO
 from medtune.engine.evaluate import evaluate_split
 from medtune.errors import ConfigError, DataError
 from medtune.models.ensemble import EnsembleClassifier
 from medtune.runs import Run, prepare_dataset
 from medtune.runs.network import write_network
 from medtune.runs.run import open_run
-from medtune.runs.trained import TrainedModel, load_trained, read_checkpoint_file
+from medtune.runs.trained import TrainedModel, load_trained, read_checkpoint_file, write_checkpoint_file
 
 #: Keys whose values decide what a network sees: members of one ensemble must agree on all of them.
 INPUT_KEYS = ("data", "image_size", "channels", "resize", "interpolation", "mask", "mask_margin", "window", "frame")
@@ -71,8 +70,8 @@ def create_ensemble(runs: list[str | os.PathLike], out: str | os.PathLike) -> En
     described = [_describe(member, t) for member, t in zip(members, trained, strict=True)]
     checkpoint = read_checkpoint_file(trained[0].checkpoint)
     meta = {**checkpoint["medtune"], "ensemble": described}
-    _save(target.best_checkpoint, {"state_dict": {f"model.{k}": v for k, v in network.state_dict().items()},
-                                   "medtune": meta})  # fmt: skip
+    state = {f"model.{k}": v for k, v in network.state_dict().items()}
+    write_checkpoint_file(target.best_checkpoint, {"state_dict": state, "medtune": meta})
     write_json(target.path / "ensemble.json", {"members": described, "combine": "mean of class probabilities"})
     dataset = prepare_dataset(config, target, progress=False)
     metrics = evaluate_split(network, dataset, target.path)
@@ -131,8 +130,3 @@ def _describe(member: Run, trained: TrainedModel) -> dict[str, Any]:
     return {"run": str(member.path.resolve()), "checkpoint_sha256": file_sha256(trained.checkpoint),
             "kept_epoch": member.kept_epoch, "config": trained.config.model_dump(mode="json"),
             "network": trained.network.to_dict() if trained.network else None}  # fmt: skip
-
-
-def _save(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write a checkpoint atomically (never a half-written one; a full disk is a named error)."""
-    AtomicCheckpointIO().save_checkpoint(checkpoint, path)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from medtune._locks import lock_file, try_exclusive
 from medtune._paths import cache_dir
+from medtune.data.store import discard, is_stale_build
 from medtune.errors import ConfigError
 
 #: The cache's kinds of entries, as folder names under the cache root.
@@ -73,22 +72,6 @@ def _in_use(path: Path) -> bool:
     return False
 
 
-def _leftover(path: Path) -> bool:
-    """A temporary folder of a build whose process ended (``.build-<pid>-...``)."""
-    if not path.name.startswith(".build-"):
-        return False
-    pid = path.name.removeprefix(".build-").split("-", 1)[0]
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def list_cache(root: str | os.PathLike | None = None) -> list[CacheEntry]:
     """Every entry of the cache (and leftovers of killed builds), most recently used first."""
     base = Path(root) if root is not None else cache_dir()
@@ -98,7 +81,7 @@ def list_cache(root: str | os.PathLike | None = None) -> list[CacheEntry]:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            leftover = _leftover(path)
+            leftover = is_stale_build(path)
             if path.name.startswith(".") and not leftover:
                 continue  # lock files, builds in progress
             lock = lock_file(path)
@@ -127,19 +110,9 @@ def clean_cache(
             busy.append(entry)
             continue
         try:
-            _remove(entry.path)
+            discard(entry.path)
         finally:
             if handle is not None:
                 handle.close()
         removed.append(entry)
     return removed, busy
-
-
-def _remove(path: Path) -> None:
-    """Rename first (an entry half removed never looks complete), then delete."""
-    doomed = path.with_name(f".removing-{secrets.token_hex(4)}-{path.name}")
-    os.replace(path, doomed)
-    if doomed.is_dir():
-        shutil.rmtree(doomed, ignore_errors=True)
-    else:
-        doomed.unlink(missing_ok=True)

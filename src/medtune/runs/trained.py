@@ -5,6 +5,7 @@ Loading reads the checkpoint's weights and the facts it embeds; it never imports
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import torch
 
+from medtune._io import atomic_open
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
@@ -149,6 +151,16 @@ def read_checkpoint_file(path: str | os.PathLike) -> dict[str, Any]:
         ) from None
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise DataError(f"cannot read checkpoint {path}: {exc}; it may be truncated: train again") from None
+
+
+def write_checkpoint_file(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
+    """Write a checkpoint atomically: serialised in memory, then written to a temporary file beside `path`, synced
+    and renamed, so no reader ever finds it half-written; a full disk is a `medtune.errors.DiskFullError` naming
+    the folder (`medtune._io.atomic_open`)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    with atomic_open(path, "wb") as file:
+        file.write(buffer.getbuffer())
 
 
 def _checkpoint_meta(checkpoint: dict[str, Any], path: Path, task: str) -> tuple[dict[str, Any], Config]:
