@@ -39,6 +39,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests benchmarks tools examples
 	$(VENV)/bin/lint-imports
 	$(PY) tools/check_size.py src
+	$(PY) tools/check_layout.py src
 
 bench: setup
 	$(PY) benchmarks/store.py

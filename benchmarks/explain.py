@@ -22,8 +22,8 @@ import torch
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from medtune.cams import compute_cams
 from medtune.data.images import prepare, read_image
-from medtune.explain import compute_cams
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import Normalize
 

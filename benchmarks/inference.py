@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from medtune.data.images import prepare, read_image
-from medtune.engine.export import export_graph
-from medtune.engine.quantize import quantize_file
+from medtune.deploy.export import export_graph
+from medtune.deploy.quantize import quantize_file
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import InferenceModel
 from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session

@@ -17,7 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from medtune.engine.similar import create_index, normalise
+from medtune.features.similar import create_index, normalise
 
 
 def measure(vectors: np.ndarray, queries: np.ndarray, exact_limit: int, k: int = 8) -> dict:

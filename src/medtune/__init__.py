@@ -3,13 +3,20 @@
 >>> import medtune
 >>> result = medtune.train(data="../shared/data/pneumoniamnist/pneumoniamnist.npz", epochs=3)  # doctest: +SKIP
 >>> medtune.predict(result.run.path, ["new_xrays/"]).head()  # doctest: +SKIP
+
+The house, top floor first (a package imports only from the floors below it; ``make lint`` checks that):
+`cli` (the command line); `experiments` (queue, sweeps, leaderboard, cross-domain, ensembles) and `deploy`
+(ONNX export, quantisation, serving); `fitting` (training on Lightning); `features` (embed, probe, similar,
+audit, shortcuts); `apply` (evaluate, predict, explain with the bare network) and `reports` (pages); `runs`
+(run directories, prepared datasets, trained networks); `cams` (Grad-CAM building blocks); `data`, `training`
+(plain-PyTorch blocks of training) and `metrics`; `models`; `config`. Beneath them all: `errors`, `_io` (atomic
+writes), `_locks`, `_paths`, `_progress`, `_registry` and `_version`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from medtune._version import __version__
@@ -18,9 +25,9 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from medtune.apply.evaluate import Evaluation
     from medtune.config import Config
-    from medtune.engine.evaluate import Evaluation
-    from medtune.engine.train import TrainResult
+    from medtune.fitting.train import TrainResult
 
 
 def train(
@@ -33,57 +40,46 @@ def train(
     **keys: Any,
 ) -> TrainResult:
     """Train and evaluate a classifier, then write its report page (unless ``report=false``): training is
-    `medtune.engine.train.train` with a `Config` or the same flat keys as the command line (``data=``,
-    ``epochs=``...), the page `medtune.reports.write_run_report`. A report that cannot be written leaves the run
+    `medtune.fitting.train.train_and_report` with a `Config` or the same flat keys as the command line (``data=``,
+    ``epochs=``...). A report that cannot be written leaves the run
     complete, with ``report_error`` saying why."""
-    from dataclasses import replace
-
     from medtune.config import load_config
-    from medtune.engine.train import train as run_training
+    from medtune.fitting.train import train_and_report
 
     if config is not None and keys:
         config = load_config(overrides=config.model_dump(exclude_unset=True) | keys)
     config = config if config is not None else load_config(**keys)
-    result = run_training(config, out, progress=progress, callbacks=callbacks, log_prefix=log_prefix)
-    if not config.report:
-        return result
-    from medtune.reports import write_run_report
-
-    page, problem = write_run_report(result.run.path)
-    return replace(result, report=page, report_error=problem)
+    return train_and_report(config, out, progress=progress, callbacks=callbacks, log_prefix=log_prefix)
 
 
 def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, **kwargs: Any) -> Evaluation:
-    """Metrics of a trained run on its test split or on other data (`medtune.engine.evaluate.evaluate`)."""
-    from medtune.engine.evaluate import evaluate as run_evaluation
+    """Metrics of a trained run on its test split or on other data (`medtune.apply.evaluate.evaluate`)."""
+    from medtune.apply.evaluate import evaluate as run_evaluation
 
     return run_evaluation(run, data, **kwargs)
 
 
 def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: Any) -> pd.DataFrame:
-    """Predictions for image files, folders, globs or CSVs (`medtune.engine.predict.predict`)."""
-    from medtune.engine.predict import predict as run_prediction
+    """Predictions for image files, folders, globs or CSVs (`medtune.apply.predict.predict`)."""
+    from medtune.apply.predict import predict as run_prediction
 
     return run_prediction(run, inputs, **kwargs)
 
 
 def embed(source: str | os.PathLike, data: str | os.PathLike, **keys: Any) -> Any:
     """Pooled backbone features of every image of `data` from a run or a backbone name, cached beside the image
-    store (`medtune.engine.embed.embed`); ``.features`` is ``(N, D)`` float16, ``.table`` the images."""
-    from medtune.engine.embed import embed as run_embedding
+    store (`medtune.features.embed.embed`); ``.features`` is ``(N, D)`` float16, ``.table`` the images."""
+    from medtune.features.embed import embed as run_embedding
 
     return run_embedding(source, data, keys)
 
 
 def audit(data: str | os.PathLike, source: str = "tf_efficientnet_lite0", *args: Any, **kwargs: Any) -> Any:
     """Duplicates (leakage across splits first), likely label errors and outliers of `data`
-    (`medtune.engine.audit.audit`), written as CSV files, ``audit.json`` and the page ``audit.html``."""
-    from medtune.engine.audit import audit as run_audit
-    from medtune.reports.audit import write_audit_page
+    (`medtune.features.audit.audit`), written as CSV files, ``audit.json`` and the page ``audit.html``."""
+    from medtune.features.audit import audit_with_page
 
-    found = run_audit(data, source, *args, **kwargs)
-    write_audit_page(found)
-    return found
+    return audit_with_page(data, source, *args, **kwargs)
 
 
 def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
@@ -120,19 +116,11 @@ def register_backbone(name: str, builder: Any = None) -> Any:
     return register(name, builder)
 
 
-# The package of Grad-CAM building blocks shares the name of the function below. Python binds a subpackage to its
-# parent's attribute when the subpackage is first imported, which would replace the function the first time
-# anything ran `from medtune.explain import ...`. Importing the (lightweight) package here, before the function is
-# defined, makes that binding happen now, so `medtune.explain` stays the function; `from medtune.explain import
-# compute_cams` still reaches the package through sys.modules.
-import_module("medtune.explain")
-
-
 def explain(
     run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, **kwargs: Any
 ) -> pd.DataFrame:
-    """Grad-CAM maps for image files, folders, globs or CSVs, written to `out` (`medtune.engine.explain.explain`)."""
-    from medtune.engine.explain import explain as run_explanation
+    """Grad-CAM maps for image files, folders, globs or CSVs, written to `out` (`medtune.apply.explain.explain`)."""
+    from medtune.apply.explain import explain as run_explanation
 
     return run_explanation(run, inputs, out, **kwargs)
 

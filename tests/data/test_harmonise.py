@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from medtune.apply.evaluate import match_labels
 from medtune.config import load_config
 from medtune.data.harmonise import SYNONYMS, canonical_label, harmonise_labels, read_label_map
 from medtune.data.table import create_table
-from medtune.engine.evaluate import match_labels
 from medtune.errors import ConfigError
 from medtune.runs import read_dataset_table
 from tests.conftest import shared_path

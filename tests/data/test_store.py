@@ -18,7 +18,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from medtune.data.images import prepare, read_entry
+from medtune.data.decode import read_entry
+from medtune.data.images import prepare
 from medtune.data.loader import StoreDataset, create_store_loader
 from medtune.data.readers import read_table
 from medtune.data.store import ImageStore, StoreSpec, detect_channels, open_store

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from medtune.config import load_config
-from medtune.config.loader import parse_overrides
-from medtune.data._decode import decode_entries, table_entries
+from medtune.config.merge import parse_overrides
+from medtune.data.decode import decode_entries, table_entries
 from medtune.data.readers import read_table
 from medtune.data.table import Table
 from medtune.errors import ImageReadError, MedtuneError

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from medtune.cams.layers import find_target_layer
 from medtune.errors import ConfigError
-from medtune.explain.layers import find_target_layer
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.custom import USER_BACKBONES, is_custom, network_source, register_backbone
 from medtune.models.custom_build import NoHead

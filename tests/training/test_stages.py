@@ -8,8 +8,8 @@ import timm
 import torch
 
 from medtune.config import load_config
-from medtune.engine.train import train
 from medtune.errors import ConfigError
+from medtune.fitting.train import train
 from medtune.models.stages import frozen_parameters, parameter_stages, stage_modules
 from medtune.runs.trained import network_state
 from medtune.training.optim import create_param_groups

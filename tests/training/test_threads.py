@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medtune.engine.callbacks import SharedCores
+from medtune.fitting.callbacks import SharedCores
 from medtune.training.threads import choose_threads, machine_busy_seconds
 
 pytestmark = pytest.mark.skipif(not Path("/proc/stat").exists(), reason="the CPU use of others is read from /proc/stat")

@@ -28,7 +28,7 @@ def audit_command(
 ) -> None:
     """Find exact and near duplicates (across splits first: leakage), likely label errors (cleanlab on
     cross-validated probe probabilities) and outliers, from frozen features; write CSV files and a page."""
-    from medtune import audit
+    from medtune.features.audit import audit_with_page as audit
 
     data, source, settings = data_and_source(arguments, "medtune data audit")
     found = audit(data, source, settings, out, fix_split, near, [c.strip() for c in checks.split(",") if c.strip()])

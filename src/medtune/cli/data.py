@@ -127,7 +127,7 @@ def shortcuts_command(
     """Could a classifier score by recognising the source? A probe (frozen backbone features, logistic regression,
     out of fold) tells the domains apart on whole images and on their borders alone, with its AUC and interval,
     and every class that one domain holds almost alone is flagged."""
-    from medtune.engine.shortcuts import probe_shortcuts
+    from medtune.features.shortcuts import probe_shortcuts
 
     config = build_config(config_file, overrides, data=data)
     report = probe_shortcuts(config)

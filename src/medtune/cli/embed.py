@@ -24,7 +24,7 @@ def embed_command(
     import numpy as np
 
     from medtune._io import atomic_open
-    from medtune.engine.embed import embed
+    from medtune.features.embed import embed
 
     result = embed(source, data, overrides or [])
     rows, dims = result.features.shape

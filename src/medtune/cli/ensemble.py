@@ -22,7 +22,7 @@ def ensemble_command(
     Members must share classes, data, working size and split (train them with split_file=FIRST_RUN/split.csv
     unless the data gives its splits).
     """
-    from medtune.engine.ensemble import create_ensemble
+    from medtune.experiments.ensemble import create_ensemble
     from medtune.reports import write_run_report
 
     result = create_ensemble(runs, out)

@@ -29,7 +29,7 @@ def evaluate_command(
     """Metrics with 95% bootstrap intervals: accuracy, balanced accuracy, per-class precision / recall / F1 / AUC,
     confusion matrix, log loss and calibration error. Labels of other data are matched to the run's classes by
     name; images whose label matches none are left out and reported."""
-    from medtune.engine.evaluate import evaluate
+    from medtune.apply.evaluate import evaluate
 
     data, overrides = split_arguments(arguments or [])
     result = evaluate(run, data, split, overrides, tta, out)

@@ -34,7 +34,7 @@ def explain_command(
     ] = None,
 ) -> None:
     """Explain every input image with a class activation map; unreadable files are listed with their error."""
-    from medtune.engine.explain import INDEX_FILE, explain
+    from medtune.apply.explain import INDEX_FILE, explain
 
     results = explain(run, inputs, out, method, target, layer, masks, batch_size)
     failed = results[results["error"].notna()]

@@ -30,7 +30,7 @@ def export_command(
     """Export the run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
     normalisation and softmax inside the graph and the classes, size and thresholds in its metadata. The export
     is checked against PyTorch on the run's test images and refused when they differ by more than 1e-4."""
-    from medtune.engine.export import export
+    from medtune.deploy.export import export
     from medtune.runs.exported import parity_file
 
     if best == (run is not None):

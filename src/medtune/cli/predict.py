@@ -35,7 +35,7 @@ def predict_command(
     ] = None,
 ) -> None:
     """Predict every input image; unreadable files are reported in the output with their error."""
-    from medtune.engine.predict import predict, write_predictions
+    from medtune.apply.predict import predict, write_predictions
 
     results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine,
                       outside_paths=outside_paths)  # fmt: skip

@@ -25,7 +25,7 @@ def probe_command(
 ) -> None:
     """Fit scikit-learn probes on frozen features (hyper-parameters by GridSearchCV on the training images,
     grouped by patient) and score them on the test split with 95% bootstrap intervals."""
-    from medtune.engine.probe import probe
+    from medtune.features.probe import probe
 
     data, source, settings = data_and_source(arguments, "medtune probe")
     methods = [s.split("=", 1)[1] for s in settings if s.startswith("method=")] or ["logreg"]
@@ -47,7 +47,7 @@ def probe_command(
     console.print(f"runs in {runs[0].path.parent}: metrics.json, predictions.csv, probe.json; `medtune report RUN`",
                   highlight=False)  # fmt: skip
     if study or storage:
-        from medtune.experiments.probes import record_probes
+        from medtune.experiments.probe_runs import record_probes
         from medtune.experiments.storage import QueueStorage
 
         name = study or "probes"

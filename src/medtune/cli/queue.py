@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,7 +62,7 @@ def add_command(
     storage: StorageOption = None,
 ) -> None:
     """Queue experiments: one per YAML file (or one from DATA), each with the key=value settings given."""
-    from medtune.config.loader import parse_overrides
+    from medtune.config.merge import parse_overrides
     from medtune.experiments import add_experiments, experiment_values
 
     files, data, settings = _split(arguments)
@@ -161,43 +159,19 @@ def _run_one(db: Any, studies: list[str], forever: bool, name: str | None) -> No
 
 
 def _run_many(url: str, workers: int, studies: list[str], forever: bool, heartbeat: int, grace: int) -> None:
-    """Start `workers` worker processes, the CPU threads shared between them, and wait for all."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MEDTUNE_STORAGE": url}
-    base = [sys.executable, "-m", "medtune", "queue", "run", "--heartbeat", str(heartbeat), "--grace", str(grace)]
-    base += [f"--study={s}" for s in studies] + (["--forever"] if forever else [])
-    gpus = _gpus()
-    procs = []
-    for i in range(workers):  # with several GPUs, each worker gets one of them in turn
-        own = {**env, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if len(gpus) > 1 else env
-        procs.append(subprocess.Popen([*base, "--name", f"w{i + 1}"], env=own))
-    placed = f", GPUs {', '.join(gpus)} in turn" if len(gpus) > 1 else ""
-    console.print(f"started {workers} workers ({threads} CPU thread(s) each{placed}): pids {[p.pid for p in procs]}")
+    """Start `workers` worker processes (`medtune.experiments.pool`) and wait for all."""
+    from medtune.experiments.pool import run_workers
 
-    def forward(signum: int, frame: Any) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
+    def announce(pool: Any, gpus: list[str]) -> None:
+        placed = f", GPUs {', '.join(gpus)} in turn" if gpus else ""
+        pids = [p.pid for p in pool.processes]
+        console.print(f"started {workers} workers ({pool.threads} CPU thread(s) each{placed}): pids {pids}")
 
-    signal.signal(signal.SIGTERM, forward)
-    try:
-        codes = [proc.wait() for proc in procs]
-    except KeyboardInterrupt:  # the terminal sent SIGINT to the workers too; they requeue and exit
-        codes = [proc.wait() for proc in procs]
+    codes = run_workers(url, workers, studies, forever, heartbeat, grace, announce)
     bad = [f"w{i + 1} exited {c}" for i, c in enumerate(codes) if c]
     if bad:
         console.print(f"[yellow]warning:[/] {', '.join(bad)}; see `medtune queue status`", highlight=False)
         raise typer.Exit(1)
-
-
-def _gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries (none on a CPU machine)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [g.strip() for g in visible.split(",") if g.strip() and g.strip() != "-1"]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 @queue_app.command("status")

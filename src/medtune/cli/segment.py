@@ -31,7 +31,7 @@ def segment_train_command(
 ) -> None:
     """Train a segmenter on images and their masks, keep its best and last checkpoints, and evaluate it on the
     test split (Dice, IoU, HD95 with intervals). The same command again resumes an interrupted run."""
-    from medtune import train
+    from medtune.fitting.train import train_and_report as train
 
     data, overrides = split_arguments(arguments or [])
     config = build_config(config_file, overrides, data=data, task="segment")
@@ -47,7 +47,7 @@ def segment_evaluate_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for metrics.json, predictions.csv.")] = None,
 ) -> None:
     """Per-image Dice, IoU and 95% Hausdorff distance, with the means' 95% bootstrap intervals."""
-    from medtune.engine.segment_eval import evaluate_segmenter
+    from medtune.apply.segment_eval import evaluate_segmenter
 
     result = evaluate_segmenter(run, data, split, masks, out)
     splits = ", ".join(result.metrics.get("split", [])) or split or "all"
@@ -67,8 +67,8 @@ def segment_predict_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
 ) -> None:
     """A mask per input image at the input's own resolution; unreadable inputs are reported, the rest written."""
-    from medtune.engine.predict import collect_inputs
-    from medtune.engine.segment_predict import predict_masks
+    from medtune.apply.predict import collect_inputs
+    from medtune.apply.segment_predict import predict_masks
 
     total = len(collect_inputs(inputs))
     with progress_bar(f"segmenting {total} image(s)", total) as advance:

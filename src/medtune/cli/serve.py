@@ -29,7 +29,7 @@ def serve_command(
     """Serve the model: GET / (a page to drop images on), POST /predict (files in, JSON as predict --probs
     writes it; ?similar=K adds the K most similar indexed images), GET /model, GET /health and the OpenAPI page
     at /docs."""
-    from medtune.serve.server import is_loopback, serve
+    from medtune.deploy.server import is_loopback, serve
 
     if not is_loopback(host):
         console.print(

@@ -20,7 +20,7 @@ def index_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Index folder (default RUN/index).")] = None,
 ) -> None:
     """Embed every image of DATA and save a FAISS index of their features (exact up to a million images)."""
-    from medtune.engine.similar import build_index
+    from medtune.features.similar import build_index
 
     index = build_index(source, data, overrides or [], out)
     console.print(f"indexed {index.meta['size']} image(s) x {index.meta['dims']} features ({index.meta['kind']}) "
@@ -36,7 +36,7 @@ def similar_command(
 ) -> None:
     """The k most similar indexed images of each query (cosine similarity of features), with label and split."""
     from medtune._io import atomic_open
-    from medtune.engine.similar import load_index, similar
+    from medtune.features.similar import load_index, similar
 
     found = similar(load_index(index), queries, k)
     table = RichTable(title=f"{k} nearest image(s) per query", title_justify="left")

@@ -42,7 +42,7 @@ def train_command(
 
     Running the same command again resumes an interrupted run; a finished run is never overwritten.
     """
-    from medtune import train
+    from medtune.fitting.train import train_and_report as train
 
     data, overrides = split_arguments(arguments or [])
     config = build_config(config_file, overrides, data=data)

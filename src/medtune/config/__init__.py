@@ -1,7 +1,8 @@
-"""Configuration: the typed `Config`, the one place YAML and ``key=value`` overrides are merged, and the value
-rules it checks."""
+"""Configuration: the typed `Config` (`schema`), the one place YAML and ``key=value`` overrides are merged
+(`merge`), and the value rules it checks (`values`).
+"""
 
-from medtune.config.loader import load_config, parse_overrides, read_yaml, validate_config
+from medtune.config.merge import load_config, parse_overrides, read_yaml, validate_config
 from medtune.config.schema import Config
 from medtune.config.values import EPOCH_METRICS, MONITORS, SEGMENT_METRICS, TASKS, monitor_mode, parse_window
 

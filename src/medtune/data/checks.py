@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medtune.data._decode import Entry, decode_entries, table_entries
+from medtune.data.decode import Entry, decode_entries, table_entries
 from medtune.data.images import is_colour
 from medtune.data.table import Table
 from medtune.errors import ImageReadError

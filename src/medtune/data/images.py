@@ -222,22 +222,3 @@ def prepare(
 ) -> np.ndarray:
     """The whole store preprocessing of one decoded image: uint8, channel count, then size."""
     return resize(to_channels(to_uint8(array), channels), size, mode, interpolation)
-
-
-def read_entry(
-    path: str | Path,
-    array: str | None = None,
-    index: int | None = None,
-    window: str = "auto",
-    frame: int | str | None = None,
-) -> np.ndarray:
-    """Decode one table entry: an image file, or row `index` of `array` inside an ``.npz`` archive (read alone,
-    without loading the whole array)."""
-    if not isinstance(array, str):
-        return read_image(path, window, frame)
-    from medtune.data._decode import Entry, decode_entries
-
-    [(_, image)] = decode_entries([Entry(0, str(path), array, int(index))])
-    if isinstance(image, ImageReadError):
-        raise image
-    return image

@@ -25,16 +25,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medtune.data.images import IMAGE_SUFFIXES, read_image, resize, to_channels, to_uint8
+from medtune.data.store_spec import MASK_MODES, StoreSpec
 from medtune.errors import ConfigError, DataError, ImageReadError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from medtune.config import Config
-    from medtune.data.store import StoreSpec
     from medtune.data.table import Table
 
-MASK_MODES = ("none", "multiply", "crop", "channel")
 #: Masks whose proportions differ from their image's by more than this share cannot be its mask.
 _ASPECT_TOLERANCE = 0.02
 _LISTED = 5

@@ -21,9 +21,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -32,9 +31,10 @@ from medtune._locks import InUse, building
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune._version import __version__
-from medtune.data._decode import Entry, decode_entries, table_entries
-from medtune.data.images import INTERPOLATIONS, RESIZE_MODES, is_colour
-from medtune.data.masks import MASK_MODES, prepare_masked
+from medtune.data.decode import Entry, decode_entries, table_entries
+from medtune.data.images import is_colour
+from medtune.data.masks import prepare_masked
+from medtune.data.store_spec import StoreSpec
 from medtune.data.table import Table
 from medtune.errors import ConfigError, DataError, ImageReadError
 
@@ -47,58 +47,6 @@ _BUILD_PREFIX = ".build-"
 _MAX_CHUNK = 64  # image files one worker decodes per task (memory stays at one image either way)
 _FILE_COST = 16  # an image file takes about as long to decode as this many rows of an .npz array
 _LISTED_FAILURES = 10
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """The preprocessing a store holds its images in.
-
-    Attributes:
-        size: side of the square images in pixels.
-        channels: 1 (gray) or 3 (colour).
-        resize: ``squash``, ``pad`` or ``crop`` (see `medtune.data.images.resize`).
-        interpolation: resampling filter: ``nearest``, ``bilinear``, ``bicubic``, ``lanczos`` or ``box``.
-        window: DICOM windowing (``auto``, ``none`` or ``"CENTRE,WIDTH"``).
-        frame: the frame of multi-frame DICOM files (None refuses them).
-        mask: how each row's mask is used: ``none``, ``multiply``, ``crop`` or ``channel`` (see `medtune.data.masks`).
-        mask_margin: ``crop``: the margin around the mask's box, as a share of the box's size.
-    """
-
-    size: int
-    channels: int = 1
-    resize: str = "squash"
-    interpolation: str = "bicubic"
-    window: str = "auto"
-    frame: int | str | None = None
-    mask: str = "none"
-    mask_margin: float = 0.1
-
-    @classmethod
-    def from_config(cls, config: Any) -> StoreSpec:
-        """The spec a resolved `medtune.config.Config` asks for (size, channels, resizing, DICOM and mask keys)."""
-        return cls(
-            int(config.image_size), int(config.channels), config.resize, config.interpolation, config.window,
-            config.frame, config.mask, config.mask_margin,
-        )  # fmt: skip
-
-    @property
-    def stored_channels(self) -> int:
-        """Channels of a stored image: the image's, plus one for the mask with ``mask="channel"``."""
-        return self.channels + (self.mask == "channel")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
-            raise ConfigError(f"store size must be a positive number of pixels, got {self.size!r}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"store channels must be 1 (gray) or 3 (colour), got {self.channels!r}")
-        if self.resize not in RESIZE_MODES:
-            raise ConfigError(f"resize mode {self.resize!r} is unknown; expected one of {', '.join(RESIZE_MODES)}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(
-                f"interpolation {self.interpolation!r} is unknown; expected one of {', '.join(INTERPOLATIONS)}"
-            )
-        if self.mask not in MASK_MODES:
-            raise ConfigError(f"mask mode {self.mask!r} is unknown; expected one of {', '.join(MASK_MODES)}")
 
 
 class ImageStore:

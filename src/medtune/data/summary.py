@@ -14,8 +14,9 @@ import torch
 
 from medtune.config import Config
 from medtune.data.checks import Problem, check_table, scan_images
+from medtune.data.decode import read_entry
 from medtune.data.dicom import DICOM_SUFFIXES, dicom_info
-from medtune.data.images import read_entry, resize, to_channels, to_uint8
+from medtune.data.images import resize, to_channels, to_uint8
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
 

@@ -146,7 +146,7 @@ def finished_runs(storage: QueueStorage, domains: Sequence[Domain]) -> dict[str,
 def score_pair(train_run: Path, test_run: Path, test_name: str) -> dict[str, Any]:
     """The metrics of `train_run`'s best checkpoint on `test_run`'s test split (its images, labels and split),
     written to ``TRAIN_RUN/evaluations/<test_name>-test`` so the run's report shows them."""
-    from medtune.engine.evaluate import evaluate_rows, write_evaluation
+    from medtune.apply.evaluate import evaluate_rows, write_evaluation
     from medtune.runs import Run, load_trained, prepare_dataset
 
     trained = load_trained(train_run)
@@ -261,7 +261,7 @@ def run_crossdomain(
     })  # fmt: skip
     shortcuts = None
     if len(datasets) == 1 and keys.get("domain"):
-        from medtune.engine.shortcuts import probe_shortcuts
+        from medtune.features.shortcuts import probe_shortcuts
 
         shortcuts = probe_shortcuts(load_config(**{**keys, "data": datasets[0]}), progress=False)
     page = write_crossdomain_page(matrix, generalisation_gap(matrix), shared, own, folder / "crossdomain.html",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medtune.config import Config
-from medtune.config.loader import parse_overrides, read_yaml, validate_config
+from medtune.config.merge import parse_overrides, read_yaml, validate_config
 from medtune.errors import ConfigError, DataError
 from medtune.experiments.storage import QueueStorage, set_attr
 

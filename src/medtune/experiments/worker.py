@@ -30,7 +30,7 @@ from typing import Any
 import lightning as L
 
 from medtune.config import Config
-from medtune.config.loader import validate_config
+from medtune.config.merge import validate_config
 from medtune.errors import MedtuneError
 from medtune.experiments.queue import describe, search_space
 from medtune.experiments.storage import Outages, QueueStorage
@@ -105,7 +105,7 @@ class _TrialCallback(L.Callback):
     """Report each epoch's validation metric to Optuna, prune when the study's pruner says so, and stop at the
     next batch when the heartbeat thread asks.
 
-    As `medtune.engine.callbacks.HistoryWriter` does, an epoch is reported only once its checkpoint is on disk
+    As `medtune.fitting.callbacks.HistoryWriter` does, an epoch is reported only once its checkpoint is on disk
     (kept as state in that checkpoint, reported when the next epoch starts or training ends): a cancel that
     arrives right after a report never finds the reported epoch without its ``last.ckpt``."""
 
@@ -345,7 +345,7 @@ def _run_dir(attrs: dict[str, Any], study: str, number: int, config: Config) -> 
 def _train(config: Config, run_dir: Path, callback: _TrialCallback, prefix: str) -> dict[str, Any]:
     """Train (or resume) in `run_dir`; a run that already finished (its worker died before recording it) is
     only read back, never trained twice."""
-    from medtune import train
+    from medtune.fitting.train import train_and_report as train
     from medtune.runs import Run
 
     run = Run(run_dir)

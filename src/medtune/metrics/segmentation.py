@@ -1,6 +1,6 @@
 """Summaries of per-image segmentation scores: means with percentile bootstrap intervals (numpy only).
 
-The per-image Dice, IoU and 95th-percentile Hausdorff distance come from torchmetrics (`medtune.engine.segment_eval`);
+The per-image Dice, IoU and 95th-percentile Hausdorff distance come from torchmetrics (`medtune.apply.segment_eval`);
 here they are averaged over the images and resampled. An image whose Hausdorff distance is undefined (an empty
 predicted or true mask) is left out of that mean only, and counted.
 """

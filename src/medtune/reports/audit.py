@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from medtune.data._decode import decode_entries, table_entries
+from medtune.data.decode import decode_entries, table_entries
 from medtune.data.images import thumbnail
 from medtune.data.table import Table
 from medtune.errors import ImageReadError
@@ -67,7 +67,7 @@ def _section_table(frame: pd.DataFrame) -> str:
 
 
 def write_audit_page(found: Any, out: Path | None = None) -> Path:
-    """Write the page of an audit (`medtune.engine.audit.Audit`) to `out` (default ``audit.html`` in its folder),
+    """Write the page of an audit (`medtune.features.audit.Audit`) to `out` (default ``audit.html`` in its folder),
     its plots beside it."""
     duplicates, label_issues, outliers = found.duplicates, found.label_issues, found.outliers
     counts, facts, table = found.counts, found.facts, found.table

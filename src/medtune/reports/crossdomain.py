@@ -47,7 +47,7 @@ def write_crossdomain_page(
     shortcuts: Any = None,
 ) -> Path:
     """Write the cross-domain page to `out` (its plots beside it), with the shortcut check of one table's domains
-    (`medtune.engine.shortcuts.ShortcutReport`) when given."""
+    (`medtune.features.shortcuts.ShortcutReport`) when given."""
     heat = Section("matrix", "Train on one, test on every other",
                    f"Macro AUC over the shared classes ({', '.join(classes)}) after label harmonisation. The "
                    "diagonal is each run on its own test split.")  # fmt: skip

@@ -190,7 +190,7 @@ def false_positives_section(results: RunResults, count: int, method: str, layer:
 
 
 def _false_positive_tiles(results: RunResults, wrong: pd.DataFrame, method: str, layer: str | None) -> list[Tile]:
-    from medtune.explain import create_overlay
+    from medtune.cams import create_overlay
 
     images, heat = predicted_class_cams(results, wrong.assign(predicted=wrong["finding"]), method, layer)
     tiles = []

@@ -63,8 +63,8 @@ def predicted_class_cams(
     from the run's best checkpoint."""
     import torch
 
+    from medtune.cams import compute_cams
     from medtune.config import Config
-    from medtune.explain import compute_cams
     from medtune.runs import load_trained
 
     trained = load_trained(results.run.path)
@@ -76,7 +76,7 @@ def predicted_class_cams(
 
 
 def _mistake_tiles(results: RunResults, wrong: pd.DataFrame, method: str, layer: str | None) -> list[Tile]:
-    from medtune.explain import create_overlay
+    from medtune.cams import create_overlay
 
     images, heat = predicted_class_cams(results, wrong, method, layer)
     tiles = []
@@ -148,7 +148,7 @@ def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int,
     if len(rows) > sample:  # evenly spread over the split, so every class is represented as it occurs
         rows = rows.iloc[np.linspace(0, len(rows) - 1, sample).round().astype(int)]
     if is_segmentation_run(masks):
-        from medtune.data._decode import Entry
+        from medtune.data.decode import Entry
 
         entries = [Entry(i, str(p)) for i, p in enumerate(rows["path"])]
         found, _ = predicted_mask_files(entries, masks, config, progress=False)
@@ -160,10 +160,10 @@ def _rows_with_masks(predictions: pd.DataFrame | None, masks: Path, sample: int,
 def _mask_energies(
     results: RunResults, rows: pd.DataFrame, method: str, layer: str | None
 ) -> tuple[np.ndarray, np.ndarray, list[Tile]]:
+    from medtune.cams import compute_mask_energy, create_overlay
     from medtune.config import Config
     from medtune.data.masks import read_mask_plane
     from medtune.data.store import StoreSpec
-    from medtune.explain import compute_mask_energy, create_overlay
 
     images, heat = predicted_class_cams(results, rows, method, layer)
     spec = StoreSpec.from_config(Config(**results.config))

@@ -64,7 +64,7 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
         own = read_results(run).config.get("masks")
         mask_folder = Path(own) if is_segmentation_run(own) else None
     if mistakes > 0 or mask_folder is not None:
-        from medtune.explain import METHODS
+        from medtune.cams import METHODS
 
         METHODS.get(method)
     results = read_results(run)

@@ -1,8 +1,13 @@
-"""Runs and the data they saw: the run directory (every file name a property of `Run`), one resolution of a
-configuration against its data, the prepared dataset, and a trained network loaded without the trainer.
+"""Runs and the data they saw.
 
-Everything here sits below the engine and the reports and above the data and the models; nothing here imports
-Lightning.
+- `run`: the run directory (every file name a property of `Run`); `network`: your own network's recorded code.
+- `resolve`: one resolution of a configuration against its data; `dataset`: the prepared dataset every command
+  reads through.
+- `trained`: a trained classifier or segmenter loaded without the trainer, and the checkpoint reader and writer.
+- `exported`: an exported ONNX model and its metadata; `segmasks`: masks predicted by a segmentation run, cached;
+  `cache`: what medtune keeps in its cache and removing it safely.
+
+Nothing here imports Lightning.
 """
 
 from medtune.runs.dataset import PreparedDataset, default_split, load_table, prepare_dataset, read_dataset_table

@@ -17,7 +17,7 @@ import numpy as np
 
 from medtune._registry import Registry
 from medtune.config import Config
-from medtune.data._decode import decode_entries, table_entries
+from medtune.data.decode import decode_entries, table_entries
 from medtune.data.images import INTERPOLATIONS
 from medtune.data.store import StoreSpec, detect_channels
 from medtune.data.table import Table

@@ -99,7 +99,7 @@ class Run:
 
     @property
     def kept_file(self) -> Path:
-        """Which epoch's weights ``best.ckpt`` holds and why (`medtune.engine.keep`)."""
+        """Which epoch's weights ``best.ckpt`` holds and why (`medtune.fitting.keep`)."""
         return self.path / "kept.json"
 
     def read_kept(self) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from medtune._locks import building
 from medtune._paths import cache_dir as default_cache_dir
 from medtune._progress import create_progress
 from medtune.config import Config
-from medtune.data._decode import Entry, decode_entries, table_entries
+from medtune.data.decode import Entry, decode_entries, table_entries
 from medtune.data.mask_files import POSTPROCESS, clean_lungs, restore_plane, write_mask
 from medtune.data.masks import attach_masks, prepare_masked
 from medtune.data.table import Table

@@ -17,8 +17,8 @@ from medtune._io import atomic_open
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
+from medtune.models.averaged import EnsembleClassifier
 from medtune.models.custom import NetworkSource
-from medtune.models.ensemble import EnsembleClassifier
 from medtune.models.inference import InferenceModel, SegmenterInference
 from medtune.runs.network import recorded_network
 from medtune.runs.resolve import Resolved, network_channels

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medtune.config import load_config
-from medtune.data.images import read_entry
+from medtune.data.decode import read_entry
 from medtune.data.readers import read_table
 from medtune.errors import DataError
 from tests.conftest import shared_path

@@ -1,5 +1,8 @@
 """Readers: a folder per class, a CSV/TSV manifest, a MedMNIST-style .npz. Each produces the same `Table`.
 
+Modules: `_base` (the reader registry), `folder` (a folder per class, split folders), `manifest` (CSV/TSV
+manifests), `npz` (MedMNIST-style archives), `names` (labels and groups read from file names).
+
 Image files of any registered format (PNG, JPEG, TIFF, BMP, DICOM) are read by the folder and CSV readers alike; a
 new kind of source is a new module here that calls `register_reader`, imported below. `read_table` finishes every
 table the same way: DICOM images without a group column are grouped by their PatientID.
@@ -13,7 +16,7 @@ from pathlib import Path
 
 from medtune.config import Config, load_config
 from medtune.data.dicom import DICOM_SUFFIXES, read_patient_ids
-from medtune.data.readers import folder, npz, table  # noqa: F401  (registration)
+from medtune.data.readers import folder, manifest, npz  # noqa: F401  (registration)
 from medtune.data.readers._base import READERS, Reader, register_reader
 from medtune.data.table import Table
 from medtune.errors import DataError

@@ -1,0 +1,10 @@
+"""Using a trained network: metrics, predictions and explanations with the bare network (no Lightning).
+
+- `scoring`: probabilities for rows of an image store from a run's PyTorch network or its exported ONNX model.
+- `evaluate`: a run's metrics on its test split or on other labelled data (``medtune evaluate``).
+- `label_thresholds`: multi-label evaluation: findings matched by name, one threshold per finding.
+- `predict`: labels and probabilities for new images (``medtune predict``).
+- `explain`: class activation maps of a run for new images (``medtune explain``, the function ``medtune.explain``).
+- `segment_eval`: Dice, IoU and HD95 of a segmenter on its test split or other data.
+- `segment_predict`: a mask file per input image from a segmentation run.
+"""

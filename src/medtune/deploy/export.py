@@ -1,0 +1,217 @@
+"""``medtune export``: a trained run as one ONNX file that predicts on onnxruntime, checked against PyTorch.
+
+The graph takes uint8 images ``(N, size, size, channels)`` (NHWC, as the image store holds them; the batch axis is
+dynamic) and returns class probabilities: the layout change, the backbone's normalisation and the softmax (sigmoid
+for multi-label) are inside it. It is written by PyTorch's dynamo exporter at its default opset (20 with torch
+2.14: the opset that exporter is built and tested for). Its ``metadata_props`` hold the classes, working size,
+channels, resizing, mean and std, multi-label thresholds, the resolved configuration, the medtune version and the
+SHA-256 of the checkpoint it came from. At export the model must pass ``onnx.checker`` and agree with the PyTorch
+network on the run's test images (largest probability difference at most `PARITY_TOLERANCE`); the numbers are
+kept in ``<model>.parity.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medtune._io import atomic_open, file_sha256, write_json
+from medtune._version import __version__
+from medtune.errors import ConfigError, DataError, MedtuneError, MissingDependencyError
+from medtune.models.inference import InferenceModel, predict_batches
+from medtune.runs import Run, TrainedModel, load_trained, prepare_dataset
+from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session, onnx_metadata, parity_file
+
+#: Export formats.
+FORMATS = ("onnx",)
+#: Quantisations of an export (None: fp32 only).
+QUANTIZATIONS = ("int8",)
+#: Largest absolute probability difference between the ONNX model and PyTorch that an fp32 export may have.
+PARITY_TOLERANCE = 1e-4
+#: Test images the parity check runs on (at most).
+PARITY_IMAGES = 256
+
+
+class ExportError(MedtuneError, RuntimeError):
+    """The exported model does not agree with the network it came from."""
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export` wrote.
+
+    Attributes:
+        model: the ``.onnx`` file.
+        parity: the parity check (``<model>.parity.json``): images, largest difference, share of equal top classes;
+            with a quantisation also its file and the test AUC and accuracy of both models.
+    """
+
+    model: Path
+    parity: dict[str, Any]
+
+
+class StoreLayoutModel(nn.Module):
+    """uint8 NHWC images (as the store holds them) to probabilities: the inference network behind a transpose."""
+
+    def __init__(self, model: InferenceModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.permute(0, 3, 1, 2))
+
+
+def export(
+    run: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    fmt: str = "onnx",
+    progress: bool = False,
+    quantize: str | None = None,
+    force: bool = False,
+) -> Export:
+    """Export a run's best network to ONNX (``RUN/export/model.onnx`` by default) and check it.
+
+    Args:
+        run: a run directory written by ``medtune train``.
+        out: the ``.onnx`` file to write (atomically).
+        fmt: ``onnx``.
+        progress: a progress bar while the test images' store is opened.
+        quantize: ``int8``: also write ``<model>.int8.onnx`` (`medtune.deploy.quantize`), refused when its test
+            AUC drops by more than 0.01.
+        force: keep an int8 model even when it loses more than that.
+
+    Raises:
+        ConfigError: an unknown format.
+        ExportError: the model fails ``onnx.checker`` or differs from PyTorch by more than `PARITY_TOLERANCE`
+            (nothing is left at `out`).
+
+    >>> export("runs/pneumoniamnist-tf_efficientnet_lite0").parity["max_abs_diff"]  # doctest: +SKIP
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantisation {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
+    onnx = _import_onnx()
+    trained = load_trained(run)
+    folder = Run(Path(run))
+    target = Path(out) if out else folder.export_file
+    graph = _to_onnx(trained)
+    onnx.checker.check_model(graph, full_check=True)
+    values = _metadata(trained, graph)
+    for key, value in onnx_metadata(values).items():
+        graph.metadata_props.add(key=key, value=value)
+    with atomic_open(target, "wb") as f:
+        f.write(graph.SerializeToString())
+    try:
+        parity = check_parity(target, trained, folder, progress)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    parity.update(opset=values["opset"], checkpoint_sha256=values["checkpoint_sha256"])
+    if quantize == "int8":
+        from medtune.deploy.quantize import quantize_int8
+
+        parity["int8"] = quantize_int8(target, trained, folder, force)
+    write_json(parity_file(target), parity)
+    return Export(target, parity)
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript") from None
+    return onnx
+
+
+def _to_onnx(trained: TrainedModel) -> Any:
+    """The ONNX graph of the run's network in the store's layout, with a dynamic batch axis."""
+    model = trained.inference_model(tta=False, channels_last=False)
+    return export_graph(model, int(trained.config.image_size), trained.in_chans)
+
+
+def export_graph(model: InferenceModel, size: int, in_chans: int) -> Any:
+    """An ``onnx.ModelProto`` of `model` (uint8 NHWC ``(batch, size, size, in_chans)`` in, probabilities out),
+    written by PyTorch's dynamo exporter with a dynamic batch axis.
+
+    >>> graph = export_graph(InferenceModel(network, preprocessing, channels_last=False), 64, 1)  # doctest: +SKIP
+    """
+    wrapped = StoreLayoutModel(model).eval()
+    example = torch.randint(0, 256, (2, size, size, in_chans), dtype=torch.uint8)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            wrapped, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
+        )  # fmt: skip
+        program.save(str(Path(tmp) / "model.onnx"))
+        return _import_onnx().load(str(Path(tmp) / "model.onnx"))
+
+
+def _metadata(trained: TrainedModel, graph: Any) -> dict[str, Any]:
+    config = trained.config
+    graph_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    return {
+        "version": __version__,
+        "classes": list(trained.classes),
+        "multilabel": trained.multilabel,
+        "thresholds": None if trained.thresholds is None else list(trained.thresholds),
+        "image_size": int(config.image_size),
+        "channels": int(config.channels),
+        "in_chans": trained.in_chans,
+        "input": "uint8 NHWC (N, image_size, image_size, in_chans), resized as the image store resizes",
+        "output": "sigmoid per label" if trained.multilabel else "softmax over classes",
+        "resize": config.resize,
+        "interpolation": config.interpolation,
+        "mean": list(trained.preprocessing.mean),
+        "std": list(trained.preprocessing.std),
+        "preprocessing": trained.preprocessing.to_dict(),
+        "config": config.model_dump(mode="json"),
+        "checkpoint": trained.checkpoint.name,
+        "checkpoint_sha256": file_sha256(trained.checkpoint),
+        "opset": int(graph_opset),
+    }
+
+
+def check_parity(model: Path, trained: TrainedModel, run: Run, progress: bool = False) -> dict[str, Any]:
+    """Compare the ONNX model with the PyTorch network on up to `PARITY_IMAGES` of the run's test images (its
+    validation images when it has no test split).
+
+    Raises:
+        ExportError: the largest probability difference exceeds `PARITY_TOLERANCE`.
+    """
+    images, split = _test_images(trained, run, progress)
+    session = create_session(model)
+    onnx_probs = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    torch_model = trained.inference_model(tta=False)
+    torch_probs = predict_batches(torch_model, [torch.from_numpy(images).permute(0, 3, 1, 2)], torch.device("cpu"))
+    diff = float(np.abs(onnx_probs - torch_probs).max())
+    agree = float((onnx_probs.argmax(axis=1) == torch_probs.argmax(axis=1)).mean())
+    parity = {"split": split, "images": len(images), "max_abs_diff": diff, "top_class_agreement": agree,
+              "tolerance": PARITY_TOLERANCE}  # fmt: skip
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(
+            f"the ONNX model differs from PyTorch by {diff:.2e} in probability on {len(images)} {split} images "
+            f"(at most {PARITY_TOLERANCE:g} allowed; top classes agree on {agree:.1%}); nothing was kept. Report "
+            "the backbone and the torch and onnxruntime versions"
+        )
+    return parity
+
+
+def _test_images(trained: TrainedModel, run: Run, progress: bool) -> tuple[np.ndarray, str]:
+    split = "test"
+    try:
+        dataset = prepare_dataset(trained.config, run, split=split, progress=progress)
+    except DataError:
+        split = "val"
+        dataset = prepare_dataset(trained.config, run, split=split, progress=progress)
+    rows = np.arange(min(len(dataset.table), PARITY_IMAGES))
+    return np.ascontiguousarray(dataset.store.images[rows]), split

@@ -1,1 +1,0 @@
-"""``medtune serve``: a model behind a small, safe web service and a page to drop images on."""
