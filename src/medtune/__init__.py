@@ -8,7 +8,8 @@ The house, top floor first (a package imports only from the floors below it; ``m
 `cli` (the command line); `experiments` (queue, sweeps, leaderboard, cross-domain, ensembles) and `deploy`
 (ONNX export, quantisation, serving); `fitting` (training on Lightning); `features` (embed, probe, similar,
 audit, shortcuts); `apply` (evaluate, predict, explain with the bare network) and `reports` (pages); `runs`
-(run directories, prepared datasets, trained networks); `cams` (Grad-CAM building blocks); `data`, `training`
+(run directories, prepared datasets, trained networks); `tasks` (what differs between single-label,
+multi-label and segmentation: one `Task` each) and `cams` (Grad-CAM building blocks); `data`, `training`
 (plain-PyTorch blocks of training) and `metrics`; `models`; `config`. Beneath them all: `errors`, `_io` (atomic
 writes), `_locks`, `_paths`, `_progress`, `_registry` and `_version`.
 """

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from medtune.apply.evaluate import match_labels
 from medtune.config import load_config
 from medtune.data.harmonise import SYNONYMS, canonical_label, harmonise_labels, read_label_map
 from medtune.data.table import create_table
 from medtune.errors import ConfigError
 from medtune.runs import read_dataset_table
+from medtune.tasks.classify import match_labels
 from tests.conftest import shared_path
 
 #: TorchXRayVision's 18 harmonised pathologies, spelt as the datasets spell them.

@@ -2,7 +2,6 @@
 
 - `scoring`: probabilities for rows of an image store from a run's PyTorch network or its exported ONNX model.
 - `evaluate`: a run's metrics on its test split or on other labelled data (``medtune evaluate``).
-- `label_thresholds`: multi-label evaluation: findings matched by name, one threshold per finding.
 - `predict`: labels and probabilities for new images (``medtune predict``).
 - `explain`: class activation maps of a run for new images (``medtune explain``, the function ``medtune.explain``).
 - `segment_eval`: Dice, IoU and HD95 of a segmenter on its test split or other data.

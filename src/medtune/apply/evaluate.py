@@ -3,8 +3,9 @@
 Writes ``metrics.json`` (accuracy, balanced accuracy, per-class and macro precision / recall / F1 / AUC, confusion
 matrix, log loss, calibration error and bootstrap intervals) and ``predictions.csv`` (one row per image with every
 class probability). On other data, labels are matched to the run's classes by name (case and spacing ignored);
-images whose label matches no class are left out and reported. Multi-label runs are evaluated by
-`medtune.apply.label_thresholds` with the label thresholds chosen on the validation split.
+images whose label matches no class are left out and reported. What differs between tasks (matching labels,
+the metrics, ``predictions.csv``'s columns, a multi-label run's thresholds chosen on the validation split) is the
+run's task's (`medtune.tasks`); segmenters are scored by `medtune.apply.segment_eval`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from medtune.data.split import VAL_AS_TEST
 from medtune.data.store import ImageStore
 from medtune.data.table import Table
 from medtune.errors import DataError
-from medtune.metrics import compute_metrics
 from medtune.models import Preprocessing
 from medtune.runs import PreparedDataset, Run, prepare_dataset, read_dataset_table
 from medtune.runs.segmasks import is_segmentation_run
+from medtune.tasks import Task, get_task, task_for
 
 
 @dataclass(frozen=True)
@@ -44,42 +45,6 @@ class Evaluation:
     out: Path
 
 
-def _key(name: str) -> str:
-    return " ".join(str(name).lower().replace("_", " ").replace("-", " ").split())
-
-
-def match_labels(table: Table, classes: tuple[str, ...]) -> tuple[np.ndarray, dict[str, int]]:
-    """Targets of `table` as indices into the run's `classes`, matched by name (case and separators ignored), else
-    through the chest X-ray synonym table (`medtune.data.harmonise`: ``No Finding`` is ``normal``); -1 where
-    nothing matches.
-
-    Returns:
-        The targets and ``{label: images}`` for the labels of the data that match no class.
-
-    >>> from medtune.data import create_table  # doctest: +SKIP
-    """
-    from medtune.data.harmonise import canonical_label
-
-    index = {_key(name): i for i, name in enumerate(classes)}
-    synonyms = {canonical_label(name): i for i, name in enumerate(classes) if canonical_label(name) is not None}
-    labels = table.frame["label"].astype(str)
-    targets = np.array([index.get(_key(v), synonyms.get(canonical_label(v), -1)) for v in labels], dtype=np.int64)
-    unmatched = labels[targets < 0].value_counts()
-    return targets, {str(k): int(v) for k, v in unmatched.items()}
-
-
-def predictions_frame(table: Table, classes: tuple[str, ...], targets: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    frame = table.frame
-    where = frame["path"].where(frame["path"].notna(), frame["id"])
-    out = pd.DataFrame({"id": frame["id"].to_numpy(), "path": where.to_numpy(), "split": frame["split"].to_numpy()})
-    out["label"] = [classes[t] if t >= 0 else None for t in targets]
-    out["predicted"] = [classes[i] for i in probs.argmax(axis=1)]
-    out["correct"] = out["label"] == out["predicted"]
-    for i, name in enumerate(classes):
-        out[f"prob_{name}"] = probs[:, i].round(6)
-    return out
-
-
 def evaluate_rows(
     network: nn.Module,
     preprocessing: Preprocessing,
@@ -89,40 +54,24 @@ def evaluate_rows(
     config: Config,
     tta: bool = False,
     store_rows: np.ndarray | None = None,
-    multilabel: bool = False,
+    task: Task | None = None,
     thresholds: tuple[float, ...] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Predict every row of `table` and compute the metrics against its labels.
+    """Predict every row of `table` and score it against its labels as the run's `task` does (default
+    single-label).
 
     Args:
         store_rows: the store row of each table row (default: the store was built from `table`, row for row).
-        multilabel: the run is multi-label (`medtune.apply.label_thresholds.evaluate_findings`).
+        task: the run's task (`medtune.tasks.Task.score`).
         thresholds: multi-label: the threshold of each label.
     """
-    if multilabel:
-        from medtune.apply.label_thresholds import evaluate_findings
+    task = task or get_task("classify")
+    rows = np.arange(len(table)) if store_rows is None else np.asarray(store_rows)
 
-        return evaluate_findings(network, preprocessing, classes, table, store, config, tta, store_rows, thresholds)
-    targets, unmatched = match_labels(table, classes)
-    keep = np.flatnonzero(targets >= 0)
-    if len(keep) == 0:
-        raise DataError(
-            f"{table.source}: no label of the data matches the run's classes {list(classes)} "
-            f"(found {sorted(unmatched)}); rename the labels or give label=COLUMN"
-        )
-    rows = keep if store_rows is None else np.asarray(store_rows)[keep]
-    probs = store_probabilities(network, preprocessing, store, rows, config, tta)
-    metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed)
-    metrics["split"] = sorted(set(table.frame["split"].iloc[keep].dropna())) or ["all"]
-    metrics["tta"] = tta
-    if unmatched:
-        metrics["unmatched_labels"] = unmatched
-        metrics.setdefault("warnings", []).append(
-            f"{sum(unmatched.values())} image(s) have labels that match no class of the run and were left out: "
-            + ", ".join(f"{k} ({v})" for k, v in unmatched.items())
-        )
-    predictions = predictions_frame(table.with_frame(table.frame.iloc[keep]), classes, targets[keep], probs)
-    return metrics, predictions
+    def probabilities(positions: np.ndarray) -> np.ndarray:
+        return store_probabilities(network, preprocessing, store, rows[positions], config, tta, task.activation)
+
+    return task.score(table, classes, probabilities, config, thresholds, tta)
 
 
 def write_evaluation(out: Path, metrics: dict[str, Any], predictions: pd.DataFrame) -> None:
@@ -134,22 +83,27 @@ def write_evaluation(out: Path, metrics: dict[str, Any], predictions: pd.DataFra
 
 
 def evaluate_split(network: nn.Module, dataset: PreparedDataset, out: Path) -> dict[str, Any]:
-    """Evaluate a freshly trained network on the test split (validation when there is no test split); a
-    multi-label run first chooses its label thresholds on the validation split (``out/thresholds.json``)."""
+    """Evaluate a freshly trained network on the test split (validation when there is no test split); a task with
+    thresholds (multi-label) first chooses them on the validation split (``out/thresholds.json``)."""
     table, store, config = dataset.table, dataset.store, dataset.config
     preprocessing = dataset.resolved.preprocessing
+    task = task_for(config, table)
     split = "test" if (table.frame["split"] == "test").any() else "val"
     rows = table.positions(split)
     part = table.with_frame(table.frame.iloc[rows])
-    thresholds = None
-    if table.multilabel:
-        from medtune.apply.label_thresholds import choose_run_thresholds
 
-        thresholds = choose_run_thresholds(network, preprocessing, table, store, config, out)
+    def probabilities(positions: np.ndarray) -> np.ndarray:
+        return store_probabilities(network, preprocessing, store, positions, config, config.tta, task.activation)
+
+    chosen = task.fit_thresholds(table, probabilities, config)
+    thresholds = None
+    if chosen is not None:
+        write_json(Run(out).thresholds_file, chosen)
+        thresholds = tuple(chosen["thresholds"].values())
     metrics, predictions = evaluate_rows(
-        network, preprocessing, table.classes, part, store, config, config.tta, rows, table.multilabel, thresholds
+        network, preprocessing, table.classes, part, store, config, config.tta, rows, task, thresholds
     )
-    if table.multilabel and split == "val":
+    if thresholds is not None and split == "val":
         metrics["warnings"].append("no test split: the thresholds were chosen on the same images they are scored on")
     elif split == "val":
         metrics["warnings"].append("no test split: these scores are on the validation images that chose the best "
@@ -203,7 +157,7 @@ def evaluate(
     network = trained if exported else trained.model
     metrics, predictions = evaluate_rows(
         network, trained.resolved.preprocessing, trained.classes, dataset.table, dataset.store, config,
-        config.tta if tta is None else tta, multilabel=trained.multilabel, thresholds=trained.thresholds,
+        config.tta if tta is None else tta, task=trained.task, thresholds=trained.thresholds,
     )  # fmt: skip
     metrics["data"] = str(Path(data or config.data).resolve())
     metrics["checkpoint"] = str(trained.path if exported else trained.checkpoint)

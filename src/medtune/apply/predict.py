@@ -201,10 +201,9 @@ def predict(
 def results_frame(
     paths: list[str], model: TrainedModel | ExportedModel, probs: np.ndarray, errors: dict[int, str]
 ) -> pd.DataFrame:
-    """The rows `predict` returns, from probabilities ``(N, K)`` (NaN rows for the inputs in `errors`)."""
-    if model.multilabel:
-        return _findings_results(paths, model.classes, probs, errors, model.thresholds)
-    return _results(paths, model.classes, probs, errors)
+    """The rows `predict` returns, from probabilities ``(N, K)`` (NaN rows for the inputs in `errors`), as the
+    run's task decodes them (`medtune.tasks.Task.results`)."""
+    return model.task.results(paths, model.classes, probs, errors, model.thresholds)
 
 
 #: Inference engines of `predict`.
@@ -251,44 +250,6 @@ def create_predictor(model: TrainedModel | ExportedModel, tta: bool | None) -> C
         network = model.inference_model(tta=use_tta)
         return lambda images: predict_batches(network, [images])
     return lambda images: model.predict(images.permute(0, 2, 3, 1).numpy(), tta=use_tta)
-
-
-def _results(paths: list[str], classes: tuple[str, ...], probs: np.ndarray, errors: dict[int, str]) -> pd.DataFrame:
-    read = ~np.isnan(probs).any(axis=1)
-    best = np.where(read, np.nan_to_num(probs).argmax(axis=1), -1)
-    frame = pd.DataFrame({"file": paths})
-    frame["label"] = [classes[b] if b >= 0 else None for b in best]
-    frame["confidence"] = np.where(read, np.nan_to_num(probs).max(axis=1), np.nan).round(6)
-    for i, name in enumerate(classes):
-        frame[f"prob_{name}"] = probs[:, i].round(6)
-    frame["error"] = [errors.get(i) for i in range(len(paths))]
-    return frame
-
-
-def _findings_results(
-    paths: list[str],
-    classes: tuple[str, ...],
-    probs: np.ndarray,
-    errors: dict[int, str],
-    thresholds: tuple[float, ...] | None,
-) -> pd.DataFrame:
-    from medtune.apply.label_thresholds import join_labels
-    from medtune.metrics.multilabel import DECIMALS, DEFAULT_THRESHOLD, predict_labels
-
-    read = ~np.isnan(probs).any(axis=1)
-    flags = predict_labels(np.nan_to_num(probs), thresholds or [DEFAULT_THRESHOLD] * len(classes))
-    frame = pd.DataFrame({"file": paths})
-    frame["labels"] = [names if ok else None for names, ok in zip(join_labels(flags, classes), read, strict=True)]
-    for i, name in enumerate(classes):
-        frame[f"prob_{name}"] = probs[:, i].astype(np.float64).round(DECIMALS)
-    frame["error"] = [errors.get(i) for i in range(len(paths))]
-    frame.attrs["thresholds"] = dict(zip(classes, thresholds or [DEFAULT_THRESHOLD] * len(classes), strict=True))
-    if thresholds is None:
-        frame.attrs["warnings"] = [
-            "the run has no thresholds.json (training did not finish): every finding used 0.5; run the same "
-            "`medtune train` again to finish it"
-        ]
-    return frame
 
 
 #: Output formats of `write_predictions`.

@@ -52,14 +52,14 @@ def store_probabilities(
     rows: np.ndarray,
     config: Config,
     tta: bool = False,
-    multilabel: bool = False,
+    activation: str = "softmax",
 ) -> np.ndarray:
     """Probabilities ``(len(rows), K)`` for store rows from a PyTorch network (with its normalisation) or from an
     `medtune.runs.exported.ExportedModel` (whose graph holds it), in batches of ``max(64, batch_size)``."""
     batch = max(64, config.batch_size)
     if isinstance(network, nn.Module):
         model = InferenceModel(
-            network, preprocessing, tta=tta, channels_last=config.channels_last, multilabel=multilabel
+            network, preprocessing, tta=tta, channels_last=config.channels_last, activation=activation
         )
         return predict_store(model, store, rows, batch_size=batch)
     rows = np.asarray(rows)

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from medtune.errors import MedtuneError, MissingDependencyError
-from medtune.metrics import compute_auc
 from medtune.runs import PreparedDataset, Run, TrainedModel, prepare_dataset
 from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session
+from medtune.tasks import Task
 
 #: Training images the activation ranges are calibrated on (at most).
 CALIBRATION_IMAGES = 256
@@ -49,7 +49,7 @@ def quantize_int8(model: Path, trained: TrainedModel, run: Run, force: bool = Fa
     out = int8_file(model)
     quantize_file(model, out, train.store.images[train.rows("train")[:CALIBRATION_IMAGES]])
     test = prepare_dataset(trained.config, run, split="test", progress=False)
-    scores = {"fp32": _score(model, test, trained.multilabel), "int8": _score(out, test, trained.multilabel)}
+    scores = {"fp32": _score(model, test, trained.task), "int8": _score(out, test, trained.task)}
     drop = scores["fp32"]["auc"] - scores["int8"]["auc"]
     report = {"file": str(out), "images": len(test.table), "auc_drop": drop, **scores, "forced": force}
     if drop > MAX_AUC_DROP and not force:
@@ -99,7 +99,7 @@ def quantize_file(model: Path, out: Path, calibration: np.ndarray, batch: int = 
     return out
 
 
-def _score(model: Path, dataset: PreparedDataset, multilabel: bool) -> dict[str, float]:
+def _score(model: Path, dataset: PreparedDataset, task: Task) -> dict[str, float]:
     """Macro ROC AUC and accuracy (multi-label: macro AUC over labels with both kinds, exact match at 0.5)."""
     session = create_session(model)
     images = dataset.store.images
@@ -107,11 +107,4 @@ def _score(model: Path, dataset: PreparedDataset, multilabel: bool) -> dict[str,
         [session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images[i : i + 64])})[0]
          for i in range(0, len(images), 64)]
     )  # fmt: skip
-    targets = dataset.table.targets()
-    if multilabel:
-        from medtune.metrics import compute_multilabel_metrics
-
-        metrics = compute_multilabel_metrics(targets, probs, list(dataset.table.classes), n_bootstrap=0)
-        return {"auc": float(metrics["macro"]["auc"]), "accuracy": float(metrics["accuracy"])}
-    _, auc = compute_auc(targets, probs)
-    return {"auc": float(auc), "accuracy": float((probs.argmax(axis=1) == targets).mean())}
+    return task.headline(dataset.table.targets(), probs, dataset.table.classes)

@@ -95,8 +95,10 @@ def _members(runs: list[str | os.PathLike]) -> list[Run]:
 def _check_compatible(members: list[Run], trained: list[TrainedModel]) -> None:
     """Refuse members that differ in task, classes, input or split, naming the run and the difference."""
     first, reference = members[0], trained[0]
-    if any(t.multilabel for t in trained):
-        raise DataError("multi-label runs cannot be ensembled yet: their thresholds are chosen per run")
+    for member, model in zip(members, trained, strict=True):
+        if model.task.ensembles:
+            raise DataError(f"{member.path} is a {model.task.name} run, which cannot be ensembled yet: "
+                            f"{model.task.ensembles}")  # fmt: skip
     if any(isinstance(t.model, EnsembleClassifier) for t in trained):
         raise DataError("an ensemble cannot be a member; list the runs it was made of instead")
     split = pd.read_csv(first.split_file)

@@ -89,10 +89,11 @@ def probe(
     Returns:
         The run directories written (``metrics.json``, ``predictions.csv``, ``split.csv``, ``probe.json``).
     """
-    from medtune.apply.evaluate import predictions_frame, write_evaluation
+    from medtune.apply.evaluate import write_evaluation
     from medtune.config import parse_overrides
     from medtune.features.embed import embed
     from medtune.metrics.classification import compute_metrics
+    from medtune.tasks.classify import predictions_frame
 
     methods = list(METHODS) if list(methods) == ["all"] else list(methods)
     for method in methods:

@@ -1,6 +1,6 @@
-"""The LightningModules: `TransferModule` holds what every task shares (normalisation, the transfer strategy, the
-optimizer, the checkpoint's facts); `ClassifierModule` receives a plain `Classifier` and owns its loss and per-epoch
-metrics (the segmenter's is `medtune.fitting.segment_module.SegmenterModule`)."""
+"""The LightningModule of every run: `TransferModule` holds what every task shares (normalisation, the transfer
+strategy, the optimizer, the checkpoint's facts); `TaskModule` receives a plain network and asks the run's task
+(`medtune.tasks.Task`) for its loss, its per-epoch metrics and what a batch holds."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import torch
 from torchmetrics import MeanMetric, MetricCollection
 
 from medtune.config import Config
-from medtune.models import Classifier, Preprocessing
+from medtune.models import Preprocessing
 from medtune.models.inference import Normalize, to_probabilities
 from medtune.models.stages import frozen_norm_layers, frozen_parameters, still_frozen
-from medtune.training.epoch_metrics import create_epoch_metrics
-from medtune.training.losses import create_loss
+from medtune.tasks import Task
 from medtune.training.optim import create_optimizer, create_scheduler
 
 
@@ -24,16 +23,23 @@ class TransferModule(L.LightningModule):
     (which parts learn in which epoch), the optimizer and schedule, and the facts each checkpoint embeds.
 
     Args:
-        model: the network; its pretrained part is `pretrained_part` (a classifier's backbone by default).
+        model: the network; its pretrained part is the task's (a classifier's backbone, a segmenter's encoder).
         config: the resolved configuration (optimizer, schedule and strategy keys).
         preprocessing: the pretrained network's normalisation.
         meta: what every checkpoint embeds besides the weights (config, preprocessing, version...).
+        task: the run's task.
     """
 
     def __init__(
-        self, model: torch.nn.Module, config: Config, preprocessing: Preprocessing, meta: dict[str, Any] | None
+        self,
+        model: torch.nn.Module,
+        config: Config,
+        preprocessing: Preprocessing,
+        meta: dict[str, Any] | None,
+        task: Task,
     ) -> None:
         super().__init__()
+        self.task = task
         self.model = model
         self.config = config
         self.normalize = Normalize(preprocessing, config.channels_last)
@@ -54,8 +60,8 @@ class TransferModule(L.LightningModule):
     # --- transfer strategy -------------------------------------------------------------------------------------
 
     def pretrained_part(self) -> torch.nn.Module:
-        """The part that starts from pretrained weights and the strategy may freeze (a classifier's backbone)."""
-        return self.model.backbone
+        """The part that starts from pretrained weights and the strategy may freeze (the task says which)."""
+        return self.task.pretrained_part(self.model)
 
     def backbone_frozen(self, epoch: int) -> bool:
         """Whether the pretrained part (weights and batch-norm statistics) stays fixed in `epoch`."""
@@ -143,33 +149,34 @@ class TransferModule(L.LightningModule):
         checkpoint["medtune"] = self.meta
 
 
-class ClassifierModule(TransferModule):
-    """Training, validation and test steps for single-label or multi-label classification.
+class TaskModule(TransferModule):
+    """Training, validation and prediction steps of any task: the task owns the loss, the epoch metrics and what
+    a batch holds.
 
     Args:
-        model: the network (`medtune.models.Classifier`).
+        model: the network (a `medtune.models.Classifier`, a segmenter...), logits out.
         config: the resolved configuration (loss, optimizer, schedule and strategy keys).
-        preprocessing: the backbone's normalisation.
+        preprocessing: the pretrained network's normalisation.
+        task: the run's task (`medtune.tasks.task_for`).
         class_weights: loss weight per class (multi-label: positive weight per label), or None.
         meta: what every checkpoint embeds besides the weights (config, classes, preprocessing, version).
-        multilabel: multi-hot targets, a sigmoid per label and a binary loss per label.
+        num_outputs: the network's outputs (classes or labels) for the epoch metrics.
     """
 
     def __init__(
         self,
-        model: Classifier,
+        model: torch.nn.Module,
         config: Config,
         preprocessing: Preprocessing,
+        task: Task,
         class_weights: torch.Tensor | None = None,
         meta: dict[str, Any] | None = None,
-        multilabel: bool = False,
+        num_outputs: int = 0,
     ) -> None:
-        super().__init__(model, config, preprocessing, meta)
-        self.multilabel = multilabel
-        self.loss = create_loss(config, multilabel, class_weights)
-        num_classes = model.head[-1].out_features
-        self.train_metrics = create_epoch_metrics(num_classes, "train_", multilabel)
-        self.val_metrics = create_epoch_metrics(num_classes, "val_", multilabel)
+        super().__init__(model, config, preprocessing, meta, task)
+        self.loss = task.loss(config, class_weights)
+        self.train_metrics = task.create_epoch_metrics(num_outputs, "train_")
+        self.val_metrics = task.create_epoch_metrics(num_outputs, "val_")
         self.on_features = False
 
     def train_on_features(self) -> None:
@@ -186,26 +193,23 @@ class ClassifierModule(TransferModule):
 
     # --- steps -------------------------------------------------------------------------------------------------
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        images, targets = batch
+    def _step(self, batch: Any, metrics: Any, split: str) -> torch.Tensor:
+        images, targets = self.task.split_batch(batch)
         logits = self(images)
-        loss = self.loss(logits, targets.float() if self.multilabel else targets.long())
-        return loss, logits, targets.long()
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logits, targets = self._shared_step(batch)
-        self.train_metrics.update(to_probabilities(logits.detach(), self.multilabel), targets)
-        self.record("train", loss, len(targets))
+        loss = self.loss(logits, self.task.loss_targets(targets))
+        metrics.update(*self.task.metric_inputs(logits.detach(), targets))
+        self.record(split, loss, len(targets))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        loss, logits, targets = self._shared_step(batch)
-        self.val_metrics.update(to_probabilities(logits, self.multilabel), targets)
-        self.record("val", loss, len(targets))
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        probs = to_probabilities(self(images), self.multilabel)
+        probs = to_probabilities(self(images), self.task.activation)
         if self.config.tta:
-            probs = (probs + to_probabilities(self(images.flip(-1)), self.multilabel)) / 2
+            probs = (probs + to_probabilities(self(images.flip(-1)), self.task.activation)) / 2
         return probs

@@ -22,14 +22,13 @@ import torch
 
 from medtune._version import __version__
 from medtune.config import Config, monitor_mode
-from medtune.data.table import Table
-from medtune.errors import ConfigError, DataError
 from medtune.fitting.keep import keep_checkpoint
 from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
 from medtune.runs.network import read_network
 from medtune.runs.run import history_columns
 from medtune.runs.trained import network_state, read_checkpoint_file
+from medtune.tasks import Task, task_for
 
 #: How much faster a frozen-backbone epoch is on cached features (`benchmarks/freeze.py`, PneumoniaMNIST, 2 cores).
 FEATURE_SPEEDUP = "16x at 64 px and 74x at 128 px"
@@ -101,45 +100,32 @@ def train(
     >>> result = train(load_config(data="../shared/data/pneumoniamnist/pneumoniamnist.npz"))  # doctest: +SKIP
     >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
     """
-    segment = config.task == "segment"
-    table = read_dataset_table(config, labelled=None if segment else True)
-    table = _check_segmentable(table) if segment else _check_trainable(table)
+    task = task_for(config)
+    table = read_dataset_table(config, labelled=True if task.labelled else None)
+    task = task_for(config, table)
+    table = task.check_trainable(table)
     resolved = resolve_config(config, table)
     run, resumed = prepare_run(resolved.config, out)
-    labelled = None if segment else True
     dataset = prepare_dataset(
-        resolved.config, run, table=table, create_split=not resumed, labelled=labelled, progress=progress
-    )
+        resolved.config, run, table=table, create_split=not resumed, labelled=True if task.labelled else None,
+        progress=progress,
+    )  # fmt: skip
     model = fit(dataset, run, resumed, progress, callbacks, log_prefix)
-    if segment:
-        from medtune.apply.segment_eval import evaluate_segment_split
-        from medtune.runs.trained import TrainedSegmenter
-
-        segmenter = TrainedSegmenter(model, dataset.resolved.preprocessing, dataset.config, run.best_checkpoint)
-        return TrainResult(run, evaluate_segment_split(segmenter, dataset, run.path), resumed)
-    from medtune.apply.evaluate import evaluate_split
-
-    metrics = evaluate_split(model, dataset, run.path)
-    return TrainResult(run, metrics, resumed)
+    return TrainResult(run, evaluate_trained(task, model, dataset, run), resumed)
 
 
-def _check_segmentable(table: Table) -> Table:
-    """A segmenter learns from masks: every image needs one (`attach_masks` has refused images without)."""
-    if len(table) < 3:
-        raise DataError(f"{table.source} has {len(table)} image(s) with masks; a train, val and test split need more")
-    return table
+def evaluate_trained(task: Task, network: torch.nn.Module, dataset: PreparedDataset, run: Run) -> dict[str, Any]:
+    """Evaluate the network training just gave `run` on its test split: a classifier with
+    `medtune.apply.evaluate.evaluate_split`, a segmenter (a task without labels) with `medtune.apply.segment_eval`."""
+    if task.labelled:
+        from medtune.apply.evaluate import evaluate_split
 
+        return evaluate_split(network, dataset, run.path)
+    from medtune.apply.segment_eval import evaluate_segment_split
+    from medtune.runs.trained import TrainedSegmenter
 
-def _check_trainable(table: Table) -> Table:
-    if not table.labelled:
-        raise DataError(f"{table.source}: training needs a label for every image; unlabelled rows were found")
-    if table.multilabel:
-        if not table.classes:
-            raise DataError(f"{table.source}: no image carries a finding; multi-label training needs at least one")
-        return table
-    if len(table.classes) < 2:
-        raise DataError(f"{table.source} has one class ({table.classes[0]!r}); a classifier needs at least two")
-    return table
+    segmenter = TrainedSegmenter(network, dataset.resolved.preprocessing, dataset.config, run.best_checkpoint)
+    return evaluate_segment_split(segmenter, dataset, run.path)
 
 
 def fit(
@@ -190,7 +176,7 @@ def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     from medtune.training.augment import create_train_transform, resolve_augment
 
     config = dataset.config
-    targets = None if config.task == "segment" else dataset.table.targets()  # a segmenter's target: the mask
+    targets = task_for(config, dataset.table).training_targets(dataset.table)
     train_rows, val_rows = dataset.rows("train"), dataset.rows("val")
     transform = create_train_transform(resolve_augment(config), config.image_size, config.mask)
     train_set = StoreDataset(dataset.store, train_rows, targets, transform, seed=config.seed)
@@ -202,13 +188,12 @@ def _split_loaders(dataset: PreparedDataset, train_set: Any, val_set: Any) -> tu
     by the seed, weighted with ``sampler=weighted``, its batches shared between distributed processes; the
     validation one split by rows."""
     from medtune.data.loader import create_store_loader
-    from medtune.training.sampling import sample_weights
 
     config, table = dataset.config, dataset.table
     train_rows = dataset.rows("train")
     weights = None
     if config.sampler == "weighted":
-        weights = sample_weights(table.targets()[train_rows], len(table.classes), table.multilabel)
+        weights = task_for(config, table).sample_weights(table, train_rows)
     drop_last = len(train_rows) > config.batch_size
     train_loader = create_store_loader(train_set, config.batch_size, True, drop_last, config.seed, weights, "batch")
     return train_loader, create_store_loader(val_set, max(64, config.batch_size), shard="rows")
@@ -225,7 +210,7 @@ def feature_loaders(
     from medtune.training.augment import create_train_transform, resolve_augment
 
     config, table = dataset.config, dataset.table
-    if config.task != "classify" or config.strategy != "freeze" or not config.cache_features:
+    if not hasattr(module.model, "head") or config.strategy != "freeze" or not config.cache_features:
         return None
     if create_train_transform(resolve_augment(config), config.image_size, config.mask) is not None:
         print(f"{log_prefix}strategy=freeze with augment={config.augment} runs the frozen backbone over every image in "
@@ -242,55 +227,24 @@ def feature_loaders(
 
 
 def create_module(dataset: PreparedDataset, network: NetworkSource | None = None) -> Any:
-    """The LightningModule around a new network (backbone and head) for `dataset`, with the loss weights of its
-    training split and the facts every checkpoint embeds (`network`: your own network's code, as the run
-    recorded it)."""
-    from medtune.fitting.module import ClassifierModule
-    from medtune.models import create_classifier
-    from medtune.training.sampling import loss_weights
+    """The LightningModule around a new network for `dataset` (the task builds it: a backbone and head, or a
+    segmenter), with the loss weights of its training split and the facts every checkpoint embeds (`network`: your
+    own network's code, as the run recorded it)."""
+    from medtune.fitting.module import TaskModule
 
     config, table, resolved = dataset.config, dataset.table, dataset.resolved
-    if config.task == "segment":
-        return _segmenter_module(dataset)
-    num_classes = len(table.classes)
-    model = create_classifier(
-        config.backbone, num_classes, resolved.in_chans, config.head, config.dropout, config.pretrained,
-        config.weights, config.image_size, network,
-    )  # fmt: skip
-    if config.strategy != "finetune" and not any(True for _ in model.head.parameters()):
-        raise ConfigError(
-            f"strategy={config.strategy} trains a head apart from the backbone, but the output of {config.backbone} "
-            "does not come from a final nn.Linear layer, so it has none; use strategy=finetune, or end the network "
-            "with nn.Linear(features, num_classes)"
-        )
+    task = task_for(config, table)
+    model = task.create_network(config, table, resolved.in_chans, network)
     meta = {
         "network": network.to_dict() if network else None,
         "version": __version__,
-        "classes": list(table.classes),
-        "multilabel": table.multilabel,
+        **task.checkpoint_meta(table),
         "in_chans": resolved.in_chans,
         "config": config.model_dump(mode="json"),
         "preprocessing": resolved.preprocessing.to_dict(),
     }
-    targets = table.targets()[dataset.rows("train")]
-    weights = loss_weights(config, targets, num_classes, table.multilabel)
-    return ClassifierModule(model, config, resolved.preprocessing, weights, meta, table.multilabel)
-
-
-def _segmenter_module(dataset: PreparedDataset) -> Any:
-    from medtune.fitting.segment_module import SegmenterModule
-    from medtune.models.segmenters import create_segmenter
-
-    config, resolved = dataset.config, dataset.resolved
-    model = create_segmenter(config.arch, config.backbone, resolved.in_chans, config.pretrained, config.weights)
-    meta = {
-        "version": __version__,
-        "task": "segment",
-        "in_chans": resolved.in_chans,
-        "config": config.model_dump(mode="json"),
-        "preprocessing": resolved.preprocessing.to_dict(),
-    }
-    return SegmenterModule(model, config, resolved.preprocessing, meta)
+    weights = task.loss_weights(config, table, dataset.rows("train"))
+    return TaskModule(model, config, resolved.preprocessing, task, weights, meta, len(table.classes))
 
 
 def create_trainer(

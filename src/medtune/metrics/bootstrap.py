@@ -3,7 +3,7 @@
 A resample of the N images is stored as a vector of draw counts per image (how often each image was drawn), so a
 block of B resamples is a (B, N) weight matrix, and a metric is computed for the whole block with a few array
 operations (a matrix product for counts, a weighted Mann-Whitney statistic for AUCs) instead of once per resample.
-`medtune.metrics.classification` and `medtune.metrics.multilabel` both draw their intervals here.
+`medtune.metrics.classification` and `medtune.metrics.per_label` both draw their intervals here.
 """
 
 from __future__ import annotations

@@ -15,16 +15,22 @@ from torch import nn
 
 from medtune.models.preprocessing import Preprocessing
 
+#: How a network's outputs become probabilities, by the name a task gives (`medtune.tasks.Task.activation`).
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softmax": lambda logits: logits.softmax(dim=1),
+    "sigmoid": lambda logits: logits.sigmoid(),
+}
 
-def to_probabilities(logits: torch.Tensor, multilabel: bool = False) -> torch.Tensor:
-    """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label (multi-label).
+
+def to_probabilities(logits: torch.Tensor, activation: str = "softmax") -> torch.Tensor:
+    """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label
+    (``activation="sigmoid"``: multi-label).
 
     >>> logits = torch.tensor([[0.0, 0.0]])
-    >>> to_probabilities(logits).tolist(), to_probabilities(logits, multilabel=True).tolist()
+    >>> to_probabilities(logits).tolist(), to_probabilities(logits, "sigmoid").tolist()
     ([[0.5, 0.5]], [[0.5, 0.5]])
     """
-    logits = logits.float()
-    return logits.sigmoid() if multilabel else logits.softmax(dim=1)
+    return ACTIVATIONS[activation](logits.float())
 
 
 class Normalize(nn.Module):
@@ -52,7 +58,7 @@ class InferenceModel(nn.Module):
         preprocessing: its normalisation.
         tta: average the probabilities of each image and its horizontal mirror.
         channels_last: run in channels-last layout.
-        multilabel: an independent sigmoid per label instead of a softmax over classes.
+        activation: how outputs become probabilities (`ACTIVATIONS`: the run's task says which).
 
     >>> from medtune.models import create_classifier, resolve_preprocessing
     >>> net = create_classifier("tf_efficientnet_lite0", 2, in_chans=1, pretrained=False)
@@ -67,19 +73,19 @@ class InferenceModel(nn.Module):
         preprocessing: Preprocessing,
         tta: bool = False,
         channels_last: bool = True,
-        multilabel: bool = False,
+        activation: str = "softmax",
     ):
         super().__init__()
         self.normalize = Normalize(preprocessing, channels_last)
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
         self.tta = tta
-        self.multilabel = multilabel
+        self.activation = activation
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.normalize(images)
-        probs = to_probabilities(self.model(x), self.multilabel)
+        probs = to_probabilities(self.model(x), self.activation)
         if self.tta:
-            probs = (probs + to_probabilities(self.model(x.flip(-1)), self.multilabel)) / 2
+            probs = (probs + to_probabilities(self.model(x.flip(-1)), self.activation)) / 2
         return probs
 
 

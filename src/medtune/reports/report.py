@@ -72,21 +72,8 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     if probe_file.is_file():  # a probe on frozen features: no network to draw maps with, no epochs
         mistakes, mask_folder = 0, None
     sections = [_probe_section(probe_file) if probe_file.is_file() else training_section(results)]
-    if results.metrics is not None and results.metrics.get("task") == "segment":
-        from medtune.reports.segment import segment_sections
-
-        sections += segment_sections(results, results.metrics, mistakes)
-    elif results.metrics is not None and results.multilabel:
-        from medtune.reports.findings import findings_sections
-
-        sections += findings_sections(results, results.metrics, mistakes, method, layer, mask_folder)
-    elif results.metrics is not None:
-        evaluation = evaluation_sections(results, results.metrics)
-        if mistakes > 0:
-            evaluation.insert(-1, mistakes_section(results, mistakes, method, layer))
-        if mask_folder is not None:
-            evaluation.insert(-1, attention_section(results, mask_folder, method, layer))
-        sections += evaluation
+    if results.metrics is not None:
+        sections += TASK_SECTIONS[results.task.report](results, results.metrics, mistakes, method, layer, mask_folder)
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
             f"Not evaluated yet: finish training, or run `medtune evaluate {results.run.path}`."]))  # fmt: skip
@@ -110,15 +97,52 @@ def _probe_section(path: Path) -> Section:
 def _cards(results: RunResults) -> list[tuple[str, str, str]]:
     if not results.metrics:
         return []
-    if results.metrics.get("task") == "segment":
-        from medtune.reports.segment import segment_headline
+    return TASK_HEADLINES[results.task.report](results.metrics)
 
-        return segment_headline(results.metrics)
-    if results.multilabel:
-        from medtune.reports.findings import findings_headline
 
-        return findings_headline(results.metrics)
-    return headline(results.metrics)
+def _class_sections(
+    results: RunResults, metrics: dict, mistakes: int, method: str, layer: str | None, mask_folder: Path | None
+) -> list[Section]:
+    """A single-label run: the evaluation sections, with its most confident mistakes and where it looks."""
+    evaluation = evaluation_sections(results, metrics)
+    if mistakes > 0:
+        evaluation.insert(-1, mistakes_section(results, mistakes, method, layer))
+    if mask_folder is not None:
+        evaluation.insert(-1, attention_section(results, mask_folder, method, layer))
+    return evaluation
+
+
+def _finding_sections(
+    results: RunResults, metrics: dict, mistakes: int, method: str, layer: str | None, mask_folder: Path | None
+) -> list[Section]:
+    from medtune.reports.findings import findings_sections
+
+    return findings_sections(results, metrics, mistakes, method, layer, mask_folder)
+
+
+def _segment_sections(
+    results: RunResults, metrics: dict, mistakes: int, method: str, layer: str | None, mask_folder: Path | None
+) -> list[Section]:
+    from medtune.reports.segment import segment_sections
+
+    return segment_sections(results, metrics, mistakes)
+
+
+def _finding_cards(metrics: dict) -> list[tuple[str, str, str]]:
+    from medtune.reports.findings import findings_headline
+
+    return findings_headline(metrics)
+
+
+def _segment_cards(metrics: dict) -> list[tuple[str, str, str]]:
+    from medtune.reports.segment import segment_headline
+
+    return segment_headline(metrics)
+
+
+#: The evaluation sections and headline cards of a run's page, by its task's `report` (`medtune.tasks.Task`).
+TASK_SECTIONS = {"classes": _class_sections, "findings": _finding_sections, "segment": _segment_sections}
+TASK_HEADLINES = {"classes": headline, "findings": _finding_cards, "segment": _segment_cards}
 
 
 def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:

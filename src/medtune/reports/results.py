@@ -15,6 +15,7 @@ import yaml
 from medtune.config import monitor_mode
 from medtune.errors import DataError
 from medtune.runs.run import Run, read_history
+from medtune.tasks import Task, task_of_meta
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class RunResults:
 
             return sorted({name for value in self.split["label"] for name in split_labels(value)})
         return sorted(self.split["label"].unique())
+
+    @property
+    def task(self) -> Task:
+        """The run's task (`medtune.tasks`), from its configuration and, once evaluated, its metrics."""
+        return task_of_meta({"task": self.config.get("task"), "multilabel": self.multilabel})
 
     @property
     def multilabel(self) -> bool:

@@ -19,6 +19,7 @@ from medtune.config import Config
 from medtune.errors import DataError, MissingDependencyError
 from medtune.models import Preprocessing
 from medtune.runs.resolve import Resolved
+from medtune.tasks import Task, task_of_meta
 
 #: Prefix of medtune's keys in the model's ``metadata_props``.
 META_PREFIX = "medtune."
@@ -68,8 +69,9 @@ class ExportedModel:
         return tuple(self.meta["classes"])
 
     @property
-    def multilabel(self) -> bool:
-        return bool(self.meta.get("multilabel", False))
+    def task(self) -> Task:
+        """The task of the run it was exported from (`medtune.tasks`)."""
+        return task_of_meta(self.meta)
 
     @property
     def thresholds(self) -> tuple[float, ...] | None:

@@ -30,33 +30,18 @@ import yaml
 
 from medtune._io import write_text
 from medtune._version import __version__
-from medtune.config import EPOCH_METRICS, SEGMENT_METRICS, Config
+from medtune.config import Config
 from medtune.errors import ConfigError, DataError
 from medtune.models.custom import NetworkSource, is_custom
 from medtune.runs.network import current_network, network_difference, write_network
+from medtune.tasks import get_task, task_for
 
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
 RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report"})
 #: Columns of history.csv, in order.
-HISTORY_COLUMNS: tuple[str, ...] = (
-    "epoch",
-    *(f"{split}_{name}" for split in ("train", "val") for name in EPOCH_METRICS),
-    "lr",
-    "backbone_frozen",
-    "trainable",
-    "seconds",
-)
-#: Columns of a segmentation run's history.csv, in order.
-SEGMENT_HISTORY_COLUMNS: tuple[str, ...] = (
-    "epoch",
-    *(f"{split}_{name}" for split in ("train", "val") for name in SEGMENT_METRICS),
-    "lr",
-    "backbone_frozen",
-    "trainable",
-    "seconds",
-)
+HISTORY_COLUMNS: tuple[str, ...] = get_task("classify").history_columns()
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
 
 
@@ -210,8 +195,8 @@ def config_values(config: Config) -> dict[str, Any]:
 
 
 def history_columns(config: Config) -> tuple[str, ...]:
-    """The columns of the history.csv of a run of `config` (classification or segmentation)."""
-    return SEGMENT_HISTORY_COLUMNS if config.task == "segment" else HISTORY_COLUMNS
+    """The columns of the history.csv of a run of `config`: its task's epoch metrics."""
+    return task_for(config).history_columns()
 
 
 def default_run_name(config: Config) -> str:
@@ -228,7 +213,7 @@ def default_run_name(config: Config) -> str:
     stem = data.stem if data.suffix else data.name
     if stem.lower() in _GENERIC_STEMS and data.parent.name:
         stem = data.parent.name
-    network = f"{config.arch}-{config.backbone}" if config.task == "segment" else config.backbone
+    network = task_for(config).network_name(config)
     if is_custom(network):  # nets/small.py:SmallNet -> SmallNet
         network = network.rpartition(":")[2]
     return f"{stem}-{network}".replace(os.sep, "-")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from medtune.models.inference import InferenceModel, SegmenterInference
 from medtune.runs.network import recorded_network
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
+from medtune.tasks import Task, get_task, task_of_meta
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class TrainedModel:
         preprocessing: the backbone's normalisation.
         config: the run's configuration.
         checkpoint: the file it was loaded from.
-        multilabel: an independent sigmoid per label (classes are findings an image may have several of).
+        task: the run's task (`medtune.tasks`): single-label, or multi-label (classes are findings an image may
+            have several of).
         thresholds: multi-label: the threshold of each label (``thresholds.json``), None when not chosen yet.
         network: your own network's recorded code (``backbone=file.py:NAME``); None for timm backbones.
     """
@@ -45,7 +47,7 @@ class TrainedModel:
     preprocessing: Preprocessing
     config: Config
     checkpoint: Path
-    multilabel: bool = False
+    task: Task = field(default_factory=lambda: get_task("classify"))
     thresholds: tuple[float, ...] | None = None
     network: NetworkSource | None = None
 
@@ -71,7 +73,7 @@ class TrainedModel:
             self.preprocessing,
             tta=self.config.tta if tta is None else tta,
             channels_last=self.config.channels_last if channels_last is None else channels_last,
-            multilabel=self.multilabel,
+            activation=self.task.activation,
         )
 
 
@@ -95,11 +97,11 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     model = EnsembleClassifier(networks, meta["in_chans"]) if meta.get("ensemble") else networks[0]
     _load_weights(model, network_state(checkpoint), path)
     classes = tuple(meta["classes"])
-    multilabel = bool(meta.get("multilabel", False))
-    thresholds = run.read_thresholds(classes) if multilabel else None
+    task = task_of_meta(meta)
+    thresholds = run.read_thresholds(classes)
     preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     source = NetworkSource.from_dict(meta["network"]) if meta.get("network") else None
-    return TrainedModel(model.eval(), classes, preprocessing, config, path, multilabel, thresholds, source)
+    return TrainedModel(model.eval(), classes, preprocessing, config, path, task, thresholds, source)
 
 
 def _classifier(config: Config, num_classes: int, in_chans: int, source: NetworkSource | None) -> Classifier:

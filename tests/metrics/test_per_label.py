@@ -1,4 +1,4 @@
-"""Tests for medtune.metrics.multilabel: hand-checked values, agreement with scikit-learn, thresholds, intervals."""
+"""Tests for medtune.metrics.per_label: hand-checked values, agreement with scikit-learn, thresholds, intervals."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sklearn import metrics as skm
 
 from medtune.errors import DataError
-from medtune.metrics import choose_thresholds, compute_multilabel_metrics, multilabel, predict_labels
+from medtune.metrics import choose_thresholds, compute_multilabel_metrics, per_label, predict_labels
 
 NAMES = ["effusion", "edema", "mass", "nodule", "hernia"]
 
@@ -170,4 +170,4 @@ def test_bad_input_raises_data_error(targets: object, probs: object, thresholds:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(multilabel).failed == 0
+    assert doctest.testmod(per_label).failed == 0

@@ -1,0 +1,182 @@
+"""The `Task` protocol and its registry: one object per kind of target that owns everything that differs between
+tasks, so that training, evaluation, prediction, reports and export ask the run's task instead of branching.
+
+A run's task follows from its configuration and data (`task_for`): ``task=segment`` is a segmentation run; a
+classifier is ``multilabel`` when its table has several labels per image, else ``classify``. A trained run's task
+is in its checkpoint (`task_of_meta`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from medtune._registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    from torch import nn
+
+    from medtune.config import Config
+    from medtune.data.table import Table
+
+#: The registered tasks by name (`get_task`).
+TASKS: Registry = Registry("task")
+
+#: Columns every history.csv has besides the per-split metrics, in order.
+HISTORY_TAIL = ("lr", "backbone_frozen", "trainable", "seconds")
+
+
+class Task:
+    """What one kind of target needs from every command. Subclasses set the class attributes and override the
+    methods; `Task` itself is never registered.
+
+    Attributes:
+        name: the task's name (``classify``, ``multilabel``, ``segment``).
+        activation: how the network's outputs become probabilities (`medtune.models.inference.ACTIVATIONS`).
+        epoch_metrics: the metrics of each epoch, in history.csv's order (``train_`` and ``val_`` prefixed).
+        report: which sections a run's report page shows (`medtune.reports.report`).
+        output: what an exported model outputs, in words (its metadata).
+        labelled: training needs a label for every image.
+        ensembles: why runs of this task cannot be averaged into an ensemble yet (None: they can).
+    """
+
+    name: ClassVar[str] = ""
+    activation: ClassVar[str] = "softmax"
+    epoch_metrics: ClassVar[tuple[str, ...]] = ()
+    report: ClassVar[str] = ""
+    output: ClassVar[str] = ""
+    labelled: ClassVar[bool] = True
+    ensembles: ClassVar[str | None] = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # --- the run directory -------------------------------------------------------------------------------------
+
+    def history_columns(self) -> tuple[str, ...]:
+        """The columns of the run's history.csv, in order."""
+        return ("epoch", *(f"{s}_{m}" for s in ("train", "val") for m in self.epoch_metrics), *HISTORY_TAIL)
+
+    def network_name(self, config: Config) -> str:
+        """The network part of the default run name."""
+        return config.backbone
+
+    def checkpoint_meta(self, table: Table) -> dict[str, Any]:
+        """What a checkpoint records of the task besides the configuration."""
+        return {"classes": list(table.classes), "multilabel": False}
+
+    # --- training ----------------------------------------------------------------------------------------------
+
+    def create_network(self, config: Config, table: Table, in_chans: int, network: Any = None) -> nn.Module:
+        """A new network for `table`'s targets (`network`: your own network's recorded source, when given)."""
+        raise NotImplementedError
+
+    def check_trainable(self, table: Table) -> Table:
+        """`table` when a network can learn from it; a `DataError` naming what is missing otherwise."""
+        return table
+
+    def training_targets(self, table: Table) -> np.ndarray | None:
+        """The targets a training batch carries with its images (None: they are inside the stored image)."""
+        return table.targets()
+
+    def strata(self, frame: pd.DataFrame) -> Any:
+        """What a random split stratifies by."""
+        return frame["label"].fillna("")
+
+    def loss_weights(self, config: Config, table: Table, rows: np.ndarray) -> torch.Tensor | None:
+        """The loss weights ``class_weights=`` asks for, from the training rows."""
+        return None
+
+    def sample_weights(self, table: Table, rows: np.ndarray) -> np.ndarray:
+        """Per-image sampling weights for ``sampler=weighted``."""
+        raise NotImplementedError
+
+    def loss(self, config: Config, weights: torch.Tensor | None) -> nn.Module:
+        raise NotImplementedError
+
+    def create_epoch_metrics(self, num_outputs: int, prefix: str) -> Any:
+        """The torchmetrics collection of one split's epoch metrics (named as `epoch_metrics`)."""
+        raise NotImplementedError
+
+    def pretrained_part(self, model: nn.Module) -> nn.Module:
+        """The part of the network that starts from pretrained weights and ``strategy=`` may freeze."""
+        return model.backbone
+
+    def split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader's batch as ``(images, targets)``."""
+        images, targets = batch
+        return images, targets
+
+    def loss_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """The targets as the loss takes them."""
+        return targets.long()
+
+    def metric_inputs(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(predictions, targets)`` as the epoch metrics take them."""
+        from medtune.models.inference import to_probabilities
+
+        return to_probabilities(logits, self.activation), targets.long()
+
+    # --- using a trained network -------------------------------------------------------------------------------
+
+    def match_targets(self, table: Table, classes: tuple[str, ...], config: Config) -> tuple[np.ndarray, dict]:
+        """Targets of `table` over the run's `classes`, labels matched by name, and the unmatched labels."""
+        raise NotImplementedError
+
+    def fit_thresholds(
+        self, table: Table, probabilities: Callable[[np.ndarray], np.ndarray], config: Config
+    ) -> dict[str, Any] | None:
+        """Decision thresholds chosen on the validation split (``thresholds.json``'s content), or None."""
+        return None
+
+    def score(
+        self,
+        table: Table,
+        classes: tuple[str, ...],
+        probabilities: Callable[[np.ndarray], np.ndarray],
+        config: Config,
+        thresholds: tuple[float, ...] | None = None,
+        tta: bool = False,
+    ) -> tuple[dict[str, Any], pd.DataFrame]:
+        """The metrics (with intervals) and ``predictions.csv`` of `table`'s images; `probabilities` maps table row
+        positions to the network's probabilities."""
+        raise NotImplementedError
+
+    def headline(self, targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
+        """Macro ROC AUC and accuracy without intervals (a quick comparison of two versions of one network)."""
+        raise NotImplementedError
+
+    def results(
+        self,
+        paths: list[str],
+        classes: tuple[str, ...],
+        probs: np.ndarray,
+        errors: dict[int, str],
+        thresholds: tuple[float, ...] | None = None,
+    ) -> pd.DataFrame:
+        """The rows ``medtune predict`` returns, from probabilities ``(N, K)`` (NaN rows for the inputs in
+        `errors`): ``file``, what is predicted, ``prob_<class>`` and ``error``."""
+        raise NotImplementedError
+
+
+def get_task(name: str) -> Task:
+    """The registered task `name` (an instance)."""
+    return TASKS.get(name)()
+
+
+def task_for(config: Config, table: Table | None = None) -> Task:
+    """The task of a run of `config` on `table`: the configured ``task=``, multi-label when the table is."""
+    if config.task != "classify":
+        return get_task(config.task)
+    return get_task("multilabel" if table is not None and table.multilabel else "classify")
+
+
+def task_of_meta(meta: dict[str, Any]) -> Task:
+    """The task a checkpoint's (or an exported model's, or a run's) facts record: ``task``, with the ``multilabel``
+    flag of a classifier."""
+    name = meta.get("task") or "classify"
+    return get_task("multilabel" if name == "classify" and meta.get("multilabel") else name)
