@@ -4,13 +4,12 @@
 
 from medtune.config.merge import load_config, parse_overrides, read_yaml, validate_config
 from medtune.config.schema import Config
-from medtune.config.values import EPOCH_METRICS, MONITORS, SEGMENT_METRICS, TASKS, monitor_mode, parse_window
+from medtune.config.values import EPOCH_METRICS, MONITORS, SEGMENT_METRICS, monitor_mode, parse_window
 
 __all__ = [
     "EPOCH_METRICS",
     "MONITORS",
     "SEGMENT_METRICS",
-    "TASKS",
     "Config",
     "load_config",
     "monitor_mode",

@@ -31,8 +31,10 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    task: Literal["classify", "segment"] = Field(
-        "classify", description="classify images, or segment them (a mask per image: medtune segment train)"
+    task: str = Field(
+        "classify",
+        description="classify images, grade them (ordinal: grades in order), or segment them (a mask per image: "
+        "medtune segment train); any registered task (medtune.tasks)",
     )
     # --- data: where it is and how to read it -------------------------------------------------------------
     data: str | None = Field(None, description="folder, CSV/TSV manifest or .npz file")

@@ -11,8 +11,6 @@ EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc")
 SEGMENT_METRICS: tuple[str, ...] = ("loss", "dice", "iou")
 #: Validation metrics that can pick the best checkpoint and stop training early.
 MONITORS: tuple[str, ...] = (*(f"val_{name}" for name in EPOCH_METRICS), "val_dice", "val_iou")
-#: What a run does: classify images (the default) or segment them (a mask per image).
-TASKS: tuple[str, ...] = ("classify", "segment")
 
 
 def monitor_mode(monitor: str) -> str:

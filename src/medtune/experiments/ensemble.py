@@ -65,7 +65,7 @@ def create_ensemble(runs: list[str | os.PathLike], out: str | os.PathLike) -> En
     target.write_config(config)
     write_network(target.network_dir, trained[0].network)  # the data is prepared as the first member's was
     shutil.copyfile(members[0].split_file, target.split_file)
-    network = EnsembleClassifier([t.model for t in trained], trained[0].in_chans).eval()
+    network = EnsembleClassifier([t.model for t in trained], trained[0].in_chans, trained[0].task.activation).eval()
     network.renormalise([t.preprocessing.mean for t in trained], [t.preprocessing.std for t in trained])
     described = [_describe(member, t) for member, t in zip(members, trained, strict=True)]
     checkpoint = read_checkpoint_file(trained[0].checkpoint)

@@ -174,7 +174,7 @@ class TaskModule(TransferModule):
         num_outputs: int = 0,
     ) -> None:
         super().__init__(model, config, preprocessing, meta, task)
-        self.loss = task.loss(config, class_weights)
+        self.loss = task.loss(config, class_weights, num_outputs)
         self.train_metrics = task.create_epoch_metrics(num_outputs, "train_")
         self.val_metrics = task.create_epoch_metrics(num_outputs, "val_")
         self.on_features = False

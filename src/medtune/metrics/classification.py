@@ -33,13 +33,15 @@ def compute_metrics(
     confidence: float = 0.95,
     seed: int = 0,
     n_bins: int = 15,
+    predictions: np.ndarray | None = None,
 ) -> dict:
     """Compute every classification metric medtune reports, with percentile bootstrap intervals.
 
-    The predicted class is the argmax of ``probs``. Precision, recall and F1 follow scikit-learn with
-    ``zero_division=0``: a class that is never predicted has precision 0, a class with no images has recall 0,
-    and F1 is 0 when both are 0. An AUC that cannot be computed (a class with no images, or only that class)
-    is None with a message in ``warnings``, never an exception; macro AUC is None when any class AUC is.
+    The predicted class is the argmax of ``probs`` unless `predictions` gives it (ordinal grades: the median).
+    Precision, recall and F1 follow scikit-learn with ``zero_division=0``: a class that is never predicted has
+    precision 0, a class with no images has recall 0, and F1 is 0 when both are 0. An AUC that cannot be computed
+    (a class with no images, or only that class) is None with a message in ``warnings``, never an exception; macro
+    AUC is None when any class AUC is.
 
     Intervals come from ``n_bootstrap`` resamples of the N images with replacement, drawn from
     ``np.random.default_rng(seed)``, so the same inputs and seed give the same dict. A resample where a metric
@@ -53,6 +55,7 @@ def compute_metrics(
         confidence: coverage of the intervals, in (0, 1).
         seed: seed of the bootstrap random generator.
         n_bins: number of equal-width confidence bins for the expected calibration error.
+        predictions: the predicted class index of each image, shape (N,); default the argmax of `probs`.
 
     Returns:
         A dict of plain Python values (JSON-serialisable, NaN written as None) with keys ``n``, ``classes``,
@@ -74,7 +77,7 @@ def compute_metrics(
     targets, probs, classes = _validate(targets, probs, classes)
     _check_options(n_bootstrap, confidence, n_bins)
     n, k = probs.shape
-    preds = probs.argmax(axis=1)
+    preds = probs.argmax(axis=1) if predictions is None else np.asarray(predictions, dtype=np.int64)
     ones = np.ones((1, n))
 
     rates = _compute_rates(_compute_confusion(ones, targets, preds, k))

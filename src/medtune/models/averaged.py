@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from medtune.models.heads import Classifier
+from medtune.models.inference import ACTIVATIONS
 
 
 class EnsembleClassifier(nn.Module):
@@ -26,6 +27,8 @@ class EnsembleClassifier(nn.Module):
     Args:
         members: trained `Classifier` networks with the same classes in the same order.
         channels: input channels (for the re-normalisation buffers).
+        activation: how the members' outputs become probabilities (`medtune.models.inference.ACTIVATIONS`); the
+            ensemble answers in the same output space.
 
     >>> from medtune.models import create_classifier
     >>> nets = [create_classifier("resnet18", 3, in_chans=1, pretrained=False) for _ in range(2)]
@@ -36,8 +39,9 @@ class EnsembleClassifier(nn.Module):
     True
     """
 
-    def __init__(self, members: list[Classifier], channels: int = 3) -> None:
+    def __init__(self, members: list[Classifier], channels: int = 3, activation: str = "softmax") -> None:
         super().__init__()
+        self.activation = ACTIVATIONS.get(activation)
         self.members = nn.ModuleList(members)
         self.register_buffer("scale", torch.ones(len(members), channels, 1, 1))
         self.register_buffer("shift", torch.zeros(len(members), channels, 1, 1))
@@ -61,6 +65,7 @@ class EnsembleClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_probs = torch.stack(
-            [member(x * self.scale[i] + self.shift[i]).log_softmax(dim=1) for i, member in enumerate(self.members)]
-        )
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+            [self.activation.log_probabilities(member(x * self.scale[i] + self.shift[i]))
+             for i, member in enumerate(self.members)]
+        )  # fmt: skip
+        return self.activation.from_log_probabilities(torch.logsumexp(log_probs, dim=0) - math.log(len(self.members)))

@@ -8,29 +8,49 @@ no Lightning is imported on these paths. The LightningModule wraps the same `Nor
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from medtune._registry import Registry
 from medtune.models.preprocessing import Preprocessing
 
-#: How a network's outputs become probabilities, by the name a task gives (`medtune.tasks.Task.activation`).
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "softmax": lambda logits: logits.softmax(dim=1),
-    "sigmoid": lambda logits: logits.sigmoid(),
-}
+
+@dataclass(frozen=True)
+class Activation:
+    """How a network's outputs become class probabilities, and back.
+
+    Attributes:
+        probabilities: outputs ``(B, O)`` to class probabilities ``(B, K)``.
+        log_probabilities: outputs to log class probabilities.
+        from_log_probabilities: log class probabilities to outputs with exactly those probabilities (an ensemble
+            averages its members' probabilities and answers in their own output space).
+    """
+
+    probabilities: Callable[[torch.Tensor], torch.Tensor]
+    log_probabilities: Callable[[torch.Tensor], torch.Tensor]
+    from_log_probabilities: Callable[[torch.Tensor], torch.Tensor]
+
+
+#: Activations by the name a task gives (`medtune.tasks.Task.activation`); a task may register its own.
+ACTIVATIONS: Registry[Activation] = Registry("activation")
+ACTIVATIONS.register("softmax")(Activation(lambda z: z.softmax(dim=1), lambda z: z.log_softmax(dim=1), lambda lp: lp))
+ACTIVATIONS.register("sigmoid")(
+    Activation(torch.sigmoid, nn.functional.logsigmoid, lambda lp: lp - torch.log1p(-lp.exp().clamp(max=1 - 1e-7)))
+)
 
 
 def to_probabilities(logits: torch.Tensor, activation: str = "softmax") -> torch.Tensor:
     """Class probabilities from logits: a softmax over classes, or an independent sigmoid per label
-    (``activation="sigmoid"``: multi-label).
+    (``activation="sigmoid"``: multi-label), or what a registered activation says.
 
     >>> logits = torch.tensor([[0.0, 0.0]])
     >>> to_probabilities(logits).tolist(), to_probabilities(logits, "sigmoid").tolist()
     ([[0.5, 0.5]], [[0.5, 0.5]])
     """
-    return ACTIVATIONS[activation](logits.float())
+    return ACTIVATIONS.get(activation).probabilities(logits.float())
 
 
 class Normalize(nn.Module):

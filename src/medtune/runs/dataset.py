@@ -26,6 +26,7 @@ from medtune.runs.network import read_network
 from medtune.runs.resolve import Resolved, resolve_config
 from medtune.runs.run import Run
 from medtune.runs.segmasks import attach_predicted_masks, is_segmentation_run
+from medtune.tasks import get_task
 
 #: Splits a command can ask for; ``all`` keeps every row.
 SPLIT_CHOICES = ("train", "val", "test", "all")
@@ -83,12 +84,13 @@ def read_dataset_table(config: Config, labelled: bool | None = True, progress: b
     """
     if not config.data:
         raise ConfigError("no data given: pass DATA (a folder, a CSV/TSV manifest or an .npz file) or data= in YAML")
-    if config.task == "segment":
+    task = get_task(config.task)
+    if not task.labelled:
         labelled = None  # a segmenter learns from masks: a flat folder of images is its usual layout
     table = read_table(config.data, config, labelled)
     if config.domains or config.harmonise or config.label_map or config.keep_classes:
         table = select_rows(table, config)
-    if config.task == "classify" and is_segmentation_run(config.masks):
+    if not task.mask_is_target and is_segmentation_run(config.masks):
         return attach_predicted_masks(table, config, progress)
     return attach_masks(table, config)
 
@@ -107,7 +109,7 @@ def default_split(table: Table, config: Config) -> Table:
     fresh seeded one (labelled or segmentation data; other tables are returned as they are)."""
     if config.split_file:
         return load_split(table, config.split_file)
-    if table.labelled or config.task == "segment":  # a segmenter's targets are its masks: no labels needed
+    if table.labelled or not get_task(config.task).labelled:  # a segmenter's targets are its masks: no labels
         return assign_splits(table, config.val_fraction, config.test_fraction, config.seed)
     return table
 

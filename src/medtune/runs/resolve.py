@@ -24,6 +24,7 @@ from medtune.data.table import Table
 from medtune.errors import ConfigError
 from medtune.models import Preprocessing, resolve_preprocessing
 from medtune.models.custom import NetworkSource
+from medtune.tasks import get_task
 
 #: The smallest working size chosen automatically: EfficientNet-sized networks lose too much below it.
 MIN_AUTO_SIZE = 64
@@ -75,25 +76,19 @@ def network_channels(config: Config) -> int:
 
 
 def _input_channels(config: Config, channels: int) -> int:
-    return channels + (config.mask == "channel" and config.task == "classify")
+    return channels + (config.mask == "channel" and not get_task(config.task).mask_is_target)
 
 
 def registries(task: str = "classify") -> dict[str, Registry]:
     """The configuration keys that name a registered component, each with its registry, for `task`
     (segmentation has its own losses and an architecture, and no head)."""
     from medtune.data.readers import READERS
-    from medtune.models.heads import HEADS
-    from medtune.models.segmenters import SEGMENTATION_ARCHS
     from medtune.training.augment import AUGMENT_PRESETS
-    from medtune.training.losses import LOSSES
     from medtune.training.optim import OPTIMIZERS, SCHEDULERS
-    from medtune.training.segment_losses import SEGMENT_LOSSES
 
     found: dict[str, Registry] = {"reader": READERS, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
                                   "augment": AUGMENT_PRESETS}  # fmt: skip
-    if task == "segment":
-        return {**found, "loss": SEGMENT_LOSSES, "arch": SEGMENTATION_ARCHS}
-    return {**found, "head": HEADS, "loss": LOSSES}
+    return {**found, **get_task(task).registries()}
 
 
 def check_name(key: str, value: object, task: str = "classify") -> None:
@@ -105,10 +100,7 @@ def check_name(key: str, value: object, task: str = "classify") -> None:
 
     >>> check_name("head", "pool-bn-dropout")
     """
-    if key == "loss" and task == "segment":
-        from medtune.training.segment_losses import loss_terms
-
-        loss_terms(str(value))
+    if get_task(task).check_name(key, value):
         return
     registry = registries(task).get(key)
     if registry is not None and not (key == "reader" and value == "auto"):
@@ -153,12 +145,7 @@ def resolve_config(config: Config, table: Table | None = None, network: NetworkS
         channels = detect_channels(table, window=config.window, frame=config.frame)
     preprocessing = resolve_preprocessing(config.backbone, _input_channels(config, int(channels)), network)
     size = config.image_size or auto_size(table, preprocessing.input_size[-1])
-    if config.task == "segment":
-        from medtune.models.segmenters import SIZE_MULTIPLE, check_segment_size
-
-        if not config.image_size:
-            size = max(SIZE_MULTIPLE, size // SIZE_MULTIPLE * SIZE_MULTIPLE)
-        check_segment_size(size)
+    size = get_task(config.task).working_size(size, bool(config.image_size))
     interpolation = config.interpolation or preprocessing.interpolation
     if interpolation not in INTERPOLATIONS:
         interpolation = "bicubic"

@@ -91,13 +91,15 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     """
     run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
     meta, config = _checkpoint_meta(checkpoint, path, "classify")
+    task = task_of_meta(meta)
     members = meta.get("ensemble") or [meta]
-    networks = [_classifier(Config(**m["config"]), len(meta["classes"]), meta["in_chans"], recorded_network(m, path))
+    outputs = task.num_outputs(len(meta["classes"]))
+    networks = [_classifier(Config(**m["config"]), outputs, meta["in_chans"], recorded_network(m, path))
                 for m in members]  # fmt: skip
-    model = EnsembleClassifier(networks, meta["in_chans"]) if meta.get("ensemble") else networks[0]
+    ensemble = meta.get("ensemble")
+    model = EnsembleClassifier(networks, meta["in_chans"], task.activation) if ensemble else networks[0]
     _load_weights(model, network_state(checkpoint), path)
     classes = tuple(meta["classes"])
-    task = task_of_meta(meta)
     thresholds = run.read_thresholds(classes)
     preprocessing = Preprocessing.from_dict(meta["preprocessing"])
     source = NetworkSource.from_dict(meta["network"]) if meta.get("network") else None

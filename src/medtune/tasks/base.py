@@ -42,6 +42,7 @@ class Task:
         output: what an exported model outputs, in words (its metadata).
         labelled: training needs a label for every image.
         ensembles: why runs of this task cannot be averaged into an ensemble yet (None: they can).
+        mask_is_target: ``mask=channel`` stores the mask as the target, not as one more network input.
     """
 
     name: ClassVar[str] = ""
@@ -51,6 +52,7 @@ class Task:
     output: ClassVar[str] = ""
     labelled: ClassVar[bool] = True
     ensembles: ClassVar[str | None] = None
+    mask_is_target: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -61,6 +63,15 @@ class Task:
         """The columns of the run's history.csv, in order."""
         return ("epoch", *(f"{s}_{m}" for s in ("train", "val") for m in self.epoch_metrics), *HISTORY_TAIL)
 
+    def num_outputs(self, num_classes: int) -> int:
+        """How many outputs the network has for `num_classes` classes."""
+        return num_classes
+
+    def for_multilabel_table(self, table: Table) -> Task:
+        """This task on a table with several labels per image: a classifier becomes multi-label; a task that
+        needs one label per image refuses, naming the fix."""
+        return self
+
     def network_name(self, config: Config) -> str:
         """The network part of the default run name."""
         return config.backbone
@@ -68,6 +79,24 @@ class Task:
     def checkpoint_meta(self, table: Table) -> dict[str, Any]:
         """What a checkpoint records of the task besides the configuration."""
         return {"classes": list(table.classes), "multilabel": False}
+
+    # --- configuration ---------------------------------------------------------------------------------------------
+
+    def registries(self) -> dict[str, Registry]:
+        """The configuration keys that name a registered component of this task (besides the shared reader,
+        optimizer, scheduler and augmentation), each with its registry."""
+        from medtune.models.heads import HEADS
+        from medtune.training.losses import LOSSES
+
+        return {"head": HEADS, "loss": LOSSES}
+
+    def check_name(self, key: str, value: object) -> bool:
+        """Check a value a registry cannot (a sum of losses); True when it was checked here."""
+        return False
+
+    def working_size(self, size: int, given: bool) -> int:
+        """The working size the network takes, from the automatic (`given` False) or given size."""
+        return size
 
     # --- training ----------------------------------------------------------------------------------------------
 
@@ -95,7 +124,8 @@ class Task:
         """Per-image sampling weights for ``sampler=weighted``."""
         raise NotImplementedError
 
-    def loss(self, config: Config, weights: torch.Tensor | None) -> nn.Module:
+    def loss(self, config: Config, weights: torch.Tensor | None, num_classes: int) -> nn.Module:
+        """The training loss (`weights`: `loss_weights`; `num_classes`: the classes, or labels, of the data)."""
         raise NotImplementedError
 
     def create_epoch_metrics(self, num_outputs: int, prefix: str) -> Any:
@@ -170,9 +200,8 @@ def get_task(name: str) -> Task:
 
 def task_for(config: Config, table: Table | None = None) -> Task:
     """The task of a run of `config` on `table`: the configured ``task=``, multi-label when the table is."""
-    if config.task != "classify":
-        return get_task(config.task)
-    return get_task("multilabel" if table is not None and table.multilabel else "classify")
+    task = get_task(config.task)
+    return task.for_multilabel_table(table) if table is not None and table.multilabel else task
 
 
 def task_of_meta(meta: dict[str, Any]) -> Task:

@@ -49,13 +49,16 @@ def match_labels(table: Table, classes: tuple[str, ...]) -> tuple[np.ndarray, di
     return targets, {str(k): int(v) for k, v in unmatched.items()}
 
 
-def predictions_frame(table: Table, classes: tuple[str, ...], targets: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """``predictions.csv``: ``id, path, split, label, predicted, correct`` and ``prob_<class>`` per image."""
+def predictions_frame(
+    table: Table, classes: tuple[str, ...], targets: np.ndarray, probs: np.ndarray, predicted: np.ndarray | None = None
+) -> pd.DataFrame:
+    """``predictions.csv``: ``id, path, split, label, predicted, correct`` and ``prob_<class>`` per image
+    (`predicted`: class indices, default the most probable class)."""
     frame = table.frame
     where = frame["path"].where(frame["path"].notna(), frame["id"])
     out = pd.DataFrame({"id": frame["id"].to_numpy(), "path": where.to_numpy(), "split": frame["split"].to_numpy()})
     out["label"] = [classes[t] if t >= 0 else None for t in targets]
-    out["predicted"] = [classes[i] for i in probs.argmax(axis=1)]
+    out["predicted"] = [classes[i] for i in (probs.argmax(axis=1) if predicted is None else predicted)]
     out["correct"] = out["label"] == out["predicted"]
     for i, name in enumerate(classes):
         out[f"prob_{name}"] = probs[:, i].round(6)
@@ -72,6 +75,11 @@ class Classify(Task):
     report = "classes"
     output = "softmax over classes"
 
+    def for_multilabel_table(self, table: Table) -> Task:
+        from medtune.tasks.base import get_task
+
+        return get_task("multilabel")
+
     def create_network(self, config: Config, table: Table, in_chans: int, network: Any = None) -> nn.Module:
         """A backbone with a head of one output per class; refused when the strategy trains a head the network
         does not have."""
@@ -79,8 +87,8 @@ class Classify(Task):
         from medtune.models import create_classifier
 
         model = create_classifier(
-            config.backbone, len(table.classes), in_chans, config.head, config.dropout, config.pretrained,
-            config.weights, config.image_size, network,
+            config.backbone, self.num_outputs(len(table.classes)), in_chans, config.head, config.dropout,
+            config.pretrained, config.weights, config.image_size, network,
         )  # fmt: skip
         if config.strategy != "finetune" and not any(True for _ in model.head.parameters()):
             raise ConfigError(
@@ -107,7 +115,7 @@ class Classify(Task):
 
         return sample_weights(table.targets()[rows], len(table.classes), self.activation == "sigmoid")
 
-    def loss(self, config: Config, weights: torch.Tensor | None) -> nn.Module:
+    def loss(self, config: Config, weights: torch.Tensor | None, num_classes: int) -> nn.Module:
         from medtune.training.losses import create_loss
 
         return create_loss(config, self.activation == "sigmoid", weights)
@@ -119,6 +127,16 @@ class Classify(Task):
 
     def match_targets(self, table: Table, classes: tuple[str, ...], config: Config) -> tuple[np.ndarray, dict]:
         return match_labels(table, classes)
+
+    def decode(self, probs: np.ndarray) -> np.ndarray:
+        """The predicted class index of each image: the most probable class."""
+        return probs.argmax(axis=1)
+
+    def more_metrics(
+        self, targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], config: Config
+    ) -> dict[str, Any]:
+        """Metrics this task adds to ``metrics.json`` beside the classification metrics (none here)."""
+        return {}
 
     def score(
         self,
@@ -139,7 +157,8 @@ class Classify(Task):
                 f"(found {sorted(unmatched)}); rename the labels or give label=COLUMN"
             )
         probs = probabilities(keep)
-        metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed)
+        metrics = compute_metrics(targets[keep], probs, list(classes), seed=config.seed, predictions=self.decode(probs))
+        metrics |= self.more_metrics(targets[keep], probs, classes, config)
         metrics["split"] = sorted(set(table.frame["split"].iloc[keep].dropna())) or ["all"]
         metrics["tta"] = tta
         if unmatched:
@@ -148,8 +167,8 @@ class Classify(Task):
                 f"{sum(unmatched.values())} image(s) have labels that match no class of the run and were left out: "
                 + ", ".join(f"{k} ({v})" for k, v in unmatched.items())
             )
-        predictions = predictions_frame(table.with_frame(table.frame.iloc[keep]), classes, targets[keep], probs)
-        return metrics, predictions
+        part = table.with_frame(table.frame.iloc[keep])
+        return metrics, predictions_frame(part, classes, targets[keep], probs, self.decode(probs))
 
     def headline(self, targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
         from medtune.metrics import compute_auc
@@ -166,10 +185,12 @@ class Classify(Task):
         thresholds: tuple[float, ...] | None = None,
     ) -> pd.DataFrame:
         read = ~np.isnan(probs).any(axis=1)
-        best = np.where(read, np.nan_to_num(probs).argmax(axis=1), -1)
+        decoded = self.decode(np.nan_to_num(probs))
+        best = np.where(read, decoded, -1)
         frame = pd.DataFrame({"file": paths})
         frame["label"] = [classes[b] if b >= 0 else None for b in best]
-        frame["confidence"] = np.where(read, np.nan_to_num(probs).max(axis=1), np.nan).round(6)
+        chosen = np.take_along_axis(np.nan_to_num(probs), decoded[:, None], axis=1)[:, 0]
+        frame["confidence"] = np.where(read, chosen, np.nan).round(6)
         for i, name in enumerate(classes):
             frame[f"prob_{name}"] = probs[:, i].round(6)
         frame["error"] = [errors.get(i) for i in range(len(paths))]

@@ -96,6 +96,9 @@ class Multilabel(Classify):
     output = "sigmoid per label"
     ensembles = "their thresholds are chosen per run"
 
+    def for_multilabel_table(self, table: Table) -> Classify:
+        return self
+
     def checkpoint_meta(self, table: Table) -> dict[str, Any]:
         return {"classes": list(table.classes), "multilabel": True}
 

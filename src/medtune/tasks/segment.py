@@ -52,7 +52,32 @@ class Segment(Task):
     report = "segment"
     output = "mask probabilities"
     labelled = False
+    mask_is_target = True
     ensembles = "an ensemble averages class probabilities"
+
+    def registries(self) -> dict[str, Any]:
+        from medtune.models.segmenters import SEGMENTATION_ARCHS
+        from medtune.training.segment_losses import SEGMENT_LOSSES
+
+        return {"loss": SEGMENT_LOSSES, "arch": SEGMENTATION_ARCHS}
+
+    def check_name(self, key: str, value: object) -> bool:
+        """A segmentation loss may be a sum such as ``dice+bce``."""
+        if key != "loss":
+            return False
+        from medtune.training.segment_losses import loss_terms
+
+        loss_terms(str(value))
+        return True
+
+    def working_size(self, size: int, given: bool) -> int:
+        """A multiple of 32 (the encoder halves the image five times): the automatic size rounded down."""
+        from medtune.models.segmenters import SIZE_MULTIPLE, check_segment_size
+
+        if not given:
+            size = max(SIZE_MULTIPLE, size // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        check_segment_size(size)
+        return size
 
     def network_name(self, config: Config) -> str:
         return f"{config.arch}-{config.backbone}"
@@ -77,7 +102,7 @@ class Segment(Task):
     def training_targets(self, table: Table) -> np.ndarray | None:
         return None  # a segmenter's target is the mask, stored as the image's last channel
 
-    def loss(self, config: Config, weights: torch.Tensor | None) -> nn.Module:
+    def loss(self, config: Config, weights: torch.Tensor | None, num_classes: int) -> nn.Module:
         from medtune.training.segment_losses import create_segment_loss
 
         return create_segment_loss(config.loss)
