@@ -19,7 +19,7 @@ from medtune.errors import DataError
 from medtune.models import Classifier, Preprocessing, create_classifier
 from medtune.models.averaged import EnsembleClassifier
 from medtune.models.custom import NetworkSource
-from medtune.models.inference import InferenceModel, SegmenterInference
+from medtune.models.inference import ACTIVATIONS, InferenceModel, SegmenterInference
 from medtune.runs.network import recorded_network
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
@@ -58,8 +58,13 @@ class TrainedModel:
 
     @property
     def cam_network(self) -> Classifier:
-        """The network class activation maps are drawn from: the classifier, or an ensemble's first member."""
-        return self.model.first if isinstance(self.model, EnsembleClassifier) else self.model
+        """The network class activation maps are drawn from: the classifier, or an ensemble's first member; when
+        the task's outputs are not one per class (ordinal grades: CORN's thresholds), its head ends with the log
+        class probabilities, so that a map's target is a class."""
+        network = self.model.first if isinstance(self.model, EnsembleClassifier) else self.model
+        if self.task.num_outputs(len(self.classes)) == len(self.classes):
+            return network
+        return Classifier(network.backbone, torch.nn.Sequential(network.head, LogProbabilities(self.task.activation)))
 
     @property
     def in_chans(self) -> int:
@@ -77,6 +82,17 @@ class TrainedModel:
         )
 
 
+class LogProbabilities(torch.nn.Module):
+    """Log class probabilities of a network's outputs under a registered activation (`ACTIVATIONS`)."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        self.activation = ACTIVATIONS.get(activation)
+
+    def forward(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.activation.log_probabilities(outputs)
+
+
 def network_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The `Classifier` weights inside a Lightning checkpoint (the module keeps the network as ``model.``)."""
     return {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
@@ -90,7 +106,7 @@ def load_trained(source: str | os.PathLike, which: str = "best") -> TrainedModel
     ('normal', 'pneumonia')
     """
     run, path, checkpoint = _read_checkpoint(source, which, "`medtune train`")
-    meta, config = _checkpoint_meta(checkpoint, path, "classify")
+    meta, config = _checkpoint_meta(checkpoint, path, labelled=True)
     task = task_of_meta(meta)
     members = meta.get("ensemble") or [meta]
     outputs = task.num_outputs(len(meta["classes"]))
@@ -167,15 +183,16 @@ def write_checkpoint_file(path: str | os.PathLike, checkpoint: dict[str, Any]) -
         file.write(buffer.getbuffer())
 
 
-def _checkpoint_meta(checkpoint: dict[str, Any], path: Path, task: str) -> tuple[dict[str, Any], Config]:
-    """The facts a checkpoint embeds and its configuration, refusing a run of the other task with the fix."""
+def _checkpoint_meta(checkpoint: dict[str, Any], path: Path, labelled: bool) -> tuple[dict[str, Any], Config]:
+    """The facts a checkpoint embeds and its configuration, refusing a run of the other kind (a classifier of
+    labels, or a segmenter of masks) with the fix."""
     meta = checkpoint.get("medtune")
     if not isinstance(meta, dict):
         raise DataError(f"{path} is not a medtune checkpoint (no 'medtune' entry)")
     config = Config(**meta["config"])
-    if config.task != task:
+    if task_of_meta(meta).labelled != labelled:
         run = path.parent.parent
-        if task == "classify":
+        if labelled:
             raise DataError(
                 f"{run} is a segmentation run (task=segment), not a classifier: use `medtune segment predict|evaluate "
                 f"{run}`, or give it to a classifier as masks={run}"
@@ -226,7 +243,7 @@ def load_segmenter(source: str | os.PathLike, which: str = "best") -> TrainedSeg
     from medtune.models.segmenters import create_segmenter
 
     _, path, checkpoint = _read_checkpoint(source, which, "`medtune segment train`")
-    meta, config = _checkpoint_meta(checkpoint, path, "segment")
+    meta, config = _checkpoint_meta(checkpoint, path, labelled=False)
     model = create_segmenter(config.arch, config.backbone, meta["in_chans"], pretrained=False)
     model.load_state_dict(network_state(checkpoint))
     return TrainedSegmenter(model.eval(), Preprocessing.from_dict(meta["preprocessing"]), config, path)
