@@ -52,7 +52,7 @@ def test_the_ensemble_averages_its_members_probabilities_and_works_as_a_run(memb
     assert medtune("evaluate", out, "--split", "val", "--out", tmp_path / "val").returncode == 0
     exported = medtune("export", out)
     assert exported.returncode == 0, exported.stderr
-    assert json.loads((out / "export" / "model.parity.json").read_text())["top_class_agreement"] == 1.0
+    assert json.loads((out / "export" / "model.parity.json").read_text())["agreement"] == 1.0
     image = tmp_path / "eye.png"
     from PIL import Image
 

@@ -93,7 +93,7 @@ def explain(
     out.mkdir(parents=True, exist_ok=True)
     stems = _unique_stems(paths)
     energy_masks = _energy_masks(paths, mask_dir, config)
-    mask_files, missing = input_masks(paths, config, None if energy_masks is not None else masks)
+    mask_files, missing = input_masks(paths, trained, None if energy_masks is not None else masks)
     spec = trained.resolved.spec
     dataset = _ImageFiles(paths, spec, mask_files, missing)
     # Decoding in this process: the backward passes, not the PNG reads, take the time.

@@ -28,7 +28,7 @@ from medtune.data.store import StoreSpec
 from medtune.errors import ConfigError, DataError, ImageReadError
 from medtune.models.inference import predict_batches
 from medtune.runs import Run, TrainedModel
-from medtune.runs.segmasks import is_segmentation_run, predicted_mask_files
+from medtune.runs.segmasks import predicted_mask_files, segmenter_of
 
 if TYPE_CHECKING:
     from medtune.runs.exported import ExportedModel
@@ -103,7 +103,7 @@ class _ImageFiles(Dataset):
         return i, image, None
 
 
-def input_masks(paths: list[str], config: Config, masks: str | os.PathLike | None) -> tuple[list | None, str | None]:
+def input_masks(paths: list[str], model: Any, masks: str | os.PathLike | None) -> tuple[list | None, str | None]:
     """The mask file of each input (None where there is none) from a masks folder, or predicted by the segmentation
     run of a classifier trained with ``masks=SEG_RUN``, and the error an input without a mask gets (None when the
     run's ``mask_missing=whole`` uses the whole image instead).
@@ -112,13 +112,15 @@ def input_masks(paths: list[str], config: Config, masks: str | os.PathLike | Non
         DataError: the run uses masks but no folder was given (unless ``mask_missing=whole``), or the folder does
             not exist.
     """
+    config = model.config
     if config.mask == "none":
         return None, None
-    if masks is None and is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: segment the inputs
+    segmenter = segmenter_of(model)
+    if masks is None and segmenter is not None:  # trained with masks=SEG_RUN: segment the inputs
         from medtune.data.decode import Entry
 
         entries = [Entry(i, path) for i, path in enumerate(paths)]
-        files, _ = predicted_mask_files(entries, config.masks, config, progress=False)
+        files, _ = predicted_mask_files(entries, segmenter, config, progress=False)
         return files, "the image cannot be segmented"
     missing = None if config.mask_missing == "whole" else "no mask for this image in the masks folder"
     if masks is None:
@@ -182,7 +184,7 @@ def predict(
     config: Config = trained.config
     paths = collect_inputs(inputs, path_column, outside_paths)
     predictor = create_predictor(trained, tta)
-    mask_files, missing = input_masks(paths, config, masks)
+    mask_files, missing = input_masks(paths, trained, masks)
     dataset = _ImageFiles(paths, trained.resolved.spec, mask_files, missing)
     workers = config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)

@@ -45,7 +45,7 @@ def export_command(
     console.print(f"exported: {result.model} (ONNX opset {parity['opset']})", highlight=False)
     console.print(
         f"parity with PyTorch on {parity['images']} {parity['split']} images: largest probability difference "
-        f"{parity['max_abs_diff']:.2e}, same top class on {parity['top_class_agreement']:.1%} "
+        f"{parity['max_abs_diff']:.2e}, {parity['agreement_of']} on {parity['agreement']:.1%} "
         f"(written to {parity_file(result.model)})",
         highlight=False,
     )
@@ -57,4 +57,4 @@ def export_command(
             highlight=False,
             soft_wrap=True,  # one line whatever the terminal's width (a long path once split "(fp32) vs")
         )
-    console.print(f"predict with it: medtune predict {result.model} IMAGES... --out results.json", highlight=False)
+    console.print(f"predict with it: {parity['predict']}", highlight=False)

@@ -1,13 +1,15 @@
 """``medtune export``: a trained run as one ONNX file that predicts on onnxruntime, checked against PyTorch.
 
 The graph takes uint8 images ``(N, size, size, channels)`` (NHWC, as the image store holds them; the batch axis is
-dynamic) and returns class probabilities: the layout change, the backbone's normalisation and the softmax (sigmoid
-for multi-label) are inside it. It is written by PyTorch's dynamo exporter at its default opset (20 with torch
-2.14: the opset that exporter is built and tested for). Its ``metadata_props`` hold the classes, working size,
-channels, resizing, mean and std, multi-label thresholds, the resolved configuration, the medtune version and the
-SHA-256 of the checkpoint it came from. At export the model must pass ``onnx.checker`` and agree with the PyTorch
-network on the run's test images (largest probability difference at most `PARITY_TOLERANCE`); the numbers are
-kept in ``<model>.parity.json`` beside it.
+dynamic) and returns what the run's task answers: class probabilities (a segmenter: mask probabilities
+``(N, size, size)``); the layout change, the backbone's normalisation and the task's activation are inside it. A
+classifier trained with ``masks=SEG_RUN`` takes its segmenter along: ``<model>.segmenter.onnx`` beside it, parity
+checked the same way and named in the classifier's metadata. It is written by PyTorch's dynamo exporter at its
+default opset (20 with torch 2.14: the opset that exporter is built and tested for). Its ``metadata_props`` hold
+the task, classes, working size, channels, resizing, mean and std, multi-label thresholds, the resolved
+configuration, the medtune version and the SHA-256 of the checkpoint it came from. At export the model must pass
+``onnx.checker`` and agree with the PyTorch network on the run's test images (largest probability difference at
+most `PARITY_TOLERANCE`); the numbers are kept in ``<model>.parity.json`` beside it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from medtune._io import atomic_open, file_sha256, write_json
 from medtune._version import __version__
 from medtune.errors import ConfigError, DataError, MedtuneError, MissingDependencyError
 from medtune.models.inference import InferenceModel, predict_batches
-from medtune.runs import Run, TrainedModel, load_trained, prepare_dataset
+from medtune.runs import Run, TrainedModel, prepare_dataset
 from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session, onnx_metadata, parity_file
+from medtune.runs.segmasks import segmenter_of
+from medtune.runs.trained import TrainedSegmenter, load_network
 
 #: Export formats.
 FORMATS = ("onnx",)
@@ -80,7 +84,7 @@ def export(
     """Export a run's best network to ONNX (``RUN/export/model.onnx`` by default) and check it.
 
     Args:
-        run: a run directory written by ``medtune train``.
+        run: a run directory written by ``medtune train`` or ``medtune segment train``.
         out: the ``.onnx`` file to write (atomically).
         fmt: ``onnx``.
         progress: a progress bar while the test images' store is opened.
@@ -100,12 +104,16 @@ def export(
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantisation {quantize!r}; expected one of {', '.join(QUANTIZATIONS)}")
     onnx = _import_onnx()
-    trained = load_trained(run)
+    trained = load_network(run)
     folder = Run(Path(run))
     target = Path(out) if out else folder.export_file
     graph = _to_onnx(trained)
     onnx.checker.check_model(graph, full_check=True)
     values = _metadata(trained, graph)
+    segmenter = segmenter_of(trained) if trained.config.mask != "none" else None
+    if segmenter is not None:  # trained with masks=SEG_RUN: the segmenter goes along, so no run is needed
+        beside = export(segmenter, target.with_name(f"{target.stem}.segmenter.onnx"), progress=progress)
+        values.update(segmenter=beside.model.name, segmenter_sha256=file_sha256(beside.model))
     for key, value in onnx_metadata(values).items():
         graph.metadata_props.add(key=key, value=value)
     with atomic_open(target, "wb") as f:
@@ -132,13 +140,13 @@ def _import_onnx() -> Any:
     return onnx
 
 
-def _to_onnx(trained: TrainedModel) -> Any:
+def _to_onnx(trained: TrainedModel | TrainedSegmenter) -> Any:
     """The ONNX graph of the run's network in the store's layout, with a dynamic batch axis."""
     model = trained.inference_model(tta=False, channels_last=False)
     return export_graph(model, int(trained.config.image_size), trained.in_chans)
 
 
-def export_graph(model: InferenceModel, size: int, in_chans: int) -> Any:
+def export_graph(model: nn.Module, size: int, in_chans: int) -> Any:
     """An ``onnx.ModelProto`` of `model` (uint8 NHWC ``(batch, size, size, in_chans)`` in, probabilities out),
     written by PyTorch's dynamo exporter with a dynamic batch axis.
 
@@ -156,7 +164,7 @@ def export_graph(model: InferenceModel, size: int, in_chans: int) -> Any:
         return _import_onnx().load(str(Path(tmp) / "model.onnx"))
 
 
-def _metadata(trained: TrainedModel, graph: Any) -> dict[str, Any]:
+def _metadata(trained: TrainedModel | TrainedSegmenter, graph: Any) -> dict[str, Any]:
     config = trained.config
     graph_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
     return {
@@ -182,7 +190,9 @@ def _metadata(trained: TrainedModel, graph: Any) -> dict[str, Any]:
     }
 
 
-def check_parity(model: Path, trained: TrainedModel, run: Run, progress: bool = False) -> dict[str, Any]:
+def check_parity(
+    model: Path, trained: TrainedModel | TrainedSegmenter, run: Run, progress: bool = False
+) -> dict[str, Any]:
     """Compare the ONNX model with the PyTorch network on up to `PARITY_IMAGES` of the run's test images (its
     validation images when it has no test split).
 
@@ -195,19 +205,20 @@ def check_parity(model: Path, trained: TrainedModel, run: Run, progress: bool = 
     torch_model = trained.inference_model(tta=False)
     torch_probs = predict_batches(torch_model, [torch.from_numpy(images).permute(0, 3, 1, 2)], torch.device("cpu"))
     diff = float(np.abs(onnx_probs - torch_probs).max())
-    agree = float((onnx_probs.argmax(axis=1) == torch_probs.argmax(axis=1)).mean())
-    parity = {"split": split, "images": len(images), "max_abs_diff": diff, "top_class_agreement": agree,
+    agree = trained.task.agreement(onnx_probs, torch_probs)
+    parity = {"split": split, "images": len(images), "max_abs_diff": diff, "agreement": agree,
+              "agreement_of": trained.task.agreement_of, "predict": trained.task.predict_hint.format(model=model),
               "tolerance": PARITY_TOLERANCE}  # fmt: skip
     if not diff <= PARITY_TOLERANCE:
         raise ExportError(
             f"the ONNX model differs from PyTorch by {diff:.2e} in probability on {len(images)} {split} images "
-            f"(at most {PARITY_TOLERANCE:g} allowed; top classes agree on {agree:.1%}); nothing was kept. Report "
-            "the backbone and the torch and onnxruntime versions"
+            f"(at most {PARITY_TOLERANCE:g} allowed; {trained.task.agreement_of} on {agree:.1%}); nothing was "
+            "kept. Report the backbone and the torch and onnxruntime versions"
         )
     return parity
 
 
-def _test_images(trained: TrainedModel, run: Run, progress: bool) -> tuple[np.ndarray, str]:
+def _test_images(trained: TrainedModel | TrainedSegmenter, run: Run, progress: bool) -> tuple[np.ndarray, str]:
     split = "test"
     try:
         dataset = prepare_dataset(trained.config, run, split=split, progress=progress)
@@ -215,4 +226,5 @@ def _test_images(trained: TrainedModel, run: Run, progress: bool) -> tuple[np.nd
         split = "val"
         dataset = prepare_dataset(trained.config, run, split=split, progress=progress)
     rows = np.arange(min(len(dataset.table), PARITY_IMAGES))
-    return np.ascontiguousarray(dataset.store.images[rows]), split
+    # a segmenter's store holds the mask as its last channel: the network's inputs are the channels before it
+    return np.ascontiguousarray(dataset.store.images[rows][..., : trained.in_chans]), split

@@ -14,8 +14,8 @@ from medtune.deploy.service import (
     MAX_UPLOAD_MB,
     BodyLimit,
     CamUnavailable,
-    Predictor,
     SimilarUnavailable,
+    create_service,
     page_html,
 )
 from medtune.errors import ImageReadError, MissingDependencyError
@@ -37,7 +37,7 @@ def create_app(
 
     >>> app = create_app("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     """
-    predictor = Predictor(model, index)
+    predictor = create_service(model, index)
     slots = threading.BoundedSemaphore(concurrency)
     app = FastAPI(title="medtune", description=f"Predictions of {Path(model).name}")
 

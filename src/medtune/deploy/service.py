@@ -30,7 +30,7 @@ from medtune.data.masks import prepare_masked
 from medtune.errors import ImageReadError, MedtuneError
 from medtune.runs import TrainedModel
 from medtune.runs.segmasks import is_segmentation_run, segment_arrays
-from medtune.runs.trained import load_segmenter
+from medtune.runs.trained import load_segmenter, source_task
 
 #: Shortest side of a Grad-CAM overlay sent to the page (small working sizes are enlarged, nearest neighbour).
 CAM_DISPLAY = 192
@@ -206,6 +206,84 @@ class Predictor:
             overlay = overlay.resize((overlay.width * scale, overlay.height * scale), Image.Resampling.NEAREST)
             urls.append(_png_url(overlay))
         return urls
+
+
+class MaskPredictor:
+    """A segmenter (a run of ``medtune segment train`` or its ``.onnx`` export) behind the same API: each upload
+    gets its predicted mask, at its own resolution, drawn over it, and the share of the image it covers."""
+
+    def __init__(self, source: str | os.PathLike) -> None:
+        self.source = Path(source)
+        self.model = load_segmenter(source)
+        self.spec = self.model.resolved.spec
+
+    def metadata(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "model": str(self.source),
+            "kind": "onnx" if self.source.suffix.lower() == ".onnx" else "run",
+            "task": self.model.task.name,
+            "classes": [],
+            "multilabel": False,
+            "thresholds": None,
+            "image_size": int(config.image_size),
+            "channels": int(config.channels),
+            "backbone": f"{config.arch} on {config.backbone}",
+            "accepts": sorted(DECODERS.names()),
+            "similar": None,
+        }
+
+    def run(self, uploads: list[tuple[str, bytes]], cam: bool = False, similar: int = 0) -> list[dict[str, Any]]:
+        """One record per ``(file name, content)`` pair: ``file``, ``mask`` (a PNG data URL of the image with its
+        mask drawn over it), ``area`` (the mask's share of the image), ``height`` and ``width``.
+
+        Raises:
+            ImageReadError: a file is not a readable image (its name and reason; nothing is predicted).
+            CamUnavailable, SimilarUnavailable: asked of a segmenter, which has neither.
+        """
+        if cam:
+            raise CamUnavailable("a segmenter's answer is its mask, drawn over each image; there is no class map")
+        if similar:
+            raise SimilarUnavailable("similar cases need a classifier's features; serve a classification run")
+        images = []
+        with tempfile.TemporaryDirectory(prefix="medtune-serve-") as tmp:
+            for i, (name, content) in enumerate(uploads):
+                path = Path(tmp) / f"{i}{Path(name).suffix.lower()}"
+                path.write_bytes(content)
+                try:
+                    images.append(read_image(path, self.spec.window, self.spec.frame))
+                except ImageReadError as exc:
+                    raise ImageReadError(Path(name).name or "image", exc.reason) from None
+        masks = segment_arrays(self.model, images, postprocess=self.model.config.postprocess)
+        return [
+            {"file": Path(name).name or "image", "mask": _png_url(mask_overlay(image, mask)),
+             "area": round(float(mask.mean()), 6), "height": int(mask.shape[0]), "width": int(mask.shape[1])}
+            for (name, _), image, mask in zip(uploads, images, masks, strict=True)
+        ]  # fmt: skip
+
+
+def mask_overlay(image: np.ndarray, mask: np.ndarray) -> Any:
+    """The image (gray or colour, as uint8) with its mask tinted over it and the mask's edge drawn, as a PIL image."""
+    from PIL import Image
+
+    from medtune.data.images import to_channels, to_uint8
+
+    rgb = to_channels(to_uint8(image), 3).astype(np.float32)
+    tint = np.array([47, 111, 221], dtype=np.float32)
+    rgb[mask] = 0.6 * rgb[mask] + 0.4 * tint
+    edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
+    rgb[edge] = tint
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+def create_service(source: str | os.PathLike, index: str | os.PathLike | None = None) -> Predictor | MaskPredictor:
+    """What ``medtune serve SOURCE`` answers with: a classifier's `Predictor`, or a segmenter's `MaskPredictor`
+    (the source's task says which)."""
+    if source_task(source).labelled:
+        return Predictor(source, index)
+    if index is not None:
+        raise MedtuneError("--index finds similar cases for a classifier; a segmenter is served without one")
+    return MaskPredictor(source)
 
 
 def _case_finder(source: Path, index: str | os.PathLike | None) -> Any:

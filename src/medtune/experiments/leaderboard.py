@@ -167,9 +167,9 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
     `rounds` rounds of at least `seconds` each."""
     import torch
 
-    from medtune.runs import Run, load_trained
+    from medtune.runs import Run
     from medtune.runs.resolve import network_channels
-    from medtune.runs.trained import load_segmenter
+    from medtune.runs.trained import load_network
 
     cache_file = Run(run).speed_file
     key = f"{socket.gethostname()}/threads={torch.get_num_threads()}/batch={batch}"
@@ -181,8 +181,7 @@ def _speed(run: Path, batch: int = 32, seconds: float = 0.5, rounds: int = 3) ->
         return cache[key]["images_per_s"]
     if not Run(run).best_checkpoint.is_file():
         return None
-    segment = Run(run).read_config().get("task") == "segment"
-    trained = load_segmenter(run) if segment else load_trained(run)
+    trained = load_network(run)
     model = trained.inference_model().eval()
     size = trained.config.image_size
     images = torch.randint(0, 256, (batch, network_channels(trained.config), size, size), dtype=torch.uint8)

@@ -1,8 +1,11 @@
 """An exported model (``medtune export``): an ONNX graph that takes uint8 images as the image store holds them and
-returns class probabilities, with everything needed to prepare its inputs in its metadata.
+returns class probabilities (a segmenter: mask probabilities), with everything needed to prepare its inputs in its
+metadata.
 
-The graph holds the normalisation, the layout change and the softmax (sigmoid for multi-label), so a client only
-resizes: the trap of an ONNX classifier whose normalisation lives outside the graph does not exist here.
+The graph holds the normalisation, the layout change and the softmax (sigmoid for multi-label and masks), so a client
+only resizes: the trap of an ONNX classifier whose normalisation lives outside the graph does not exist here. A
+classifier trained with ``masks=SEG_RUN`` is exported with its segmenter beside it (``<model>.segmenter.onnx``,
+named in its metadata), so neither needs the run directories.
 """
 
 from __future__ import annotations
@@ -83,6 +86,26 @@ class ExportedModel:
         """The resolution the model was trained with (the store spec new images are prepared in)."""
         return Resolved(self.config, Preprocessing.from_dict(self.meta["preprocessing"]))
 
+    @property
+    def checkpoint(self) -> Path:
+        """The file the model was loaded from (it names cached predicted masks, as a run's checkpoint does)."""
+        return self.path
+
+    @property
+    def in_chans(self) -> int:
+        return int(self.meta["in_chans"])
+
+    @property
+    def segmenter(self) -> Path | None:
+        """The exported segmenter beside a classifier trained with ``masks=SEG_RUN`` (None: it has none)."""
+        name = self.meta.get("segmenter")
+        return None if name is None else self.path.parent / name
+
+    def inference_model(self, tta: bool | None = None, channels_last: bool | None = None) -> Any:
+        """A torch module around the session: uint8 ``(B, C, H, W)`` images in, probabilities out, as the run's
+        own ``inference_model`` answers."""
+        return _onnx_module(self, self.config.tta if tta is None else tta)
+
     def predict(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
         """Probabilities ``(N, K)`` for uint8 images ``(N, H, W, C)`` as the store holds them; `tta` averages each
         image with its horizontal mirror."""
@@ -90,8 +113,21 @@ class ExportedModel:
         probs = self.session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
         if tta:
             mirrored = np.ascontiguousarray(images[:, :, ::-1])
-            probs = (probs + self.session.run([OUTPUT_NAME], {INPUT_NAME: mirrored})[0]) / 2
+            again = self.session.run([OUTPUT_NAME], {INPUT_NAME: mirrored})[0]
+            probs = (probs + (again[:, :, ::-1] if probs.ndim == 3 else again)) / 2  # a mask is mirrored back
         return probs.astype(np.float32)
+
+
+def _onnx_module(model: ExportedModel, tta: bool) -> Any:
+    """An exported model as a torch module (CPU): uint8 NCHW tensors in, probability tensors out (torch is imported
+    here, not when a model is opened: predicting from an export with onnxruntime alone does not load it)."""
+    import torch
+
+    class OnnxModule(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(model.predict(images.permute(0, 2, 3, 1).cpu().numpy(), tta))
+
+    return OnnxModule()
 
 
 def create_session(path: str | os.PathLike) -> Any:

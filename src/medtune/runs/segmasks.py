@@ -42,9 +42,17 @@ _LISTED = 5
 
 
 def is_segmentation_run(path: str | os.PathLike | None) -> bool:
-    """True when `path` is a run directory of ``medtune segment train`` (its config says ``task: segment``)."""
+    """True when `path` is a run directory of ``medtune segment train`` (its config says ``task: segment``), or
+    such a run's ``.onnx`` export."""
     if path is None:
         return False
+    if Path(path).suffix.lower() == ".onnx" and Path(path).is_file():
+        from medtune.runs.exported import load_exported
+
+        try:
+            return not load_exported(path).task.labelled
+        except DataError:
+            return False
     config_file = Path(path).expanduser() / "config.yaml"
     if not config_file.is_file():
         return False
@@ -52,6 +60,15 @@ def is_segmentation_run(path: str | os.PathLike | None) -> bool:
         return (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("task") == "segment"
     except (OSError, yaml.YAMLError, AttributeError):
         return False
+
+
+def segmenter_of(model: Any) -> str | None:
+    """Where the masks of a classifier trained with ``masks=SEG_RUN`` come from: the segmenter exported beside an
+    exported classifier, else the segmentation run its configuration names (None: its masks are files)."""
+    beside = getattr(model, "segmenter", None)
+    if beside is not None:
+        return str(beside)
+    return model.config.masks if is_segmentation_run(model.config.masks) else None
 
 
 @torch.inference_mode()

@@ -20,6 +20,7 @@ from medtune.models import Classifier, Preprocessing, create_classifier
 from medtune.models.averaged import EnsembleClassifier
 from medtune.models.custom import NetworkSource
 from medtune.models.inference import ACTIVATIONS, InferenceModel, SegmenterInference
+from medtune.runs.exported import ExportedModel, load_exported
 from medtune.runs.network import recorded_network
 from medtune.runs.resolve import Resolved, network_channels
 from medtune.runs.run import Run, open_run
@@ -55,6 +56,11 @@ class TrainedModel:
     def resolved(self) -> Resolved:
         """The run's resolved configuration with its preprocessing (the store spec new images are prepared in)."""
         return Resolved(self.config, self.preprocessing)
+
+    @property
+    def segmenter(self) -> Path | None:
+        """An exported segmenter beside the model (only exports have one; a run names its segmentation run)."""
+        return None
 
     @property
     def cam_network(self) -> Classifier:
@@ -219,21 +225,31 @@ class TrainedSegmenter:
     preprocessing: Preprocessing
     config: Config
     checkpoint: Path
+    task: Task = field(default_factory=lambda: get_task("segment"))
+    classes: tuple[str, ...] = ()
+    thresholds: tuple[float, ...] | None = None
 
     @property
     def resolved(self) -> Resolved:
         """The run's resolved configuration with its preprocessing."""
         return Resolved(self.config, self.preprocessing)
 
-    def inference_model(self, tta: bool | None = None) -> SegmenterInference:
+    @property
+    def in_chans(self) -> int:
+        """Input channels of the network (the mask channel of its store is the target, not an input)."""
+        return network_channels(self.config)
+
+    def inference_model(self, tta: bool | None = None, channels_last: bool | None = None) -> SegmenterInference:
         """uint8 ``(B, C, H, W)`` images in, ``(B, H, W)`` mask probabilities out."""
         return SegmenterInference(
-            self.model, self.preprocessing, self.config.tta if tta is None else tta, self.config.channels_last
-        )
+            self.model, self.preprocessing, self.config.tta if tta is None else tta,
+            self.config.channels_last if channels_last is None else channels_last,
+        )  # fmt: skip
 
 
-def load_segmenter(source: str | os.PathLike, which: str = "best") -> TrainedSegmenter:
-    """Load a trained segmenter from a run of ``medtune segment train`` (its `which` checkpoint) or a ``.ckpt``.
+def load_segmenter(source: str | os.PathLike, which: str = "best") -> TrainedSegmenter | ExportedModel:
+    """Load a trained segmenter from a run of ``medtune segment train`` (its `which` checkpoint), a ``.ckpt``, or
+    its ``.onnx`` export (on onnxruntime; it answers the same questions).
 
     Raises:
         DataError: not a run, no checkpoint, a damaged checkpoint, or a classification run.
@@ -242,8 +258,43 @@ def load_segmenter(source: str | os.PathLike, which: str = "best") -> TrainedSeg
     """
     from medtune.models.segmenters import create_segmenter
 
+    if Path(source).suffix.lower() == ".onnx":
+        exported = load_exported(source)
+        if exported.task.labelled:
+            raise DataError(f"{source} is an exported classifier, not a segmenter: give a segmenter's export")
+        return exported
+
     _, path, checkpoint = _read_checkpoint(source, which, "`medtune segment train`")
     meta, config = _checkpoint_meta(checkpoint, path, labelled=False)
     model = create_segmenter(config.arch, config.backbone, meta["in_chans"], pretrained=False)
     model.load_state_dict(network_state(checkpoint))
     return TrainedSegmenter(model.eval(), Preprocessing.from_dict(meta["preprocessing"]), config, path)
+
+
+def load_network(source: str | os.PathLike) -> TrainedModel | TrainedSegmenter:
+    """A run's trained network, whatever its task: a classifier (`load_trained`) or a segmenter (`load_segmenter`)."""
+    return load_trained(source) if source_task(source).labelled else load_segmenter(source)
+
+
+def source_task(source: str | os.PathLike) -> Task:
+    """The task of a run directory (its ``config.yaml``), an exported ``.onnx`` (its metadata) or a ``.ckpt`` (its
+    facts), without loading a network.
+
+    Raises:
+        DataError: `source` is none of these.
+    """
+    import yaml
+
+    path = Path(source)
+    if path.suffix.lower() == ".onnx":
+        return load_exported(path).task
+    if path.is_dir() and (path / "config.yaml").is_file():
+        values = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+        return task_of_meta(
+            {"task": values.get("task"), "multilabel": bool(values.get("labels") or values.get("label_sep"))}
+        )
+    if path.is_file():
+        meta = read_checkpoint_file(path).get("medtune")
+        if isinstance(meta, dict):
+            return task_of_meta(meta)
+    raise DataError(f"{path} is not a run directory, a checkpoint or an exported model; give one (runs/<name>)")

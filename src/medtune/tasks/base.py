@@ -43,6 +43,8 @@ class Task:
         labelled: training needs a label for every image.
         ensembles: why runs of this task cannot be averaged into an ensemble yet (None: they can).
         mask_is_target: ``mask=channel`` stores the mask as the target, not as one more network input.
+        agreement_of: what `agreement` counts, in words.
+        predict_hint: the command that predicts with an exported `{model}`.
     """
 
     name: ClassVar[str] = ""
@@ -53,6 +55,8 @@ class Task:
     labelled: ClassVar[bool] = True
     ensembles: ClassVar[str | None] = None
     mask_is_target: ClassVar[bool] = False
+    agreement_of: ClassVar[str] = "same top class"
+    predict_hint: ClassVar[str] = "medtune predict {model} IMAGES... --out results.json"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -179,6 +183,10 @@ class Task:
     def headline(self, targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
         """Macro ROC AUC and accuracy without intervals (a quick comparison of two versions of one network)."""
         raise NotImplementedError
+
+    def agreement(self, probs: np.ndarray, other: np.ndarray) -> float:
+        """The share of answers two versions of one network give alike (the export's parity check)."""
+        return float((probs.argmax(axis=1) == other.argmax(axis=1)).mean())
 
     def results(
         self,

@@ -53,6 +53,8 @@ class Segment(Task):
     output = "mask probabilities"
     labelled = False
     mask_is_target = True
+    agreement_of = "same mask pixels"
+    predict_hint = "medtune segment predict {model} IMAGES... --out masks/"
     ensembles = "an ensemble averages class probabilities"
 
     def registries(self) -> dict[str, Any]:
@@ -122,6 +124,12 @@ class Segment(Task):
     def metric_inputs(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # logit 0 is probability 0.5, the mask threshold
         return (logits >= 0).long().squeeze(1), targets.long().squeeze(1)
+
+    def agreement(self, probs: np.ndarray, other: np.ndarray) -> float:
+        """The share of pixels on the same side of the mask threshold."""
+        from medtune.models.segmenters import MASK_THRESHOLD
+
+        return float(((probs >= MASK_THRESHOLD) == (other >= MASK_THRESHOLD)).mean())
 
     def strata(self, frame: pd.DataFrame) -> Any:
         return frame["label"].fillna("")
