@@ -29,6 +29,7 @@ from medtune.config import monitor_mode
 from medtune.metrics.compare import share_better
 from medtune.runs import PreparedDataset, Run
 from medtune.runs.trained import network_state, read_checkpoint_file
+from medtune.tasks import task_for
 
 #: ``keep=auto`` keeps the best epoch when it wins at least this share of paired resamples of the validation split.
 WIN_SHARE = 0.95
@@ -54,7 +55,7 @@ def keep_checkpoint(network: nn.Module, dataset: PreparedDataset, run: Run) -> d
         (segmenters, multi-label runs, no history or checkpoints).
     """
     config, table = dataset.config, dataset.table
-    if config.task != "classify" or table.multilabel or not run.history_file.is_file():
+    if not task_for(config, table).paired_keep or not run.history_file.is_file():
         return None
     if not (run.best_checkpoint.is_file() and run.last_checkpoint.is_file()) or not len(table.positions("val")):
         return None
@@ -90,11 +91,13 @@ def _share_best_wins(network: nn.Module, dataset: PreparedDataset, run: Run, mon
     which the best epoch scores strictly better."""
     rows = dataset.table.positions("val")
     targets = dataset.table.targets()[rows]
+    activation = task_for(dataset.config, dataset.table).activation
     probs = []
     for checkpoint in (run.best_checkpoint, run.last_checkpoint):
         network.load_state_dict(network_state(read_checkpoint_file(checkpoint)))
         network.eval()
-        probs.append(store_probabilities(network, dataset.resolved.preprocessing, dataset.store, rows, dataset.config))
+        probs.append(store_probabilities(network, dataset.resolved.preprocessing, dataset.store, rows, dataset.config,
+                                         activation=activation))  # fmt: skip
     return share_better(targets, probs[0], probs[1], monitor.removeprefix("val_"), seed=dataset.config.seed)
 
 

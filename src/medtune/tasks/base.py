@@ -45,6 +45,8 @@ class Task:
         mask_is_target: ``mask=channel`` stores the mask as the target, not as one more network input.
         agreement_of: what `agreement` counts, in words.
         predict_hint: the command that predicts with an exported `{model}`.
+        paired_keep: the best epoch is kept only when it beats the last on paired bootstrap resamples of the
+            validation images (`medtune.fitting.keep`; single-label targets), else the best is kept as it is.
     """
 
     name: ClassVar[str] = ""
@@ -57,6 +59,7 @@ class Task:
     mask_is_target: ClassVar[bool] = False
     agreement_of: ClassVar[str] = "same top class"
     predict_hint: ClassVar[str] = "medtune predict {model} IMAGES... --out results.json"
+    paired_keep: ClassVar[bool] = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -74,6 +74,7 @@ class Classify(Task):
     epoch_metrics = CLASSIFIER_EPOCH_METRICS
     report = "classes"
     output = "softmax over classes"
+    paired_keep = True
 
     def for_multilabel_table(self, table: Table) -> Task:
         from medtune.tasks.base import get_task
