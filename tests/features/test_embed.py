@@ -15,7 +15,7 @@ from tests.conftest import medtune_subprocess, shared_path
 
 
 def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back(tmp_path):
-    first = embed("tf_efficientnet_lite0", shared_path("cxr3"), ["image_size=32"], progress=False)
+    first = embed("tf_efficientnet_lite0", shared_path("cxr3"), {"image_size": 32}, progress=False)
     assert first.features.shape == (1124, 1280) and first.features.dtype == np.float16
     store = np.array(first.table.frame.index[:8])
     from medtune.config import load_config
@@ -29,7 +29,7 @@ def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back(tmp_path):
         fresh = body(Normalize(dataset.resolved.preprocessing, channels_last=False)(images)).numpy()
     assert np.allclose(first.features[:8].astype(np.float32), fresh, rtol=1e-2, atol=2e-3)
     stamp = (first.path / "features.npy").stat().st_mtime_ns
-    again = embed("tf_efficientnet_lite0", shared_path("cxr3"), ["image_size=32"], progress=False)
+    again = embed("tf_efficientnet_lite0", shared_path("cxr3"), {"image_size": 32}, progress=False)
     assert again.path == first.path and (again.path / "features.npy").stat().st_mtime_ns == stamp
 
 
@@ -39,7 +39,7 @@ def test_a_run_embeds_with_its_own_backbone_and_size(tiny_run, tmp_path):
     assert result.returncode == 0, result.stderr
     saved = np.load(out)
     assert saved["features"].shape == (500, 1280) and len(saved["ids"]) == 500
-    base = embed("tf_efficientnet_lite0", shared_path("cxr3", "normal"), ["image_size=32"], progress=False)
+    base = embed("tf_efficientnet_lite0", shared_path("cxr3", "normal"), {"image_size": 32}, progress=False)
     assert not np.allclose(saved["features"], base.features.astype(np.float32), atol=1e-2)  # fine-tuned weights
 
 

@@ -52,9 +52,9 @@ def test_multilabel_losses_at_gamma_zero_are_binary_cross_entropy(batch):
 
 
 def test_create_loss_follows_the_config():
-    assert isinstance(create_loss(load_config()), nn.CrossEntropyLoss)
-    focal = create_loss(load_config(loss="focal", focal_gamma=1.5, label_smoothing=0.0))
+    assert isinstance(create_loss(load_config().sections.optimisation), nn.CrossEntropyLoss)
+    focal = create_loss(load_config(loss="focal", focal_gamma=1.5, label_smoothing=0.0).sections.optimisation)
     assert isinstance(focal, FocalLoss) and focal.gamma == 1.5
-    binary = create_loss(load_config(), multilabel=True, weights=torch.ones(3))
+    binary = create_loss(load_config().sections.optimisation, multilabel=True, weights=torch.ones(3))
     assert isinstance(binary, MultiLabelLoss) and binary.gamma is None and binary.pos_weight.tolist() == [1, 1, 1]
-    assert create_loss(load_config(loss="focal"), multilabel=True).gamma == 2.0
+    assert create_loss(load_config(loss="focal").sections.optimisation, multilabel=True).gamma == 2.0

@@ -12,6 +12,14 @@ from medtune.models import create_classifier
 from medtune.training.optim import OPTIMIZERS, create_optimizer, create_param_groups, create_scheduler
 
 
+def _optimizer(model, config):
+    return create_optimizer(model, config.sections.optimisation, config.backbone)
+
+
+def _groups(model, config):
+    return create_param_groups(model, config.sections.optimisation, config.backbone)
+
+
 @pytest.fixture(scope="module")
 def model():
     return create_classifier("tf_efficientnet_lite0", 3, in_chans=1, pretrained=False)
@@ -19,7 +27,7 @@ def model():
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_steps(model, name):
-    optimizer = create_optimizer(model, load_config(optimizer=name, lr=0.01))
+    optimizer = _optimizer(model, load_config(optimizer=name, lr=0.01))
     before = model.head[-1].weight.detach().clone()
     model(torch.randn(2, 1, 32, 32)).sum().backward()
     optimizer.step()
@@ -28,19 +36,19 @@ def test_every_optimizer_steps(model, name):
 
 
 def test_sgd_uses_nesterov_momentum(model):
-    optimizer = create_optimizer(model, load_config(optimizer="sgd", momentum=0.9))
+    optimizer = _optimizer(model, load_config(optimizer="sgd", momentum=0.9))
     assert optimizer.defaults["nesterov"] is True and optimizer.defaults["momentum"] == 0.9
 
 
 def test_groups_per_strategy(model):
     def lrs(strategy):
-        return {(g["name"], g["weight_decay"] > 0): g["lr"] for g in create_param_groups(model, load_config(
+        return {(g["name"], g["weight_decay"] > 0): g["lr"] for g in _groups(model, load_config(
             strategy=strategy, lr=1e-3, backbone_lr_scale=0.1, weight_decay=0.05))}  # fmt: skip
 
     assert lrs("freeze") == {("head", True): 1e-3, ("head", False): 1e-3}
     assert lrs("gradual")[("backbone", True)] == pytest.approx(1e-4)
     assert lrs("finetune")[("backbone", True)] == 1e-3
-    groups = create_param_groups(model, load_config(weight_decay=0.05))
+    groups = _groups(model, load_config(weight_decay=0.05))
     no_decay = [p for g in groups if g["weight_decay"] == 0 for p in g["params"]]
     assert no_decay and all(p.ndim <= 1 for p in no_decay)  # biases and norms are not decayed
     counted = sum(p.numel() for g in groups for p in g["params"])
@@ -50,7 +58,7 @@ def test_groups_per_strategy(model):
 def _lrs(model, total=100, **keys):
     config = load_config(epochs=10, lr=1.0, **keys)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr)
-    scheduler = create_scheduler(optimizer, config, total)
+    scheduler = create_scheduler(optimizer, config.sections.schedule, total)
     out = []
     for _ in range(total):
         out.append(optimizer.param_groups[0]["lr"])

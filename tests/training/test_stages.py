@@ -73,7 +73,8 @@ def test_lr_decay_gives_each_earlier_stage_a_smaller_rate():
     from medtune.models import create_classifier
 
     model = create_classifier("resnet18", 2, pretrained=False)
-    groups = create_param_groups(model, load_config(backbone="resnet18", lr=1e-2, lr_decay=0.5, freeze=1))
+    config = load_config(backbone="resnet18", lr=1e-2, lr_decay=0.5, freeze=1)
+    groups = create_param_groups(model, config.sections.optimisation, config.backbone)
     rates = {group["name"]: group["lr"] for group in groups}
     # head 1e-2; stages 4, 3, 2 at 0.5, 0.25, 0.125 of it; stage 1 and the stem frozen (left out)
     assert sorted(rates.values(), reverse=True) == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3])

@@ -11,6 +11,7 @@ run's task's (`medtune.tasks`); segmenters are scored by `medtune.apply.segment_
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch import nn
 
 from medtune._io import atomic_open, write_json
 from medtune.apply.scoring import load_model, store_probabilities
-from medtune.config import Config, load_config, parse_overrides
+from medtune.config import Config, load_config
 from medtune.data.split import VAL_AS_TEST
 from medtune.data.store import ImageStore
 from medtune.data.table import Table
@@ -117,7 +118,7 @@ def evaluate(
     run: str | os.PathLike,
     data: str | os.PathLike | None = None,
     split: str | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
+    keys: Mapping[str, Any] | None = None,
     tta: bool | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
@@ -129,7 +130,7 @@ def evaluate(
         data: other labelled data; None evaluates the run's own split (``split.csv``).
         split: ``train``, ``val``, ``test`` or ``all``. Default: ``test`` for the run's data; for other data its
             test split when it has one, else every image.
-        overrides: ``key=value`` data keys for reading other data (``label=``, ``path=``...).
+        keys: data keys for reading other data, typed (``{"label": "finding", "path": "file"}``).
         tta: horizontal-flip test-time augmentation (default: the run's ``tta``).
         out: where to write; default the run directory for its own data, else ``RUN/evaluations/<data>-<split>``.
         progress: progress bars on a terminal.
@@ -146,8 +147,7 @@ def evaluate(
         dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", progress=progress)
         default_out = Path(run)
     else:
-        given = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
-        reading = load_config(overrides={**_data_keys(config), **given}, data=str(data))  # the user's keys win
+        reading = load_config(overrides={**_data_keys(config), **(keys or {})}, data=str(data))  # the user's keys win
         table = read_dataset_table(reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console, data_and_source
+from medtune.config import parse_overrides
 
 
 def audit_command(
@@ -31,7 +32,8 @@ def audit_command(
     from medtune.features.audit import audit_with_page as audit
 
     data, source, settings = data_and_source(arguments, "medtune data audit")
-    found = audit(data, source, settings, out, fix_split, near, [c.strip() for c in checks.split(",") if c.strip()])
+    wanted = [c.strip() for c in checks.split(",") if c.strip()]
+    found = audit(data, source, parse_overrides(settings), out, fix_split, near, wanted)
     counts = found.counts
     table = RichTable(title=f"audit of {found.facts['images']} images ({source} features)", title_justify="left")
     table.add_column("finding")

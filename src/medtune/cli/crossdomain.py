@@ -8,12 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from medtune.cli._common import console
+from medtune.cli._common import console, split_arguments
 from medtune.cli._render import interval
 from medtune.config import parse_overrides
 from medtune.errors import ConfigError
-
-_OVERRIDE_CHARS = "="
 
 
 def crossdomain_command(
@@ -37,8 +35,7 @@ def crossdomain_command(
     split: AUC, accuracy and balanced accuracy with 95% bootstrap intervals. Running it again resumes."""
     from medtune.experiments.crossdomain import run_crossdomain
 
-    datasets = [a for a in arguments if _OVERRIDE_CHARS not in a or Path(a).exists()]
-    settings = [a for a in arguments if a not in datasets]
+    _, datasets, settings = split_arguments(arguments)
     if not datasets:
         raise ConfigError("give the datasets to compare: medtune crossdomain DATA_A DATA_B [key=value ...]")
     result = run_crossdomain(datasets, parse_overrides(settings), out, label_map, workers, storage)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medtune.cli._common import console
+from medtune.config import parse_overrides
 
 
 def embed_command(
@@ -26,7 +27,7 @@ def embed_command(
     from medtune._io import atomic_open
     from medtune.features.embed import embed
 
-    result = embed(source, data, overrides or [])
+    result = embed(source, data, parse_overrides(overrides or []))
     rows, dims = result.features.shape
     console.print(f"{rows} image(s) x {dims} features from {source}; cached in {result.path}", highlight=False)
     if out is not None:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import RunArgument, console
+from medtune.cli._common import RunArgument, console, data_and_settings
 from medtune.cli._render import render_metrics
-from medtune.cli.train import split_arguments
+from medtune.config import parse_overrides
 
 
 def evaluate_command(
@@ -31,8 +31,8 @@ def evaluate_command(
     name; images whose label matches none are left out and reported."""
     from medtune.apply.evaluate import evaluate
 
-    data, overrides = split_arguments(arguments or [])
-    result = evaluate(run, data, split, overrides, tta, out)
+    data, overrides = data_and_settings(arguments or [])
+    result = evaluate(run, data, split, parse_overrides(overrides or []), tta, out)
     splits = ", ".join(result.metrics.get("split", [])) or split or "all"
     render_metrics(result.metrics, f"{run.name} on {Path(result.metrics['data']).name} ({splits})")
     console.print(f"written: {result.out}/metrics.json and predictions.csv", highlight=False)

@@ -11,6 +11,7 @@ from rich.table import Table as RichTable
 
 from medtune.cli._common import console, data_and_source
 from medtune.cli._render import interval
+from medtune.config import parse_overrides
 
 
 def probe_command(
@@ -30,7 +31,7 @@ def probe_command(
     data, source, settings = data_and_source(arguments, "medtune probe")
     methods = [s.split("=", 1)[1] for s in settings if s.startswith("method=")] or ["logreg"]
     settings = [s for s in settings if not s.startswith("method=")]
-    runs = probe(data, source, methods[0].split(","), settings, out)
+    runs = probe(data, source, methods[0].split(","), parse_overrides(settings), out)
     table = RichTable(title=f"probes on {source} features: test split, 95% bootstrap intervals", title_justify="left")
     for column in ("run", "method", "best", "test AUC (macro)", "accuracy", "balanced accuracy"):
         table.add_column(column, justify="left" if column in ("run", "method", "best") else "right")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,14 +13,13 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from medtune.cli._common import console
+from medtune.cli._common import console, split_arguments
 from medtune.errors import ConfigError
 
 queue_app = typer.Typer(
     help="Queue experiments and run them unattended: add, run, status, retry, cancel.", no_args_is_help=True
 )
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
 StorageOption = Annotated[
     str | None,
     typer.Option(
@@ -42,9 +40,7 @@ def _storage(url: str | None, heartbeat: int | None = None, grace: int | None = 
 
 def _split(arguments: list[str]) -> tuple[list[str], str | None, list[str]]:
     """YAML files, the one DATA argument, and ``key=value`` settings."""
-    files = [a for a in arguments if a.lower().endswith((".yaml", ".yml")) and not _OVERRIDE.match(a)]
-    settings = [a for a in arguments if a not in files and _OVERRIDE.match(a) and not Path(a).exists()]
-    data = [a for a in arguments if a not in files and a not in settings]
+    files, data, settings = split_arguments(arguments, yaml_files=True)
     if len(data) > 1:
         raise ConfigError(f"give at most one DATA argument, got {data}; settings are written key=value")
     for file in files:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import InputsArgument, build_config, console, progress_bar
+from medtune.cli._common import InputsArgument, build_config, console, data_and_settings, progress_bar
 from medtune.cli._render import render_metrics
-from medtune.cli.train import print_training_result, split_arguments
+from medtune.cli.train import print_training_result
 
 segment_app = typer.Typer(
     help="Train, evaluate and apply segmenters (smp architectures on timm encoders): a mask per image.",
@@ -33,7 +33,7 @@ def segment_train_command(
     test split (Dice, IoU, HD95 with intervals). The same command again resumes an interrupted run."""
     from medtune.fitting.train import train_and_report as train
 
-    data, overrides = split_arguments(arguments or [])
+    data, overrides = data_and_settings(arguments or [])
     config = build_config(config_file, overrides, data=data, task="segment")
     print_training_result(train(config, out))
 

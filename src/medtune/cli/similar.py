@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console
+from medtune.config import parse_overrides
 
 
 def index_command(
@@ -22,7 +23,7 @@ def index_command(
     """Embed every image of DATA and save a FAISS index of their features (exact up to a million images)."""
     from medtune.features.similar import build_index
 
-    index = build_index(source, data, overrides or [], out)
+    index = build_index(source, data, parse_overrides(overrides or []), out)
     console.print(f"indexed {index.meta['size']} image(s) x {index.meta['dims']} features ({index.meta['kind']}) "
                   f"in {index.path}", highlight=False)  # fmt: skip
 

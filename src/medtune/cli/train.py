@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from medtune.cli._common import build_config, console
+from medtune.cli._common import build_config, console, data_and_settings
 from medtune.cli._render import render_metrics
-from medtune.errors import ConfigError
-
-_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*=")
-
-
-def split_arguments(arguments: list[str]) -> tuple[str | None, list[str]]:
-    """Separate the data argument from ``key=value`` overrides (the data may come after them, or not at all).
-
-    >>> split_arguments(["data/x.npz", "epochs=3"])
-    ('data/x.npz', ['epochs=3'])
-    """
-    data = [a for a in arguments if not _OVERRIDE.match(a) or Path(a).exists()]
-    if len(data) > 1:
-        raise ConfigError(f"give one DATA argument, got {data}; settings are written key=value")
-    return (data[0] if data else None), [a for a in arguments if a not in data]
 
 
 def train_command(
@@ -44,7 +28,7 @@ def train_command(
     """
     from medtune.fitting.train import train_and_report as train
 
-    data, overrides = split_arguments(arguments or [])
+    data, overrides = data_and_settings(arguments or [])
     config = build_config(config_file, overrides, data=data)
     print_training_result(train(config, out))
 

@@ -8,9 +8,9 @@ all end in this one object. Keys that name a registered component (``reader``, `
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from medtune.config.values import MONITORS, parse_window
 
@@ -30,6 +30,16 @@ class Config(BaseModel):
     """Every setting medtune knows, with its default. Build one with `medtune.config.load_config`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @property
+    def sections(self) -> Sections:
+        """The configuration in sections (data, model, optimisation, schedule, augmentation, run): what a component
+        takes instead of the whole `Config` (`SECTION_KEYS`).
+
+        >>> Config(lr=0.01).sections.optimisation.lr
+        0.01
+        """
+        return split_config(self)
 
     task: str = Field(
         "classify",
@@ -330,3 +340,74 @@ class Config(BaseModel):
                 "columns, which need no separator: give one or the other"
             )
         return self
+
+
+# --- sections: what a component takes instead of the whole Config ---------------------------------------
+
+#: The keys of each section, in the order people read them.
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "data": (
+        "data", "reader", "path", "outside_paths", "label", "label_from", "label_pattern", "labels", "label_sep",
+        "no_finding", "classes", "split", "group", "mask_column", "masks", "domain", "domains", "harmonise",
+        "label_map", "keep_classes", "val_fraction", "test_fraction", "split_file", "image_size", "channels",
+        "resize", "interpolation", "cache_dir", "workers", "window", "frame", "mask", "mask_margin", "mask_missing",
+        "mask_source", "limit", "train_limit",
+    ),
+    "model": ("backbone", "pretrained", "weights", "head", "dropout", "arch", "postprocess"),
+    "optimisation": (
+        "strategy", "freeze_epochs", "unfreeze", "freeze", "lr_decay", "backbone_lr_scale", "batch_size", "lr",
+        "optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "loss", "focal_gamma", "threshold",
+        "class_weights", "sampler",
+    ),
+    "schedule": ("epochs", "scheduler", "warmup_epochs", "step_epochs", "step_gamma", "monitor", "keep", "patience"),
+    "augmentation": ("augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast"),
+    "run": (
+        "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
+        "channels_last", "cache_features", "tta", "report",
+    ),
+}  # fmt: skip
+
+
+def _check_partition() -> None:
+    listed = [key for keys in SECTION_KEYS.values() for key in keys]
+    missing, twice = set(Config.model_fields) - set(listed), {k for k in listed if listed.count(k) > 1}
+    unknown = set(listed) - set(Config.model_fields)
+    if missing or twice or unknown:  # a new key of Config must be given its section here
+        raise RuntimeError(f"configuration sections: missing {missing}, listed twice {twice}, unknown {unknown}")
+
+
+def _section_model(name: str, keys: tuple[str, ...]) -> type[BaseModel]:
+    fields: dict[str, Any] = {key: (Config.model_fields[key].annotation, Config.model_fields[key]) for key in keys}
+    return create_model(name, __config__=ConfigDict(frozen=True), **fields)
+
+
+_check_partition()
+DataSettings = _section_model("DataSettings", SECTION_KEYS["data"])
+ModelSettings = _section_model("ModelSettings", SECTION_KEYS["model"])
+Optimisation = _section_model("Optimisation", SECTION_KEYS["optimisation"])
+Schedule = _section_model("Schedule", SECTION_KEYS["schedule"])
+Augmentation = _section_model("Augmentation", SECTION_KEYS["augmentation"])
+RunSettings = _section_model("RunSettings", SECTION_KEYS["run"])
+
+
+class Sections(NamedTuple):
+    """A configuration's sections (`Config.sections`)."""
+
+    data: Any
+    model: Any
+    optimisation: Any
+    schedule: Any
+    augmentation: Any
+    run: Any
+
+
+_MODELS = (DataSettings, ModelSettings, Optimisation, Schedule, Augmentation, RunSettings)
+
+
+def split_config(config: Config) -> Sections:
+    """`config` as its sections (values already validated by `Config`, so they are taken as they are)."""
+    values = {
+        name: model.model_construct(**{key: getattr(config, key) for key in keys})
+        for model, (name, keys) in zip(_MODELS, SECTION_KEYS.items(), strict=True)
+    }
+    return Sections(**values)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from medtune._io import atomic_open, write_json
-from medtune.config import load_config, parse_overrides
+from medtune.config import load_config
 from medtune.data.table import SPLITS, Table
 from medtune.errors import ConfigError, DataError, MissingDependencyError
 from medtune.runs import default_split
@@ -95,7 +95,7 @@ def audit_with_page(*args: Any, **kwargs: Any) -> Audit:
 def audit(
     data: str | os.PathLike,
     source: str = "tf_efficientnet_lite0",
-    overrides: list[str] | None = None,
+    keys: Mapping[str, Any] | None = None,
     out: str | os.PathLike | None = None,
     fix_split: bool = False,
     near: float = NEAR_THRESHOLD,
@@ -105,9 +105,9 @@ def audit(
     """Audit `data` with the features of `source` (a backbone name or a trained run).
 
     Args:
-        data: a folder, CSV/TSV manifest or .npz, read with the ``key=value`` keys in `overrides`.
+        data: a folder, CSV/TSV manifest or .npz, read with the keys in `keys`.
         source: the feature network: a backbone (ImageNet weights) or a run (its fine-tuned backbone).
-        overrides: reading and splitting keys (``label=``, ``group=``, ``seed=``, ``image_size=``...); the split is
+        keys: reading and splitting keys, typed (``{"label": ..., "group": ..., "seed": 0}``); the split is
             the one ``medtune train`` with the same keys would use.
         out: the audit folder (default ``runs/<data>-audit``).
         fix_split: also write ``split.csv`` with every duplicate group in one split.
@@ -133,7 +133,7 @@ def audit(
     from medtune.features.embed import embed
     from medtune.features.similar import normalise
 
-    keys = parse_overrides(overrides or [])
+    keys = dict(keys or {})
     config = load_config(**{**keys, "data": str(data)})
     embedding = embed(source, data, keys, progress=progress)
     table = default_split(embedding.table, config)  # the images read once, split as training would split them

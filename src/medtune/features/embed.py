@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def network_identity(network: torch.nn.Module) -> str:
 def embed(
     source: str | os.PathLike,
     data: str | os.PathLike,
-    overrides: list[str] | dict[str, Any] | None = None,
+    keys: Mapping[str, Any] | None = None,
     batch_size: int = _BATCH,
     progress: bool = True,
 ) -> Embedding:
@@ -94,8 +95,9 @@ def embed(
 
     Args:
         source: a trained run (its backbone) or a timm backbone name (its ImageNet weights).
-        data: a folder, CSV/TSV manifest or .npz, read with the ``key=value`` reading keys in `overrides`.
-        overrides: reading keys (``label=``, ``image_size=``...); a run's own size and channels win.
+        data: a folder, CSV/TSV manifest or .npz, read with the reading keys in `keys`.
+        keys: reading keys with typed values (``{"label": "finding", "image_size": 64}``); a run's own size
+            and channels win. The command line parses its ``key=value`` text into them.
         batch_size: images per forward pass.
         progress: progress bars on a terminal.
 
@@ -109,7 +111,7 @@ def embed(
     """
     source = str(source)
     run_config = load_trained_config(source)
-    values = overrides if isinstance(overrides, dict) else _parse(overrides)
+    values = dict(keys or {})
     keys = {**values, "data": str(data)}
     if run_config is not None:  # the run's preprocessing: its size, channels, resizing and DICOM window
         keys.update({k: getattr(run_config, k) for k in ("image_size", "channels", "resize", "interpolation",
@@ -164,12 +166,6 @@ def load_trained_config(source: str) -> Config | None:
 
     check_backbone(source)
     return None
-
-
-def _parse(overrides: list[str] | None) -> dict[str, Any]:
-    from medtune.config import parse_overrides
-
-    return parse_overrides(overrides or [])
 
 
 @torch.inference_mode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,17 +72,17 @@ def probe(
     data: str | os.PathLike,
     source: str = "tf_efficientnet_lite0",
     methods: Sequence[str] = ("logreg",),
-    overrides: list[str] | None = None,
+    keys: Mapping[str, Any] | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> list[Run]:
     """Fit each probe on the training split's features and score it on the test split.
 
     Args:
-        data: labelled data (folder, CSV/TSV, .npz), read with the ``key=value`` keys in `overrides`.
+        data: labelled data (folder, CSV/TSV, .npz), read with the keys in `keys`.
         source: a backbone name or a trained run whose backbone gives the features.
         methods: ``logreg``, ``knn``, ``svm`` (``all``: the three).
-        overrides: reading and splitting keys (``label=``, ``group=``, ``seed=``, ``image_size=``...).
+        keys: reading and splitting keys, typed (``{"label": ..., "group": ..., "seed": 0}``).
         out: the folder of the probe runs (default ``runs/``); each is ``<data>-<source>-<method>``.
         progress: progress bars on a terminal.
 
@@ -90,7 +90,6 @@ def probe(
         The run directories written (``metrics.json``, ``predictions.csv``, ``split.csv``, ``probe.json``).
     """
     from medtune.apply.evaluate import write_evaluation
-    from medtune.config import parse_overrides
     from medtune.features.embed import embed
     from medtune.metrics.classification import compute_metrics
     from medtune.tasks.classify import predictions_frame
@@ -98,7 +97,7 @@ def probe(
     methods = list(METHODS) if list(methods) == ["all"] else list(methods)
     for method in methods:
         create_probe(method)  # an unknown name fails before the features are computed
-    keys = parse_overrides(overrides or [])
+    keys = dict(keys or {})
     embedding = embed(source, data, keys, progress=progress)
     table = load_table(load_config(**{**keys, "data": str(data)}))
     if table.multilabel or len(table) != len(embedding.table):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,14 @@ class SearchIndex:
 
 
 def build_index(
-    source: str | os.PathLike, data: str | os.PathLike, overrides: list[str] | None = None,
+    source: str | os.PathLike, data: str | os.PathLike, keys: Mapping[str, Any] | None = None,
     out: str | os.PathLike | None = None, progress: bool = True,
 ) -> SearchIndex:  # fmt: skip
     """Embed every image of `data` with `source` and save the index (default ``RUN/index`` for a run, else
-    ``runs/index-<data>``)."""
+    ``runs/index-<data>``); `keys` are the reading keys, typed (`medtune.features.embed.embed`)."""
     from medtune.features.embed import embed, load_trained_config
 
-    embedding = embed(source, data, overrides or [], progress=progress)
+    embedding = embed(source, data, keys, progress=progress)
     index, kind = create_index(np.asarray(embedding.features))
     run_config = load_trained_config(str(source))
     folder = Path(out) if out else (Path(source) / "index" if run_config else Path("runs") / f"index-{Path(data).name}")

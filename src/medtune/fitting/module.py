@@ -141,8 +141,9 @@ class TransferModule(L.LightningModule):
     # --- optimisation and checkpoints --------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = create_optimizer(self.model, self.config)
-        scheduler = create_scheduler(optimizer, self.config, int(self.trainer.estimated_stepping_batches))
+        sections = self.config.sections
+        optimizer = create_optimizer(self.model, sections.optimisation, sections.model.backbone)
+        scheduler = create_scheduler(optimizer, sections.schedule, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -178,7 +178,7 @@ def create_loaders(dataset: PreparedDataset) -> tuple[Any, Any]:
     config = dataset.config
     targets = task_for(config, dataset.table).training_targets(dataset.table)
     train_rows, val_rows = dataset.rows("train"), dataset.rows("val")
-    transform = create_train_transform(resolve_augment(config), config.image_size, config.mask)
+    transform = create_train_transform(resolve_augment(config.sections.augmentation), config.image_size, config.mask)
     train_set = StoreDataset(dataset.store, train_rows, targets, transform, seed=config.seed)
     return _split_loaders(dataset, train_set, StoreDataset(dataset.store, val_rows, targets))
 
@@ -212,7 +212,10 @@ def feature_loaders(
     config, table = dataset.config, dataset.table
     if not hasattr(module.model, "head") or config.strategy != "freeze" or not config.cache_features:
         return None
-    if create_train_transform(resolve_augment(config), config.image_size, config.mask) is not None:
+    if (
+        create_train_transform(resolve_augment(config.sections.augmentation), config.image_size, config.mask)
+        is not None
+    ):
         print(f"{log_prefix}strategy=freeze with augment={config.augment} runs the frozen backbone over every image in "
               f"every epoch; augment=none computes its features once and trains the head on them, "
               f"{FEATURE_SPEEDUP} faster per epoch", file=sys.stderr)  # fmt: skip

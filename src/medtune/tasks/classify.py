@@ -109,7 +109,8 @@ class Classify(Task):
     def loss_weights(self, config: Config, table: Table, rows: np.ndarray) -> torch.Tensor | None:
         from medtune.training.sampling import loss_weights
 
-        return loss_weights(config, table.targets()[rows], len(table.classes), self.activation == "sigmoid")
+        multilabel = self.activation == "sigmoid"
+        return loss_weights(config.sections.optimisation, table.targets()[rows], len(table.classes), multilabel)
 
     def sample_weights(self, table: Table, rows: np.ndarray) -> np.ndarray:
         from medtune.training.sampling import sample_weights
@@ -119,7 +120,7 @@ class Classify(Task):
     def loss(self, config: Config, weights: torch.Tensor | None, num_classes: int) -> nn.Module:
         from medtune.training.losses import create_loss
 
-        return create_loss(config, self.activation == "sigmoid", weights)
+        return create_loss(config.sections.optimisation, self.activation == "sigmoid", weights)
 
     def create_epoch_metrics(self, num_outputs: int, prefix: str) -> Any:
         from medtune.training.epoch_metrics import create_epoch_metrics

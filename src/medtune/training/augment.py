@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 from medtune._registry import Registry
 
 if TYPE_CHECKING:
-    from medtune.config import Config
+    from medtune.config.schema import Augmentation
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,11 @@ AUGMENT_PRESETS.register("flip")(AugmentSpec(hflip=0.5))
 AUGMENT_PRESETS.register("medical")(AugmentSpec(hflip=0.5, rotate=10.0, crop_scale=0.8, brightness=0.1, contrast=0.1))
 
 
-def resolve_augment(config: Config) -> AugmentSpec:
-    """The preset named by ``config.augment`` with every per-transform key the configuration sets.
+def resolve_augment(config: Augmentation) -> AugmentSpec:
+    """The preset named by ``augment=`` with every per-transform key the augmentation section sets.
 
     >>> from medtune.config import load_config
-    >>> resolve_augment(load_config(augment="flip", rotate=5)).rotate
+    >>> resolve_augment(load_config(augment="flip", rotate=5).sections.augmentation).rotate
     5.0
     """
     preset = AUGMENT_PRESETS.get(config.augment)

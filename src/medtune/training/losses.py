@@ -16,30 +16,32 @@ from torch import nn
 from medtune._registry import Registry
 
 if TYPE_CHECKING:
-    from medtune.config import Config
+    from medtune.config.schema import Optimisation
 
 #: Losses: ``(config, multilabel, weights) -> nn.Module``.
 LOSSES: Registry = Registry("loss")
 
 
-def create_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
+def create_loss(config: Optimisation, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
     """The loss of ``config.loss`` (``cross-entropy`` or ``focal``) for single- or multi-label targets.
 
     Args:
-        config: ``loss``, ``focal_gamma`` and ``label_smoothing`` are read.
+        config: the optimisation section: ``loss``, ``focal_gamma`` and ``label_smoothing`` are read.
         multilabel: targets are multi-hot ``(N, C)`` floats instead of class indices.
         weights: single-label: a weight per class (focal: the alpha of each class); multi-label: the positive
             weight of each label (``pos_weight``); None for none.
 
     >>> from medtune.config import load_config
-    >>> create_loss(load_config(loss="focal"), multilabel=True)
+    >>> create_loss(load_config(loss="focal").sections.optimisation, multilabel=True)
     MultiLabelLoss(label_smoothing=0.1, gamma=2.0)
     """
     return LOSSES.get(config.loss)(config, multilabel, weights)
 
 
 @LOSSES.register("cross-entropy")
-def cross_entropy_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
+def cross_entropy_loss(
+    config: Optimisation, multilabel: bool = False, weights: torch.Tensor | None = None
+) -> nn.Module:
     """Cross-entropy over classes, or binary cross-entropy per label (multi-label)."""
     if multilabel:
         return MultiLabelLoss(config.label_smoothing, weights, None)
@@ -47,7 +49,7 @@ def cross_entropy_loss(config: Config, multilabel: bool = False, weights: torch.
 
 
 @LOSSES.register("focal")
-def focal_loss(config: Config, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
+def focal_loss(config: Optimisation, multilabel: bool = False, weights: torch.Tensor | None = None) -> nn.Module:
     """Softmax focal loss over classes, or sigmoid focal loss per label (multi-label), of ``focal_gamma``."""
     if multilabel:
         return MultiLabelLoss(config.label_smoothing, weights, config.focal_gamma)

@@ -18,10 +18,10 @@ from medtune._registry import Registry
 from medtune.models.stages import frozen_parameters, stage_lr_scales
 
 if TYPE_CHECKING:
-    from medtune.config import Config
+    from medtune.config.schema import Optimisation, Schedule
 
-#: Optimizer builders: ``(param_groups, config) -> torch.optim.Optimizer``.
-OPTIMIZERS: Registry[Callable[[list[dict], Config], torch.optim.Optimizer]] = Registry("optimizer")
+#: Optimizer builders: ``(param_groups, optimisation) -> torch.optim.Optimizer``.
+OPTIMIZERS: Registry[Callable[[list[dict], Optimisation], torch.optim.Optimizer]] = Registry("optimizer")
 OPTIMIZERS.register("sgd")(
     lambda groups, c: torch.optim.SGD(
         groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay
@@ -32,16 +32,18 @@ OPTIMIZERS.register("adamw")(lambda groups, c: torch.optim.AdamW(groups, lr=c.lr
 OPTIMIZERS.register("adamax")(lambda groups, c: torch.optim.Adamax(groups, lr=c.lr, weight_decay=c.weight_decay))
 OPTIMIZERS.register("adagrad")(lambda groups, c: torch.optim.Adagrad(groups, lr=c.lr, weight_decay=c.weight_decay))
 
-#: Schedule shapes after warm-up: ``(progress 0..1, epoch, config) -> factor of the peak learning rate``.
-#: Schedules: ``(optimizer, config, total_steps, warmup_steps) -> LRScheduler``, stepped every optimizer step.
+#: Schedule shapes after warm-up: ``(progress 0..1, epoch, schedule) -> factor of the peak learning rate``.
+#: Schedules: ``(optimizer, schedule, total_steps, warmup_steps) -> LRScheduler``, stepped every optimizer step.
 SCHEDULERS: Registry[Callable[..., torch.optim.lr_scheduler.LRScheduler]] = Registry("scheduler")
 
 
-def warmup_schedule(shape: Callable[[float, float, Config], float]) -> Callable[..., torch.optim.lr_scheduler.LambdaLR]:
+def warmup_schedule(
+    shape: Callable[[float, float, Schedule], float],
+) -> Callable[..., torch.optim.lr_scheduler.LambdaLR]:
     """A schedule builder: a linear warm-up over the warm-up steps, then ``shape(progress, epoch, config)``."""
 
     def build(
-        optimizer: torch.optim.Optimizer, config: Config, total_steps: int, warmup: int
+        optimizer: torch.optim.Optimizer, config: Schedule, total_steps: int, warmup: int
     ) -> torch.optim.lr_scheduler.LambdaLR:
         steps_per_epoch = total_steps / config.epochs
 
@@ -63,7 +65,7 @@ SCHEDULERS.register("step")(warmup_schedule(lambda progress, epoch, c: c.step_ga
 
 @SCHEDULERS.register("one-cycle")
 def one_cycle(
-    optimizer: torch.optim.Optimizer, config: Config, total_steps: int, warmup: int
+    optimizer: torch.optim.Optimizer, config: Schedule, total_steps: int, warmup: int
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """torch's OneCycleLR; its ramp lasts ``warmup_epochs`` (a share of 0.05 to 0.5 of the steps, else 0.3)."""
     pct = min(0.5, max(warmup / total_steps, 0.05)) if config.warmup_epochs > 0 else 0.3
@@ -92,32 +94,39 @@ def _head_and_backbone(model: nn.Module) -> tuple[list, list]:
     return rest, list(_pretrained(model).named_parameters())
 
 
-def _backbone_parts(model: nn.Module, named: list, config: Config, scale: float) -> list[tuple[str, list, float]]:
+def _backbone_parts(
+    model: nn.Module, named: list, config: Optimisation, backbone: str, scale: float
+) -> list[tuple[str, list, float]]:
     """The pretrained part's groups: its stages frozen by ``freeze=N`` left out, and with ``lr_decay`` < 1 one
     group per stage at ``decay ** (stages + 1 - stage)`` of the rate (`medtune.models.stages`)."""
     if not config.freeze and config.lr_decay >= 1.0:
         return [("backbone", named, scale)]
     module = _pretrained(model)
-    frozen = frozen_parameters(module, config.freeze, config.backbone)
+    frozen = frozen_parameters(module, config.freeze, backbone)
     named = [(name, p) for name, p in named if name not in frozen]
     if config.lr_decay >= 1.0:
         return [("backbone", named, scale)]
-    scales = stage_lr_scales(module, config.lr_decay, config.backbone)
+    scales = stage_lr_scales(module, config.lr_decay, backbone)
     stages: dict[float, list] = {}
     for name, param in named:
         stages.setdefault(scales[name], []).append((name, param))
     return [(f"backbone-{i}", part, scale * factor) for i, (factor, part) in enumerate(sorted(stages.items()))]
 
 
-def create_param_groups(model: nn.Module, config: Config) -> list[dict]:
+def create_param_groups(model: nn.Module, config: Optimisation, backbone: str) -> list[dict]:
     """Optimizer groups for a `Classifier` (head and backbone) or a segmenter (decoder and encoder): the pretrained
     part at ``lr * backbone_lr_scale`` for the gradual strategy, absent for the freeze strategy, without the stages
-    ``freeze=N`` holds and by stage with ``lr_decay``, each with and without weight decay."""
-    head, backbone = _head_and_backbone(model)
+    ``freeze=N`` holds and by stage with ``lr_decay``, each with and without weight decay.
+
+    Args:
+        model: the network.
+        config: the optimisation section of the configuration (``config.sections.optimisation``).
+        backbone: the backbone's name (``backbone=``), for its stages."""
+    head, pretrained = _head_and_backbone(model)
     parts = [("head", head, 1.0)]
     if config.strategy != "freeze" and config.freeze != "all":
         scale = config.backbone_lr_scale if config.strategy == "gradual" else 1.0
-        parts += _backbone_parts(model, backbone, config, scale)
+        parts += _backbone_parts(model, pretrained, config, backbone, scale)
     groups = []
     for name, named, scale in parts:
         decay, no_decay = _decay_split(named)
@@ -127,23 +136,24 @@ def create_param_groups(model: nn.Module, config: Config) -> list[dict]:
     return groups
 
 
-def create_optimizer(model: nn.Module, config: Config) -> torch.optim.Optimizer:
-    """The optimizer named by ``config.optimizer`` over `create_param_groups`.
+def create_optimizer(model: nn.Module, config: Optimisation, backbone: str) -> torch.optim.Optimizer:
+    """The optimizer named by ``optimizer=`` over `create_param_groups`.
 
     >>> from medtune.config import load_config
     >>> from medtune.models import create_classifier
     >>> model = create_classifier("tf_efficientnet_lite0", 2, pretrained=False)
-    >>> type(create_optimizer(model, load_config(optimizer="sgd"))).__name__
+    >>> settings = load_config(optimizer="sgd").sections
+    >>> type(create_optimizer(model, settings.optimisation, settings.model.backbone)).__name__
     'SGD'
     """
-    return OPTIMIZERS.get(config.optimizer)(create_param_groups(model, config), config)
+    return OPTIMIZERS.get(config.optimizer)(create_param_groups(model, config, backbone), config)
 
 
 def create_scheduler(
-    optimizer: torch.optim.Optimizer, config: Config, total_steps: int
+    optimizer: torch.optim.Optimizer, config: Schedule, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """The schedule named by ``config.scheduler`` (`SCHEDULERS`) over `total_steps` optimizer steps, with
-    ``warmup_epochs`` of warm-up (one-cycle: its ramp)."""
+    """The schedule named by ``scheduler=`` (`SCHEDULERS`) over `total_steps` optimizer steps, with
+    ``warmup_epochs`` of warm-up (one-cycle: its ramp); `config` is the schedule section."""
     total_steps = max(1, total_steps)
     warmup = min(total_steps - 1, round(config.warmup_epochs * total_steps / config.epochs))
     return SCHEDULERS.get(config.scheduler)(optimizer, config, total_steps, warmup)

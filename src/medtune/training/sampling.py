@@ -11,7 +11,7 @@ import torch
 from medtune.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medtune.config import Config
+    from medtune.config.schema import Optimisation
 
 #: Multi-label ``class_weights=auto``: the largest positive weight a label gets. Beyond about 20, the two or three
 #: positive images of a rare finding dominate its gradient and the network learns to flag it everywhere.
@@ -66,7 +66,7 @@ def sample_weights(targets: np.ndarray, num_classes: int, multilabel: bool = Fal
 
 
 def loss_weights(
-    config: Config, train_targets: np.ndarray, num_classes: int, multilabel: bool = False
+    config: Optimisation, train_targets: np.ndarray, num_classes: int, multilabel: bool = False
 ) -> torch.Tensor | None:
     """The loss weights ``class_weights=`` asks for: None, inverse class frequencies (multi-label: capped positive
     weights per label) from the training targets, or the given list (one value per class).
