@@ -40,6 +40,7 @@ lint: setup
 	$(VENV)/bin/lint-imports
 	$(PY) tools/check_size.py src
 	$(PY) tools/check_layout.py src
+	$(PY) tools/check_tests.py src/medtune tests
 
 bench: setup
 	$(PY) benchmarks/store.py

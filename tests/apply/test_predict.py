@@ -1,0 +1,28 @@
+"""medtune.predict through its Python API: a DataFrame of answers, unreadable files kept with their error, and the
+files `write_predictions` makes of it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+import medtune
+from medtune.apply.predict import prediction_records, write_predictions
+from tests.conftest import shared_path
+
+
+def test_predictions_come_back_as_a_frame_with_every_probability(tiny_run, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    images = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:3]
+    results = medtune.predict(tiny_run, [*images, broken], progress=False, workers=0)
+    assert list(results.columns) == ["file", "label", "confidence", "prob_normal", "prob_pneumonia", "error"]
+    read = results[results["error"].isna()]
+    assert len(read) == 3 and set(read["label"]) <= {"normal", "pneumonia"}
+    np.testing.assert_allclose(read[["prob_normal", "prob_pneumonia"]].sum(axis=1), 1.0, atol=1e-5)
+    assert pd.isna(results.loc[3, "label"]) and "broken.png" in results.loc[3, "file"] and results.loc[3, "error"]
+    written = write_predictions(results, tmp_path / "answers.json", probs=True)
+    records = json.loads(written.read_text())
+    assert records == prediction_records(results) and records[0]["probabilities"].keys() == {"normal", "pneumonia"}
