@@ -28,8 +28,9 @@ def test_untested_modules_and_stale_rows_are_named(tmp_path):
     (tests / "a").mkdir(parents=True)
     (tests / "a" / "test_own.py").write_text("")
     (tests / "a" / "test_private.py").write_text("")
-    (tests / "README.md").write_text("| module | covered by |\n|---|---|\n| `a/listed.py` | `tests/a/test_own.py` |\n"
-                                     "| `a/gone.py` | `tests/a/test_own.py` |\n| `a/forgotten.py` | `tests/a/x.py` |\n")  # fmt: skip
+    rows = ["| module | covered by |", "|---|---|", "| `a/listed.py` | `tests/a/test_own.py` |",
+            "| `a/gone.py` | `tests/a/test_own.py` |", "| `a/forgotten.py` | `tests/a/x.py` |"]  # fmt: skip
+    (tests / "README.md").write_text("\n".join(rows) + "\n")
     result = _check(src, tests)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
