@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console
+from medtune.tasks import task_of_meta
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -33,7 +34,7 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
     if metrics.get("multilabel"):
         render_findings(metrics, title)
         return
-    if metrics.get("task") == "segment":
+    if not task_of_meta(metrics).labelled:  # a segmenter: Dice, IoU and HD95
         render_segmentation(metrics, title)
         return
     intervals = metrics.get("intervals", {})

@@ -26,6 +26,7 @@ from medtune.config import Config
 from medtune.errors import ConfigError, DataError
 from medtune.experiments.queue import elapsed_minutes, state_of
 from medtune.experiments.storage import QueueStorage
+from medtune.tasks import get_task
 
 #: Metrics the leaderboard can rank by: the best validation epoch's, or the test split's.
 #: Segmentation experiments (``task: segment``) are ranked by Dice (HD95: lowest first).
@@ -81,7 +82,8 @@ def leaderboard_frame(
     unused = [c for c in frame if c.startswith(("val_", "test_", "probe")) and frame[c].isna().all()]
     frame = frame.drop(columns=unused)  # a classification board shows no Dice columns, and the reverse
     if metric == AUTO_METRIC:
-        metric = "val_dice" if configs and all(c.get("task") == "segment" for c in configs) else "val_auc"
+        monitors = {get_task(c.get("task") or "classify").monitor for c in configs}  # the tasks' own, when one
+        metric = monitors.pop() if len(monitors) == 1 else "val_auc"
     if metric not in frame:
         frame[metric] = None
     keys = differing_keys(configs)

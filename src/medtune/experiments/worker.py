@@ -34,6 +34,7 @@ from medtune.config.merge import validate_config
 from medtune.errors import MedtuneError
 from medtune.experiments.queue import describe, search_space
 from medtune.experiments.storage import Outages, QueueStorage
+from medtune.tasks import task_of_meta
 
 
 class TrialStopped(Exception):
@@ -371,21 +372,7 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
     else:
         best_row = history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
     metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
-    intervals = metrics.get("intervals", {})
-
-    def scored(value: Any, key: str) -> list[Any]:
-        return [value, *(intervals.get(key) or [None, None])]
-
-    if metrics.get("task") == "segment":
-        test = {name: scored(metrics.get(name), name) for name in ("dice", "iou", "hd95")}
-    else:
-        test = {
-            "auc": scored(metrics["macro"]["auc"], "auc"),
-            "accuracy": scored(metrics["accuracy"], "accuracy"),
-            "balanced_accuracy": scored(metrics["balanced_accuracy"], "balanced_accuracy"),
-            "f1": scored(metrics["macro"]["f1"], "f1"),
-            "ece": metrics.get("ece"),
-        }
+    test = task_of_meta(metrics).test_summary(metrics)
     state = network_state(read_checkpoint_file(run.best_checkpoint))
     return {
         "monitor": monitor,

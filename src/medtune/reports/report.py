@@ -158,7 +158,7 @@ def comparison_table(runs: Sequence[RunResults]) -> pd.DataFrame:
         if "data" in row:  # the last two parts of the path say which data; the whole path is in each run's page
             row["data"] = "/".join(Path(row["data"]).parts[-2:])
         history, metrics = r.history, r.metrics or {}
-        if metrics.get("task") == "segment" or r.config.get("task") == "segment":
+        if not r.task.labelled:  # a segmenter: Dice, IoU and HD95
             row.update(_segment_scores(history, metrics))
             rows.append(row)
             continue

@@ -44,7 +44,7 @@ class RunResults:
 
     @property
     def classes(self) -> list[str]:
-        if self.config.get("task") == "segment":
+        if not self.task.labelled:  # a segmenter's targets are masks
             return []
         if self.metrics:
             return list(self.metrics["classes"])

@@ -19,6 +19,7 @@ from medtune.reports.plots import (
     plot_roc,
 )
 from medtune.reports.results import RunResults
+from medtune.tasks import task_of_meta
 
 #: Per-epoch curves drawn in a report: history.csv metric and its title.
 CURVES: tuple[tuple[str, str], ...] = (
@@ -196,7 +197,7 @@ def evaluations_section(results: RunResults) -> Section | None:
 
 
 def _evaluation_row(name: str, metrics: dict[str, Any]) -> dict[str, Any]:
-    if metrics.get("task") == "segment":
+    if not task_of_meta(metrics).labelled:
         from medtune.reports.segment import segment_evaluation_row
 
         return segment_evaluation_row(name, metrics)
@@ -238,7 +239,7 @@ def data_section(results: RunResults) -> Section:
     if split is None:
         section.notes.append("No split.csv: the run has not started training yet.")
         return section
-    if results.config.get("task") == "segment":  # no labels: images per split
+    if not results.task.labelled:  # a segmenter, no labels: images per split
         per_split = split["split"].value_counts()
         order = [s for s in ("train", "val", "test") if s in per_split.index]
         section.tables.append(html_table(pd.DataFrame([{**{s: int(per_split[s]) for s in order},

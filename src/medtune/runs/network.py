@@ -15,6 +15,7 @@ from medtune._io import write_json, write_text
 from medtune.config import Config
 from medtune.errors import DataError
 from medtune.models.custom import NetworkSource, is_custom, network_source
+from medtune.tasks import get_task
 
 #: The record's file name inside ``RUN/network/``.
 RECORD = "network.json"
@@ -22,7 +23,7 @@ RECORD = "network.json"
 
 def current_network(config: Config) -> NetworkSource | None:
     """The code of the configuration's own network as it is now; None for timm backbones and segmenters."""
-    if config.task != "classify" or not is_custom(config.backbone):
+    if not get_task(config.task).labelled or not is_custom(config.backbone):  # a segmenter's encoder is timm's
         return None
     return network_source(config.backbone)
 

@@ -36,6 +36,7 @@ from medtune.errors import ConfigError, DataError, ImageReadError
 from medtune.models.inference import inference_device
 from medtune.models.segmenters import MASK_THRESHOLD
 from medtune.runs.trained import TrainedSegmenter, load_segmenter
+from medtune.tasks import get_task
 
 _BATCH = 16
 _LISTED = 5
@@ -57,8 +58,9 @@ def is_segmentation_run(path: str | os.PathLike | None) -> bool:
     if not config_file.is_file():
         return False
     try:
-        return (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("task") == "segment"
-    except (OSError, yaml.YAMLError, AttributeError):
+        task = (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}).get("task") or "classify"
+        return not get_task(str(task)).labelled
+    except (OSError, yaml.YAMLError, AttributeError, ConfigError):
         return False
 
 

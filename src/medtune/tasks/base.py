@@ -47,6 +47,7 @@ class Task:
         predict_hint: the command that predicts with an exported `{model}`.
         paired_keep: the best epoch is kept only when it beats the last on paired bootstrap resamples of the
             validation images (`medtune.fitting.keep`; single-label targets), else the best is kept as it is.
+        monitor: the validation metric a study of this task ranks by when none is named.
     """
 
     name: ClassVar[str] = ""
@@ -60,6 +61,7 @@ class Task:
     agreement_of: ClassVar[str] = "same top class"
     predict_hint: ClassVar[str] = "medtune predict {model} IMAGES... --out results.json"
     paired_keep: ClassVar[bool] = False
+    monitor: ClassVar[str] = "val_auc"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -186,6 +188,17 @@ class Task:
     def headline(self, targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]) -> dict[str, float]:
         """Macro ROC AUC and accuracy without intervals (a quick comparison of two versions of one network)."""
         raise NotImplementedError
+
+    def test_summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """What the leaderboard keeps of ``metrics.json``: each headline metric as ``[value, low, high]``."""
+        intervals = metrics.get("intervals", {})
+        return {
+            "auc": [metrics["macro"]["auc"], *(intervals.get("auc") or [None, None])],
+            "accuracy": [metrics["accuracy"], *(intervals.get("accuracy") or [None, None])],
+            "balanced_accuracy": [metrics["balanced_accuracy"], *(intervals.get("balanced_accuracy") or [None, None])],
+            "f1": [metrics["macro"]["f1"], *(intervals.get("f1") or [None, None])],
+            "ece": metrics.get("ece"),
+        }
 
     def agreement(self, probs: np.ndarray, other: np.ndarray) -> float:
         """The share of answers two versions of one network give alike (the export's parity check)."""

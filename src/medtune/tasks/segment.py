@@ -55,6 +55,7 @@ class Segment(Task):
     mask_is_target = True
     agreement_of = "same mask pixels"
     predict_hint = "medtune segment predict {model} IMAGES... --out masks/"
+    monitor = "val_dice"
     ensembles = "an ensemble averages class probabilities"
 
     def registries(self) -> dict[str, Any]:
@@ -124,6 +125,10 @@ class Segment(Task):
     def metric_inputs(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # logit 0 is probability 0.5, the mask threshold
         return (logits >= 0).long().squeeze(1), targets.long().squeeze(1)
+
+    def test_summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        intervals = metrics.get("intervals", {})
+        return {name: [metrics.get(name), *(intervals.get(name) or [None, None])] for name in ("dice", "iou", "hd95")}
 
     def agreement(self, probs: np.ndarray, other: np.ndarray) -> float:
         """The share of pixels on the same side of the mask threshold."""
