@@ -17,7 +17,7 @@ writes), `_locks`, `_paths`, `_progress`, `_registry` and `_version`.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from medtune._version import __version__
@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
     from medtune.apply.evaluate import Evaluation
     from medtune.config import Config
+    from medtune.features.audit import Audit
+    from medtune.features.embed import Embedding
     from medtune.fitting.train import TrainResult
+    from medtune.runs import Run
 
 
 def train(
@@ -53,34 +56,85 @@ def train(
     return train_and_report(config, out, progress=progress, callbacks=callbacks, log_prefix=log_prefix)
 
 
-def evaluate(run: str | os.PathLike, data: str | os.PathLike | None = None, **kwargs: Any) -> Evaluation:
-    """Metrics of a trained run on its test split or on other data (`medtune.apply.evaluate.evaluate`)."""
+def evaluate(
+    run: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str | None = None,
+    keys: Mapping[str, Any] | None = None,
+    tta: bool | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Metrics of a trained run (or its ``.onnx``) on its test split, or on other data read with the typed reading
+    `keys` (`medtune.apply.evaluate.evaluate`)."""
     from medtune.apply.evaluate import evaluate as run_evaluation
 
-    return run_evaluation(run, data, **kwargs)
+    return run_evaluation(run, data, split, keys, tta, out, progress)
 
 
-def predict(run: str | os.PathLike, inputs: list[str | os.PathLike], **kwargs: Any) -> pd.DataFrame:
-    """Predictions for image files, folders, globs or CSVs (`medtune.apply.predict.predict`)."""
+def predict(
+    run: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    tta: bool | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    path_column: str | None = None,
+    progress: bool = True,
+    masks: str | os.PathLike | None = None,
+    engine: str = "auto",
+    outside_paths: bool = False,
+) -> pd.DataFrame:
+    """Predictions for image files, folders, globs or CSVs, one row each (`medtune.apply.predict.predict`)."""
     from medtune.apply.predict import predict as run_prediction
 
-    return run_prediction(run, inputs, **kwargs)
+    return run_prediction(run, inputs, tta, batch_size, workers, path_column, progress, masks, engine, outside_paths)
 
 
-def embed(source: str | os.PathLike, data: str | os.PathLike, **keys: Any) -> Any:
+def embed(
+    source: str | os.PathLike,
+    data: str | os.PathLike,
+    keys: Mapping[str, Any] | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Embedding:
     """Pooled backbone features of every image of `data` from a run or a backbone name, cached beside the image
     store (`medtune.features.embed.embed`); ``.features`` is ``(N, D)`` float16, ``.table`` the images."""
     from medtune.features.embed import embed as run_embedding
 
-    return run_embedding(source, data, keys)
+    return run_embedding(source, data, keys, batch_size, progress)
 
 
-def audit(data: str | os.PathLike, source: str = "tf_efficientnet_lite0", *args: Any, **kwargs: Any) -> Any:
+def audit(
+    data: str | os.PathLike,
+    source: str = "tf_efficientnet_lite0",
+    keys: Mapping[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    fix_split: bool = False,
+    near: float | None = None,
+    checks: Sequence[str] | None = None,
+    progress: bool = True,
+) -> Audit:
     """Duplicates (leakage across splits first), likely label errors and outliers of `data`
     (`medtune.features.audit.audit`), written as CSV files, ``audit.json`` and the page ``audit.html``."""
-    from medtune.features.audit import audit_with_page
+    from medtune.features.audit import CHECKS, NEAR_THRESHOLD, audit_with_page
 
-    return audit_with_page(data, source, *args, **kwargs)
+    near = NEAR_THRESHOLD if near is None else near
+    return audit_with_page(data, source, keys, out, fix_split, near, CHECKS if checks is None else checks, progress)
+
+
+def probe(
+    data: str | os.PathLike,
+    source: str = "tf_efficientnet_lite0",
+    methods: Sequence[str] = ("logreg",),
+    keys: Mapping[str, Any] | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[Run]:
+    """Logistic regression, kNN or SVM on frozen features, each scored on the test split as a run directory
+    (`medtune.features.probe.probe`)."""
+    from medtune.features.probe import probe as run_probe
+
+    return run_probe(data, source, methods, keys, out, progress)
 
 
 def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str | None = None) -> np.ndarray:
@@ -118,12 +172,23 @@ def register_backbone(name: str, builder: Any = None) -> Any:
 
 
 def explain(
-    run: str | os.PathLike, inputs: list[str | os.PathLike], out: str | os.PathLike, **kwargs: Any
+    run: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    method: str = "gradcam",
+    target: str = "predicted",
+    layer: str | None = None,
+    masks: str | os.PathLike | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Grad-CAM maps for image files, folders, globs or CSVs, written to `out` (`medtune.apply.explain.explain`)."""
     from medtune.apply.explain import explain as run_explanation
 
-    return run_explanation(run, inputs, out, **kwargs)
+    return run_explanation(run, inputs, out, method, target, layer, masks, batch_size, progress)
 
 
-__all__ = ["__version__", "audit", "evaluate", "explain", "predict", "read_image", "register_backbone", "train"]
+__all__ = [
+    "__version__", "audit", "embed", "evaluate", "explain", "predict", "probe", "read_image", "register_backbone",
+    "train",
+]  # fmt: skip
