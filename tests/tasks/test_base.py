@@ -95,3 +95,8 @@ def test_each_task_builds_its_epoch_metrics():
     metrics.update(torch.tensor([[0.9, 0.1, 0.8], [0.2, 0.7, 0.1]]), torch.tensor([[1, 0, 1], [0, 1, 0]]))
     assert float(metrics.compute()["val_acc"]) == 1.0
     assert set(get_task("segment").create_epoch_metrics(1, "train_").keys()) == {"train_dice", "train_iou"}
+
+
+def test_multilabel_is_the_data_s_choice_not_a_key():
+    with pytest.raises(ConfigError, match="task=multilabel follows from the data"):
+        get_task("multilabel").check_trainable(_table(["a", "b"], ["train", "test"]))

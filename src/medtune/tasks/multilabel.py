@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medtune.data.table import LABEL_SEP, split_labels
-from medtune.errors import DataError
+from medtune.errors import ConfigError, DataError
 from medtune.tasks.base import TASKS
 from medtune.tasks.classify import Classify, label_key
 
@@ -104,6 +104,11 @@ class Multilabel(Classify):
         return {"classes": list(table.classes), "multilabel": True}
 
     def check_trainable(self, table: Table) -> Table:
+        if not table.multilabel:
+            raise ConfigError(
+                f"task=multilabel follows from the data, and {table.source} has one label per image: give "
+                "labels=COL1,COL2 (0/1 columns) or label=COLUMN label_sep='|', and leave task= out"
+            )
         if not table.labelled:
             raise DataError(f"{table.source}: training needs a label for every image; unlabelled rows were found")
         if not table.classes:
