@@ -59,7 +59,7 @@ def test_reading_again_segments_nothing(masked_run, tiny_segment_run):
 
 
 def test_predict_evaluate_and_serve_segment_new_images_themselves(masked_run, tmp_path):
-    from tests.serve.test_server import _start
+    from tests.deploy.test_server import _start
 
     images = sorted(shared_path("lungseg", "images").glob("*.png"))[:3]  # images the classifier never saw
     result = medtune("predict", masked_run, *images, "--out", tmp_path / "p.csv")

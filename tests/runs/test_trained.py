@@ -29,5 +29,5 @@ def test_each_loader_refuses_the_other_kind_with_the_command_to_use(tiny_run, ti
         load_trained(tiny_segment_run)
     with pytest.raises(DataError, match="classification run, not a segmenter"):
         load_segmenter(tiny_run)
-    with pytest.raises(DataError, match="not a run directory"):
+    with pytest.raises(DataError, match="is not a medtune run"):
         source_task(tmp_path)

@@ -288,7 +288,8 @@ def source_task(source: str | os.PathLike) -> Task:
     path = Path(source)
     if path.suffix.lower() == ".onnx":
         return load_exported(path).task
-    if path.is_dir() and (path / "config.yaml").is_file():
+    if path.is_dir():
+        open_run(path)  # a folder that is not a run is refused with the fix
         values = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
         return task_of_meta(
             {"task": values.get("task"), "multilabel": bool(values.get("labels") or values.get("label_sep"))}
