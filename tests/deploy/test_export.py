@@ -66,7 +66,8 @@ def test_flip_tta_on_the_model_matches_the_run(exported, tiny_run):
 def test_multilabel_model_keeps_its_thresholds(tiny_findings_run, tmp_path):
     result = export(tiny_findings_run, tmp_path / "findings.onnx")
     model = load_exported(result.model)
-    assert model.task.name == "multilabel" and model.thresholds is not None and len(model.thresholds) == len(model.classes)
+    assert model.task.name == "multilabel"
+    assert model.thresholds is not None and len(model.thresholds) == len(model.classes)
     inputs = [shared_path("cxr-fullres")]
     from_model = predict(result.model, inputs, progress=False)
     from_run = predict(tiny_findings_run, inputs, progress=False)
