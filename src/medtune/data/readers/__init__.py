@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medtune.config import Config, load_config
+from medtune.config.schema import DataSettings
 from medtune.data.dicom import DICOM_SUFFIXES, read_patient_ids
 from medtune.data.readers import folder, manifest, npz  # noqa: F401  (registration)
 from medtune.data.readers._base import READERS, Reader, register_reader
@@ -27,12 +28,13 @@ def list_readers() -> list[str]:
     return READERS.names()
 
 
-def read_table(source: str | Path, config: Config | None = None, labelled: bool | None = True) -> Table:
+def read_table(source: str | Path, config: DataSettings | Config | None = None, labelled: bool | None = True) -> Table:
     """Read any supported source into the dataset table.
 
     Args:
         source: a folder, a CSV/TSV manifest or an .npz file.
-        config: data keys (``reader=``, ``label=``, ``group=``...); defaults when None.
+        config: the data section of a configuration (``reader=``, ``label=``, ``group=``...; a whole `Config`
+            gives its section); defaults when None.
         labelled: False reads a folder as unlabelled images (for prediction); None reads a folder of images without
             sub-folders as unlabelled and everything else as labelled (for looking at data).
 
@@ -42,7 +44,7 @@ def read_table(source: str | Path, config: Config | None = None, labelled: bool 
     >>> read_table("../shared/data/cxr3").classes  # doctest: +SKIP
     ('covid', 'normal', 'pneumonia')
     """
-    config = config or load_config()
+    config = (config or load_config()).sections.data if isinstance(config, Config | None) else config
     path = Path(os.path.abspath(Path(source).expanduser()))
     if not path.exists():
         raise DataError(f"{path} does not exist; give a folder of images, a CSV/TSV manifest or an .npz file")
@@ -52,7 +54,7 @@ def read_table(source: str | Path, config: Config | None = None, labelled: bool 
     return _groups_from_dicom(_read(path, config, labelled), config)
 
 
-def _read(path: Path, config: Config, labelled: bool) -> Table:
+def _read(path: Path, config: DataSettings, labelled: bool) -> Table:
     if not labelled:
         if not path.is_dir():
             raise DataError(f"{path} is not a folder; unlabelled images are read from a folder")
@@ -66,7 +68,7 @@ def _read(path: Path, config: Config, labelled: bool) -> Table:
     raise DataError(f"cannot tell how to read {path}. Supported sources: {kinds}")
 
 
-def _groups_from_dicom(found: Table, config: Config) -> Table:
+def _groups_from_dicom(found: Table, config: DataSettings) -> Table:
     """Without a group column, DICOM rows take their PatientID as group (rows without one stay ungrouped)."""
     frame = found.frame
     if config.group is not None or frame["group"].notna().any():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medtune._registry import Registry
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.data.table import Table
 
 
@@ -24,7 +24,7 @@ class Reader:
 
     name: str
     detect: Callable[[Path], bool]
-    read: Callable[[Path, Config], Table]
+    read: Callable[[Path, DataSettings], Table]
     describe: str
 
 
@@ -34,7 +34,7 @@ READERS: Registry[Reader] = Registry("reader")
 def register_reader(name: str, detect: Callable[[Path], bool], describe: str) -> Callable:
     """Decorator: register `read(path, config) -> Table` as reader `name`."""
 
-    def add(read: Callable[[Path, Config], Table]) -> Callable[[Path, Config], Table]:
+    def add(read: Callable[[Path, DataSettings], Table]) -> Callable[[Path, DataSettings], Table]:
         READERS.register(name)(Reader(name=name, detect=detect, read=read, describe=describe))
         return read
 

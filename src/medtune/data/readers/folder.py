@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.data.images import is_image_file
 from medtune.data.readers._base import register_reader
 from medtune.data.readers.names import labels_from_names, name_pattern
@@ -63,7 +63,7 @@ def _is_split_layout(root: Path) -> bool:
     return bool(names) and names <= set(SPLIT_DIRS) and any(SPLIT_DIRS[n] == "train" for n in names)
 
 
-def _read_named(root: Path, config: Config, pattern: re.Pattern[str]) -> Table:
+def _read_named(root: Path, config: DataSettings, pattern: re.Pattern[str]) -> Table:
     """Every image under `root` (split folders kept), labelled by its file name (`medtune.data.readers.names`)."""
     notes: list[str] = []
     parts = [(d, SPLIT_DIRS[d.name.lower()]) for d in _visible_dirs(root)] if _is_split_layout(root) else [(root, None)]
@@ -81,7 +81,7 @@ def _read_named(root: Path, config: Config, pattern: re.Pattern[str]) -> Table:
     return create_table(frame, classes=order, source=root, reader="folder", notes=[note, *notes])
 
 
-def read_class_folders(root: Path, config: Config) -> Table:
+def read_class_folders(root: Path, config: DataSettings) -> Table:
     """Read ``root/<class>/*`` or ``root/<split>/<class>/*`` into a table; class names are folder names (or file
     names: ``label_from=name``, ``label_pattern=``)."""
     pattern = name_pattern(config)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from medtune._registry import suggest
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.data.readers._base import register_reader
 from medtune.data.readers.names import labels_from_names, name_pattern
 from medtune.data.table import LABEL_SEP, Table, create_table
@@ -110,7 +110,7 @@ def _delimited_labels(values: pd.Series, sep: str, no_finding: str) -> pd.Series
     return values.map(parse)
 
 
-def read_manifest(path: Path, config: Config) -> Table:
+def read_manifest(path: Path, config: DataSettings) -> Table:
     """Read a CSV/TSV manifest into a table, using the column keys of `config`."""
     frame = read_manifest_csv(path)
     base = path.parent

@@ -13,14 +13,14 @@ import re
 
 import pandas as pd
 
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.errors import ConfigError, DataError
 
 #: ``label_from=name``: the file name's prefix before the first ``-`` or ``_`` (the extension never counts).
 NAME_PREFIX = r"^(?:.*/)?(?P<label>[^/_-]+)[-_][^/]*$"
 
 
-def name_pattern(config: Config) -> re.Pattern[str] | None:
+def name_pattern(config: DataSettings) -> re.Pattern[str] | None:
     """The compiled pattern that names the label, or None when labels come from folders or a label column.
 
     Raises:

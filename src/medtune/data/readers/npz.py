@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.data.readers._base import register_reader
 from medtune.data.table import LABEL_SEP, Table, create_table
 from medtune.errors import DataError
@@ -51,7 +51,7 @@ def _sidecar_classes(path: Path) -> list[str] | None:
     return None
 
 
-def _class_names(path: Path, config: Config, n_classes: int) -> tuple[list[str], str]:
+def _class_names(path: Path, config: DataSettings, n_classes: int) -> tuple[list[str], str]:
     stem = re.sub(r"_\d+$", "", path.stem.lower())  # pneumoniamnist_64.npz is MedMNIST+ at 64 px
     for names, origin in (
         (config.classes, "classes="),
@@ -127,7 +127,7 @@ def _check_arrays(path: Path, stem: str, images: np.ndarray, labels: np.ndarray)
                         "class indices (0, 1, 2...) or 0/1 columns")  # fmt: skip
 
 
-def read_npz(path: Path, config: Config) -> Table:
+def read_npz(path: Path, config: DataSettings) -> Table:
     """Read a MedMNIST-style archive into a table (``path`` is the archive, ``array``/``index`` the image)."""
     arrays = _arrays(path)
     widths = {labels.shape[1] for _, labels in arrays.values()}
