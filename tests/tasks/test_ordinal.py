@@ -85,6 +85,7 @@ def grader(tmp_path_factory):
     out = tmp_path_factory.mktemp("ordinal") / "grades"
     result = medtune("train", shared_path("retinamnist", "retinamnist.npz"), *TINY_ORDINAL, "--out", out)
     assert result.returncode == 0, result.stderr
+    (out.parent / "train-stdout.txt").write_text(result.stdout)
     return out
 
 
@@ -97,7 +98,8 @@ def test_a_grader_trains_evaluates_and_reports_kappa(grader):
     predictions = pd.read_csv(grader / "predictions.csv", dtype={"label": str, "predicted": str})
     probs = predictions[[f"prob_{c}" for c in metrics["classes"]]].to_numpy()
     assert (predictions["predicted"].astype(int) == median_grades(probs)).all()  # the median, not the argmax
-    assert (grader / "report.html").is_file() and "history.csv" in {p.name for p in grader.iterdir()}
+    assert "quadratic weighted kappa" in (grader.parent / "train-stdout.txt").read_text()  # the command's table
+    assert "quadratic weighted kappa" in (grader / "report.html").read_text()  # and the report's cards
     again = medtune("evaluate", grader)
     evaluated = json.loads((grader / "metrics.json").read_text())
     assert again.returncode == 0 and evaluated["ordinal"] == metrics["ordinal"]  # the same grades, scored again

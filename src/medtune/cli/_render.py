@@ -49,6 +49,8 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
     head.add_row("F1 (macro)", interval(macro.get("f1"), intervals.get("f1")))
     head.add_row("log loss", _num(metrics.get("log_loss")))
     head.add_row("calibration error (ECE)", _num(metrics.get("ece")))
+    for name, value, bounds in task_of_meta(metrics).more_headline(metrics):  # ordinal grades: kappa, grade error
+        head.add_row(name, interval(value, bounds))
     console.print(head)
     per_class = RichTable(title="Per class", title_justify="left")
     for column in ("class", "precision", "recall", "F1", "AUC", "support"):

@@ -43,6 +43,7 @@ def headline(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
         card("balanced accuracy", metrics["balanced_accuracy"], intervals.get("balanced_accuracy")),
         card("F1 (macro)", metrics["macro"]["f1"], intervals.get("f1")),
         card("calibration error (ECE)", metrics.get("ece")),
+        *(card(name, value, bounds) for name, value, bounds in task_of_meta(metrics).more_headline(metrics)),
         card("images evaluated", metrics["n"]),
     ]
 

@@ -189,6 +189,11 @@ class Task:
         """Macro ROC AUC and accuracy without intervals (a quick comparison of two versions of one network)."""
         raise NotImplementedError
 
+    def more_headline(self, metrics: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        """Headline numbers this task adds to the command line's table and the report's cards:
+        ``(name, value, [low, high] or None)``."""
+        return []
+
     def test_summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """What the leaderboard keeps of ``metrics.json``: each headline metric as ``[value, low, high]``."""
         intervals = metrics.get("intervals", {})

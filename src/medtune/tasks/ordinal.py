@@ -171,6 +171,17 @@ class Ordinal(Classify):
             raise ConfigError(f"task=ordinal trains with the CORN loss; leave loss= out (got loss={config.loss})")
         return CornLoss(num_classes)
 
+    def more_headline(self, metrics: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        graded = metrics.get("ordinal", {})
+        intervals = graded.get("intervals", {})
+        return [
+            (name, graded.get(key), intervals.get(key))
+            for name, key in (
+                ("quadratic weighted kappa", "quadratic_kappa"),
+                ("mean absolute grade error", "mean_absolute_error"),
+            )
+        ]
+
     def decode(self, probs: np.ndarray) -> np.ndarray:
         """The median grade of each image."""
         return median_grades(probs)
