@@ -50,7 +50,7 @@ def _feature_pass(data: Path, size: int) -> float:
     from medtune import embed
 
     started = time.perf_counter()
-    embed("tf_efficientnet_lite0", data, image_size=size)
+    embed("tf_efficientnet_lite0", data, {"image_size": size})
     return time.perf_counter() - started
 
 

@@ -119,8 +119,8 @@ class ExportedModel:
 
 
 def _onnx_module(model: ExportedModel, tta: bool) -> Any:
-    """An exported model as a torch module (CPU): uint8 NCHW tensors in, probability tensors out (torch is imported
-    here, not when a model is opened: predicting from an export with onnxruntime alone does not load it)."""
+    """An exported model as a torch module (CPU): uint8 NCHW tensors in, probability tensors out, for the code
+    that takes a run's ``inference_model`` (masks predicted by an exported segmenter)."""
     import torch
 
     class OnnxModule(torch.nn.Module):
