@@ -41,7 +41,9 @@ def summary_command(
 
     dataset = prepare_dataset(config, labelled=None, store=False)
     with progress_bar("scanning images", total=len(dataset.table)) as advance:
-        summary = summarize(dataset.table, dataset.config, dataset.resolved.preprocessing, on_progress=advance)
+        summary = summarize(
+            dataset.table, dataset.config.sections.data, dataset.resolved.preprocessing, on_progress=advance
+        )
     render_summary(summary)
     if json_out:
         write_json(json_out, summary.to_dict())

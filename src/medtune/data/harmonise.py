@@ -27,7 +27,7 @@ from medtune.errors import ConfigError, DataError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from medtune.config import Config
+    from medtune.config.schema import DataSettings
 
 #: Canonical name -> the spellings that mean it (the canonical name itself always counts).
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -140,7 +140,7 @@ def check_label_map(
         raise ConfigError(f"label map: {hints} Its labels are {', '.join(sorted(present.values()))}.")
 
 
-def select_rows(table: Table, config: Config) -> Table:
+def select_rows(table: Table, config: DataSettings) -> Table:
     """`table` with its labels harmonised (``harmonise=true`` or ``label_map=``), only the classes of
     ``keep_classes=`` and the domains of ``domains=``; what was renamed and dropped goes into its notes.
 

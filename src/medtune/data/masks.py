@@ -31,7 +31,7 @@ from medtune.errors import ConfigError, DataError, ImageReadError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from medtune.config import Config
+    from medtune.config.schema import DataSettings
     from medtune.data.table import Table
 
 #: Masks whose proportions differ from their image's by more than this share cannot be its mask.
@@ -156,8 +156,9 @@ def _resized_plane(inside: np.ndarray, spec: StoreSpec) -> np.ndarray:
     return resize(inside[..., None].astype(np.uint8) * 255, spec.size, spec.resize, "nearest")
 
 
-def attach_masks(table: Table, config: Config) -> Table:
-    """Give `table` its masks as `config` says, and check that every image has one.
+def attach_masks(table: Table, config: DataSettings, targets: bool = False) -> Table:
+    """Give `table` its masks as the data section `config` says, and check that every image has one (`targets`:
+    the masks are what a segmenter learns, not an input of a classifier).
 
     Masks come from the manifest's mask column, or from ``masks=FOLDER`` (paired by file name, which takes
     precedence). With ``mask=none`` nothing is attached; masks given without a mode are a configuration error.
@@ -173,7 +174,7 @@ def attach_masks(table: Table, config: Config) -> Table:
             "`medtune segment train`); give one, or choose mask_missing=error or whole"
         )
     if config.masks is not None:
-        frame["mask"] = _folder_masks(frame, config)
+        frame["mask"] = _folder_masks(frame, config, targets)
     if config.mask == "none":
         if config.mask_column is not None:
             raise ConfigError(
@@ -182,7 +183,7 @@ def attach_masks(table: Table, config: Config) -> Table:
             )
         return table.with_frame(frame.assign(mask=None))
     has = frame["mask"].map(lambda m: isinstance(m, str) and bool(m))
-    if not has.any() and config.task == "segment":
+    if not has.any() and targets:
         where = f"no image of {table.source} has a mask in {config.masks}" if config.masks else "no masks were given"
         raise DataError(
             f"segmentation learns from masks, but {where}: give masks=FOLDER with one mask per image under the "
@@ -213,13 +214,13 @@ def attach_masks(table: Table, config: Config) -> Table:
     return replace(table.with_frame(frame), notes=(*table.notes, *notes))
 
 
-def _folder_masks(frame: pd.DataFrame, config: Config) -> list[str | None]:
+def _folder_masks(frame: pd.DataFrame, config: DataSettings, targets: bool) -> list[str | None]:
     """The mask of each row from ``masks=FOLDER`` (None where the folder has none)."""
     folder = Path(str(config.masks)).expanduser()
     if not folder.is_dir():
         raise ConfigError(f"masks={config.masks}: no such folder; give the folder of masks named like the images")
     if (folder / "config.yaml").is_file():  # a run; a classifier's segmentation run never reaches here
-        other = "" if config.task == "segment" else ", or a run of `medtune segment train` to predict them"
+        other = "" if targets else ", or a run of `medtune segment train` to predict them"
         raise ConfigError(
             f"masks={config.masks} is a run directory, not a folder of masks: give the folder of masks named "
             f"like the images{other}"

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medtune.config import Config
+from medtune.config.schema import DataSettings
 from medtune.data.checks import Problem, check_table, scan_images
 from medtune.data.decode import read_entry
 from medtune.data.dicom import DICOM_SUFFIXES, dicom_info
@@ -170,7 +170,7 @@ def walk_sample(entry: pd.Series, size: int, channels: int, resize_mode: str, in
 
 def summarize(
     table: Table,
-    config: Config,
+    config: DataSettings,
     preprocessing: Preprocessing,
     on_progress: Callable[[int], None] | None = None,
 ) -> Summary:
@@ -178,7 +178,8 @@ def summarize(
 
     Args:
         table: the table, splits assigned (`medtune.runs.load_table`).
-        config: the resolved configuration (`medtune.runs.resolve_config`): working size, channels, resizing.
+        config: the data section of the resolved configuration (`medtune.runs.resolve_config`): working size,
+            channels, resizing.
         preprocessing: the network's normalisation that goes with it.
         on_progress: called with the number of images scanned after each chunk.
 
@@ -186,7 +187,7 @@ def summarize(
         The `Summary`; its ``ok`` is False when the data cannot be used as it is.
 
     >>> dataset = prepare_dataset(load_config(data="../shared/data/cxr3"), store=False)  # doctest: +SKIP
-    >>> summarize(dataset.table, dataset.config, dataset.resolved.preprocessing).ok  # doctest: +SKIP
+    >>> summarize(dataset.table, dataset.config.sections.data, dataset.resolved.preprocessing).ok  # doctest: +SKIP
     True
     """
     scan = scan_images(table, config.workers, on_progress, config.window, config.frame)

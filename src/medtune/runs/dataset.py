@@ -89,10 +89,10 @@ def read_dataset_table(config: Config, labelled: bool | None = True, progress: b
         labelled = None  # a segmenter learns from masks: a flat folder of images is its usual layout
     table = read_table(config.data, config, labelled)
     if config.domains or config.harmonise or config.label_map or config.keep_classes:
-        table = select_rows(table, config)
+        table = select_rows(table, config.sections.data)
     if not task.mask_is_target and is_segmentation_run(config.masks):
         return attach_predicted_masks(table, config, progress)
-    return attach_masks(table, config)
+    return attach_masks(table, config.sections.data, task.mask_is_target)
 
 
 def load_table(config: Config, labelled: bool | None = True) -> Table:

@@ -166,5 +166,5 @@ def attach_predicted_masks(table: Table, config: Config, progress: bool = True) 
                         "replace them")  # fmt: skip
     frame.loc[~given, "mask"] = files
     note = f"masks of {len(files)} image(s) predicted by the segmentation run {config.masks}"
-    attached = attach_masks(table.with_frame(frame), config.model_copy(update={"masks": None}))
+    attached = attach_masks(table.with_frame(frame), config.sections.data.model_copy(update={"masks": None}))
     return replace(attached, notes=(*attached.notes, note))
