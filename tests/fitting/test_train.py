@@ -31,3 +31,14 @@ def test_one_class_is_refused_with_its_reason(tmp_path):
         (folder / image.name).write_bytes(image.read_bytes())
     with pytest.raises(DataError, match="a classifier needs at least two"):
         medtune.train(data=str(tmp_path / "one"), out=tmp_path / "run", progress=False, **KEYS)
+
+
+def test_a_class_from_one_source_is_said_before_training_and_on_the_report(tmp_path, capsys):
+    labels = str(shared_path("cxr3", "labels.csv"))
+    result = medtune.train(data=labels, label="label", out=tmp_path / "run", progress=False, **KEYS)
+    assert "warning: class covid comes only from domain ieee8023" in capsys.readouterr().err
+    assert "covid" in (tmp_path / "run" / "shortcuts.json").read_text()
+    assert "Shortcut check" in result.report.read_text() and "class covid comes only" in result.report.read_text()
+    quiet = medtune.train(data=labels, label="label", out=tmp_path / "quiet", progress=False, report=False,
+                          shortcut_check=False, **KEYS)  # fmt: skip
+    assert "class covid comes only" not in capsys.readouterr().err and not quiet.run.shortcuts_file.exists()

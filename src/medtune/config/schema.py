@@ -232,6 +232,11 @@ class Config(BaseModel):
     )
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
     report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")
+    shortcut_check: bool = Field(
+        True,
+        description="before training, warn about classes that come from one source (a domain column: domain=, "
+        "or a column named source, site, hospital, scanner...)",
+    )
 
     _split_lists = field_validator("labels", "classes", "domains", "keep_classes", mode="before")(_comma_list)
 
@@ -363,7 +368,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "augmentation": ("augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast"),
     "run": (
         "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
-        "channels_last", "cache_features", "tta", "report",
+        "channels_last", "cache_features", "tta", "report", "shortcut_check",
     ),
 }  # fmt: skip
 

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from medtune.config import Config
+from medtune.data.table import Table, split_labels
 from medtune.errors import ConfigError, DataError
 from medtune.models.inference import Normalize
 from medtune.runs import prepare_dataset, read_dataset_table
@@ -74,6 +75,26 @@ def class_domain_warnings(counts: pd.DataFrame) -> list[str]:
                 "data where the class comes from several sources"
             )
     return found
+
+
+def table_shortcuts(table: Table) -> tuple[pd.DataFrame, list[str]]:
+    """The class x domain counts of a labelled table with a ``domain`` column (a multi-label image counts for each
+    of its findings) and `class_domain_warnings` on them; no counts and no warnings without two domains.
+
+    >>> from medtune.data.table import create_table
+    >>> frame = pd.DataFrame({"path": list("abcd"), "label": ["covid", "normal", "normal", "pneumonia"],
+    ...                       "domain": ["ieee", "nih", "nih", "nih"]})
+    >>> table_shortcuts(create_table(frame))[1][0][:38]
+    'class covid comes only from domain iee'
+    """
+    frame = table.frame
+    if "domain" not in frame or frame["domain"].dropna().nunique() < 2 or not table.labelled:
+        return pd.DataFrame(), []
+    frame = frame[frame["domain"].notna()]
+    labels = frame["label"].map(split_labels) if table.multilabel else frame["label"].map(lambda v: [v])
+    pairs = pd.DataFrame({"label": labels, "domain": frame["domain"].astype(str)}).explode("label").dropna()
+    counts = pd.crosstab(pairs["label"], pairs["domain"])
+    return counts, class_domain_warnings(counts)
 
 
 def _centre_blacked(images: torch.Tensor, border: float) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from medtune._version import __version__
 from medtune.config import Config, monitor_mode
+from medtune.data.table import Table
 from medtune.fitting.keep import keep_checkpoint
 from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
@@ -106,12 +107,31 @@ def train(
     table = task.check_trainable(table)
     resolved = resolve_config(config, table)
     run, resumed = prepare_run(resolved.config, out)
+    if config.shortcut_check and task.labelled:
+        check_shortcuts(table, run, log_prefix)
     dataset = prepare_dataset(
         resolved.config, run, table=table, create_split=not resumed, labelled=True if task.labelled else None,
         progress=progress,
     )  # fmt: skip
     model = fit(dataset, run, resumed, progress, callbacks, log_prefix)
     return TrainResult(run, evaluate_trained(task, model, dataset, run), resumed)
+
+
+def check_shortcuts(table: Table, run: Run, log_prefix: str = "") -> list[str]:
+    """The class-by-source check of `data shortcuts` on the training table, in the default path: each warning is
+    printed and kept in ``RUN/shortcuts.json`` (the report shows them first). Nothing when the table has no
+    source column (``domain=``, or one named source, site, hospital, scanner...)."""
+    from medtune._io import write_json
+    from medtune.features.shortcuts import table_shortcuts
+
+    counts, found = table_shortcuts(table)
+    if counts.empty:
+        return []
+    for warning in found:
+        print(f"{log_prefix}warning: {warning} (shortcut_check=false turns this check off)", file=sys.stderr)
+    write_json(run.shortcuts_file, {"counts": {str(c): {str(d): int(n) for d, n in row.items()}
+                                               for c, row in counts.iterrows()}, "warnings": found})  # fmt: skip
+    return found
 
 
 def evaluate_trained(task: Task, network: torch.nn.Module, dataset: PreparedDataset, run: Run) -> dict[str, Any]:

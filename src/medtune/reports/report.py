@@ -72,6 +72,10 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     if probe_file.is_file():  # a probe on frozen features: no network to draw maps with, no epochs
         mistakes, mask_folder = 0, None
     sections = [_probe_section(probe_file) if probe_file.is_file() else training_section(results)]
+    shortcuts = results.run.read_shortcut_warnings()
+    if shortcuts:  # the class-by-source check of training: read first
+        sections.insert(0, Section("shortcuts", "Shortcut check", "Classes a network could tell by their source:",
+                                   notes=shortcuts))  # fmt: skip
     if results.metrics is not None:
         sections += TASK_SECTIONS[results.task.report](results, results.metrics, mistakes, method, layer, mask_folder)
     else:

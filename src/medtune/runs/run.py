@@ -39,7 +39,7 @@ from medtune.tasks import get_task, task_for
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
-RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report"})
+RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report", "shortcut_check"})
 #: Columns of history.csv, in order.
 HISTORY_COLUMNS: tuple[str, ...] = get_task("classify").history_columns()
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
@@ -120,6 +120,18 @@ class Run:
     def export_file(self) -> Path:
         """The ONNX model ``medtune export`` writes by default (its parity check beside it)."""
         return self.path / "export" / "model.onnx"
+
+    @property
+    def shortcuts_file(self) -> Path:
+        """The class-by-source check of the training data (`medtune.features.shortcuts.table_shortcuts`)."""
+        return self.path / "shortcuts.json"
+
+    def read_shortcut_warnings(self) -> list[str]:
+        """The warnings of ``shortcuts.json`` (none when the file is absent or unreadable)."""
+        try:
+            return list(json.loads(self.shortcuts_file.read_text(encoding="utf-8")).get("warnings", []))
+        except (OSError, ValueError, AttributeError):
+            return []
 
     @property
     def speed_file(self) -> Path:

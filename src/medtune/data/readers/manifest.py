@@ -23,6 +23,8 @@ PATH_NAMES = ("path", "image", "image_path", "filepath", "file_path", "file", "f
 LABEL_NAMES = ("label", "class", "target", "diagnosis", "category", "finding_labels", "finding labels")
 GROUP_NAMES = ("patient_id", "patientid", "patient id", "patient", "subject_id", "subject")
 MASK_NAMES = ("mask", "mask_path", "mask_file")
+#: Columns that name where an image comes from, read as its domain unless ``domain=`` names another.
+DOMAIN_NAMES = ("domain", "source", "site", "hospital", "scanner", "institution", "center", "centre")
 TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 FALSE = {"0", "0.0", "false", "no", "n", "f", "", "-1", "-1.0"}
 
@@ -159,7 +161,7 @@ def read_manifest(path: Path, config: DataSettings) -> Table:
             out["label"] = labels
 
     optional = (("split", "split", ("split",)), ("group", "group", GROUP_NAMES),
-                ("mask", "mask_column", MASK_NAMES), ("domain", "domain", ()))  # fmt: skip
+                ("mask", "mask_column", MASK_NAMES), ("domain", "domain", DOMAIN_NAMES))  # fmt: skip
     for key, setting, candidates in optional:
         column = find_column(frame, getattr(config, setting), candidates, key, setting, path)
         if column is None:
