@@ -83,11 +83,15 @@ def predict(
     masks: str | os.PathLike | None = None,
     engine: str = "auto",
     outside_paths: bool = False,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
-    """Predictions for image files, folders, globs or CSVs, one row each (`medtune.apply.predict.predict`)."""
+    """Predictions for image files, folders, globs or CSVs, one row each, with conformal prediction sets when a
+    `calibration` is named (`medtune.apply.predict.predict`)."""
     from medtune.apply.predict import predict as run_prediction
 
-    return run_prediction(run, inputs, tta, batch_size, workers, path_column, progress, masks, engine, outside_paths)
+    return run_prediction(
+        run, inputs, tta, batch_size, workers, path_column, progress, masks, engine, outside_paths, calibration
+    )
 
 
 def embed(

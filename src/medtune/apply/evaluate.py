@@ -21,6 +21,7 @@ import pandas as pd
 from torch import nn
 
 from medtune._io import atomic_open, write_json
+from medtune.apply.calibrate import load_calibration
 from medtune.apply.scoring import load_model, store_probabilities
 from medtune.config import Config, load_config
 from medtune.data.split import VAL_AS_TEST
@@ -159,11 +160,25 @@ def evaluate(
         network, trained.resolved.preprocessing, trained.classes, dataset.table, dataset.store, config,
         config.tta if tta is None else tta, task=trained.task, thresholds=trained.thresholds,
     )  # fmt: skip
+    calibration = None if exported else load_calibration(run)
+    if calibration is not None:  # conformal sets kept in the run (``medtune calibrate``): how they cover here
+        metrics["conformal"] = _set_coverage(calibration, predictions, config.seed)
     metrics["data"] = str(Path(data or config.data).resolve())
     metrics["checkpoint"] = str(trained.path if exported else trained.checkpoint)
     target = Path(out) if out else default_out
     write_evaluation(target, metrics, predictions)
     return Evaluation(metrics, target)
+
+
+def _set_coverage(calibration: Any, predictions: pd.DataFrame, seed: int) -> dict[str, Any]:
+    """The coverage of the run's conformal sets on the evaluated images (their labels and probabilities)."""
+    from medtune.apply.calibrate import coverage_metrics
+
+    index = {name: i for i, name in enumerate(calibration.classes)}
+    known = predictions["label"].isin(index)
+    targets = predictions.loc[known, "label"].map(index).to_numpy()
+    probs = predictions.loc[known, [f"prob_{c}" for c in calibration.classes]].to_numpy(dtype=float)
+    return coverage_metrics(calibration, targets, probs, seed)
 
 
 def _data_keys(config: Config) -> dict[str, Any]:

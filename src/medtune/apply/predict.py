@@ -25,6 +25,7 @@ from medtune.data.images import is_image_file, read_image
 from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.manifest import PATH_NAMES, SUFFIXES, find_column, read_manifest_csv, resolve_paths
 from medtune.data.store import StoreSpec
+from medtune.data.table import LABEL_SEP
 from medtune.errors import ConfigError, DataError, ImageReadError
 from medtune.models.inference import predict_batches
 from medtune.runs import Run, TrainedModel
@@ -154,6 +155,7 @@ def predict(
     masks: str | os.PathLike | None = None,
     engine: str = "auto",
     outside_paths: bool = False,
+    calibration: str | None = None,
 ) -> pd.DataFrame:
     """Predict the class of every input image with a run's best checkpoint.
 
@@ -170,6 +172,8 @@ def predict(
         engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
             current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
         outside_paths: let CSV inputs name images outside their folder with ``..``.
+        calibration: the name of a conformal calibration kept in the run (``medtune calibrate``): adds ``set``,
+            the ``|``-joined classes of each image's prediction set.
 
     Returns:
         One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
@@ -197,7 +201,23 @@ def predict(
             if images is not None:
                 probs[indices] = predictor(images)
             bar.advance(task, len(indices) + len(failed))
-    return results_frame(paths, trained, probs, errors)
+    results = results_frame(paths, trained, probs, errors)
+    return results if calibration is None else _with_sets(results, run, calibration, probs)
+
+
+def _with_sets(results: pd.DataFrame, run: str | os.PathLike, name: str, probs: np.ndarray) -> pd.DataFrame:
+    """`results` with each readable image's conformal prediction set (``set``: classes joined by ``|``)."""
+    from medtune.apply.calibrate import load_calibration, prediction_sets
+
+    calibration = load_calibration(Path(run).parent.parent if Path(run).suffix == ".onnx" else run, name)
+    if calibration is None:
+        raise DataError(f"{run} has no calibration {name!r}: run `medtune calibrate {run}` first")
+    read = ~np.isnan(probs).any(axis=1)
+    sets = prediction_sets(calibration, np.nan_to_num(probs))
+    names = np.array(calibration.classes)
+    results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
+    results.attrs["calibration"] = {"name": name, "coverage": calibration.coverage}
+    return results
 
 
 def results_frame(
@@ -281,7 +301,7 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     if fmt == "auto":
         fmt = "csv" if out.suffix.lower() in (".csv", ".tsv") else "json"
     if fmt == "json":
-        write_json(out, prediction_records(results) if probs else _mapping(results))
+        write_json(out, prediction_records(results) if probs or "set" in results else _mapping(results))
         return out
     if fmt == "submission":
         frame = pd.DataFrame({"id": [Path(f).stem for f in results["file"]]})
@@ -330,6 +350,8 @@ def prediction_records(results: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             record = {"file": row["file"], "label": row["label"] if isinstance(row["label"], str) else None}
         if not isinstance(row["error"], str):
+            if isinstance(row.get("set"), str):  # a conformal prediction set (``predict --sets``)
+                record["set"] = [name for name in row["set"].split(LABEL_SEP) if name]
             if not multilabel:
                 record["confidence"] = float(row["confidence"])
             record["probabilities"] = {c.removeprefix("prob_"): float(row[c]) for c in prob_columns}

@@ -10,6 +10,7 @@ from rich.console import Console
 from medtune._version import __version__
 from medtune.cli.audit import audit_command
 from medtune.cli.cache import cache_app
+from medtune.cli.calibrate import calibrate_command
 from medtune.cli.crossdomain import crossdomain_command
 from medtune.cli.data import data_app
 from medtune.cli.embed import embed_command
@@ -39,6 +40,7 @@ data_app.command("audit")(audit_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("calibrate")(calibrate_command)
 app.command("explain")(explain_command)
 app.command("report")(report_command)
 app.command("export")(export_command)

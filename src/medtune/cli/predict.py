@@ -33,16 +33,31 @@ def predict_command(
     masks: Annotated[
         Path | None, typer.Option("--masks", help="Folder of masks named like the images (runs trained with mask=).")
     ] = None,
+    sets: Annotated[
+        bool, typer.Option("--sets", help="Add each image's conformal prediction set (after medtune calibrate RUN).")
+    ] = False,
+    calibration: Annotated[
+        str | None, typer.Option("--calibration", help="The calibration kept in the run to use (implies --sets).")
+    ] = None,
 ) -> None:
     """Predict every input image; unreadable files are reported in the output with their error."""
+    from medtune.apply.calibrate import DEFAULT_NAME
     from medtune.apply.predict import predict, write_predictions
 
+    name = calibration or (DEFAULT_NAME if sets else None)
     results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine,
-                      outside_paths=outside_paths)  # fmt: skip
+                      outside_paths=outside_paths, calibration=name)  # fmt: skip
     written = write_predictions(results, out, fmt, probs)
     failed = results[results["error"].notna()]
     summary = _summary(results)
     console.print(f"{len(results) - len(failed)} image(s) predicted ({summary}); written to {written}", highlight=False)
+    if name is not None:
+        sizes = results["set"].dropna().str.split("|").map(len)
+        console.print(
+            f"prediction sets ({results.attrs['calibration']['coverage']:.0%} coverage): mean size "
+            f"{sizes.mean():.2f}, {int((sizes == 1).sum())} of {len(sizes)} hold one class",
+            highlight=False,
+        )
     for warning in results.attrs.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     for row in failed.itertuples(index=False):

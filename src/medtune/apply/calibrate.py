@@ -1,0 +1,155 @@
+"""``medtune calibrate RUN --coverage 0.9``: split conformal prediction sets, fitted on the run's validation split
+and kept in the run by name (``RUN/calibrations/<name>.json``).
+
+A prediction set holds every class whose conformal p-value reaches ``1 - coverage``, so on images like the
+validation ones it contains the true class at least `coverage` of the time (Vovk et al. 2005; the guarantee is
+marginal and holds under exchangeability). The nonconformity score is APS (Romano et al. 2020): the probability
+mass of the classes ranked at or above a class, so sets grow where the network is unsure. The conformal machinery
+(p-values, smoothing of ties, the sets) is ``crepes``'s `ConformalClassifier`; the run keeps the validation scores.
+
+>>> calibration = calibrate("runs/pneumoniamnist-tf_efficientnet_lite0", coverage=0.9)  # doctest: +SKIP
+>>> prediction_sets(calibration, probs)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medtune._io import write_json
+from medtune.apply.scoring import load_model, store_probabilities
+from medtune.errors import ConfigError, DataError, MissingDependencyError
+from medtune.metrics.bootstrap import compute_bootstrap_intervals
+from medtune.runs import Run, prepare_dataset
+
+#: The calibration `calibrate` writes and `predict --sets` reads when no name is given.
+DEFAULT_NAME = "conformal"
+#: Seed of the smoothing of ties (the same sets for the same inputs).
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted conformal calibration.
+
+    Attributes:
+        name: its name in the run (``RUN/calibrations/<name>.json``).
+        coverage: the share of images whose set should hold the true class.
+        scores: the APS nonconformity scores of the validation images' true classes.
+        classes: the run's classes, in output order.
+    """
+
+    name: str
+    coverage: float
+    scores: np.ndarray
+    classes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "method": "split conformal prediction (crepes), APS scores", "split": "val",
+                "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
+                "scores": [round(float(s), 8) for s in self.scores]}  # fmt: skip
+
+
+def aps_scores(probs: np.ndarray) -> np.ndarray:
+    """APS nonconformity of every class of every image: the probability mass of the classes at least as probable
+    as it (its own included), ``(N, K)``.
+
+    >>> aps_scores(np.array([[0.7, 0.2, 0.1]])).round(2).tolist()
+    [[0.7, 0.9, 1.0]]
+    """
+    order = np.argsort(-probs, axis=1, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
+    scores = np.empty_like(probs, dtype=np.float64)
+    np.put_along_axis(scores, order, cumulative, axis=1)
+    return scores
+
+
+def _conformal(scores: np.ndarray) -> Any:
+    try:
+        from crepes import ConformalClassifier
+    except ImportError:  # pragma: no cover - a dependency of medtune
+        raise MissingDependencyError("conformal prediction sets need crepes: pip install crepes") from None
+    return ConformalClassifier().fit(np.asarray(scores, dtype=np.float64), seed=SEED)
+
+
+def prediction_sets(calibration: Calibration, probs: np.ndarray) -> np.ndarray:
+    """Boolean sets ``(N, K)``: the classes whose conformal p-value reaches ``1 - coverage``."""
+    sets = _conformal(calibration.scores).predict_set(aps_scores(probs), confidence=calibration.coverage, seed=SEED)
+    return np.asarray(sets, dtype=bool)
+
+
+def calibrate(
+    run: str | os.PathLike, coverage: float = 0.9, name: str = DEFAULT_NAME, progress: bool = True
+) -> Calibration:
+    """Fit split conformal prediction on the run's validation split and keep it in the run under `name`.
+
+    Raises:
+        ConfigError: `coverage` outside (0, 1), or a name that is not a plain word.
+        DataError: a multi-label or segmentation run (its sets would be per finding or per pixel: not yet), or a
+            run without validation images.
+    """
+    if not 0 < coverage < 1:
+        raise ConfigError(f"--coverage {coverage}: give the share of images whose set should hold their class, "
+                          "between 0 and 1 (e.g. 0.9)")  # fmt: skip
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"--name {name!r}: use letters, digits, - and _ (it names RUN/calibrations/NAME.json)")
+    trained = load_model(run)
+    if trained.task.activation != "softmax" and trained.task.name != "ordinal":
+        raise DataError(
+            f"{run} is a {trained.task.name} run: conformal sets are fitted for single-label and ordinal "
+            "classifiers (a multi-label run would need a set per finding, which medtune does not fit yet)"
+        )
+    dataset = prepare_dataset(trained.config, Run(Path(run)), split="val", progress=progress)
+    if len(dataset.table) < 10:
+        raise DataError(f"{run} has {len(dataset.table)} validation image(s); conformal calibration needs them")
+    targets = dataset.table.targets()
+    probs = store_probabilities(trained.model, trained.preprocessing, dataset.store, np.arange(len(targets)),
+                                trained.config, trained.config.tta, trained.task.activation)  # fmt: skip
+    scores = aps_scores(probs)[np.arange(len(targets)), targets]
+    calibration = Calibration(name, float(coverage), scores, tuple(trained.classes))
+    write_json(calibration_file(run, name), calibration.to_dict())
+    return calibration
+
+
+def calibration_file(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Path:
+    return Path(run) / "calibrations" / f"{name}.json"
+
+
+def load_calibration(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Calibration | None:
+    """The calibration `name` of `run` (None when it has none)."""
+    path = calibration_file(run, name)
+    if not path.is_file():
+        return None
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        return Calibration(found["name"], float(found["coverage"]), np.asarray(found["scores"], dtype=np.float64),
+                           tuple(found["classes"]))  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read {path} ({exc!r}); run `medtune calibrate {run}` again") from None
+
+
+def coverage_metrics(
+    calibration: Calibration, targets: np.ndarray, probs: np.ndarray, seed: int = 0, n_bootstrap: int = 1000
+) -> dict[str, Any]:
+    """How the sets did on labelled images: the share whose set holds the true class (with a bootstrap interval),
+    the mean set size, and both per class."""
+    sets = prediction_sets(calibration, probs)
+    hit = sets[np.arange(len(targets)), targets].astype(float)
+    size = sets.sum(axis=1).astype(float)
+    intervals, _ = compute_bootstrap_intervals(
+        lambda w: {"coverage": w @ hit / w.sum(axis=1), "mean_set_size": w @ size / w.sum(axis=1)}, len(hit), [],
+        ["coverage", "mean_set_size"], [], n_bootstrap=n_bootstrap, confidence=0.95, seed=seed,
+    )  # fmt: skip
+    per_class = {
+        name: {"coverage": float(hit[targets == i].mean()), "mean_set_size": float(size[targets == i].mean()),
+               "images": int((targets == i).sum())}
+        for i, name in enumerate(calibration.classes) if (targets == i).any()
+    }  # fmt: skip
+    return {"name": calibration.name, "target": calibration.coverage, "coverage": float(hit.mean()),
+            "mean_set_size": float(size.mean()), "intervals": {k: intervals[k] for k in ("coverage", "mean_set_size")},
+            "per_class": per_class}  # fmt: skip
