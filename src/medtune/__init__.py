@@ -84,13 +84,14 @@ def predict(
     engine: str = "auto",
     outside_paths: bool = False,
     calibration: str | None = None,
+    reject: bool = False,
 ) -> pd.DataFrame:
     """Predictions for image files, folders, globs or CSVs, one row each, with conformal prediction sets when a
-    `calibration` is named (`medtune.apply.predict.predict`)."""
+    `calibration` is named and the guard's verdict when the run has one (`medtune.apply.predict.predict`)."""
     from medtune.apply.predict import predict as run_prediction
 
     return run_prediction(
-        run, inputs, tta, batch_size, workers, path_column, progress, masks, engine, outside_paths, calibration
+        run, inputs, tta, batch_size, workers, path_column, progress, masks, engine, outside_paths, calibration, reject
     )
 
 

@@ -3,6 +3,7 @@
 - `scoring`: probabilities for rows of an image store from a run's PyTorch network or its exported ONNX model.
 - `evaluate`: a run's metrics on its test split or on other labelled data (``medtune evaluate``).
 - `predict`: labels and probabilities for new images (``medtune predict``).
+- `guard`: does an image belong here? Distances to the training images, calibrated on validation.
 - `calibrate`: split conformal prediction sets fitted on the validation split (``medtune calibrate``).
 - `explain`: class activation maps of a run for new images (``medtune explain``, the function ``medtune.explain``).
 - `segment_eval`: Dice, IoU and HD95 of a segmenter on its test split or other data.

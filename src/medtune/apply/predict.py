@@ -156,6 +156,7 @@ def predict(
     engine: str = "auto",
     outside_paths: bool = False,
     calibration: str | None = None,
+    reject: bool = False,
 ) -> pd.DataFrame:
     """Predict the class of every input image with a run's best checkpoint.
 
@@ -174,6 +175,7 @@ def predict(
         outside_paths: let CSV inputs name images outside their folder with ``..``.
         calibration: the name of a conformal calibration kept in the run (``medtune calibrate``): adds ``set``,
             the ``|``-joined classes of each image's prediction set.
+        reject: withhold the answer (``label`` empty) of images the run's guard flags (``medtune guard``).
 
     Returns:
         One row per input: ``file``, ``label`` (None when unreadable), ``confidence``, ``prob_<class>`` for every
@@ -193,6 +195,8 @@ def predict(
     workers = config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
     probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)
+    guard = _run_guard(run, trained)
+    scores = np.full(len(paths), np.nan)
     errors: dict[int, str] = {}
     with create_progress(progress) as bar:
         task = bar.add_task("predicting", total=len(paths))
@@ -200,9 +204,32 @@ def predict(
             errors.update(failed)
             if images is not None:
                 probs[indices] = predictor(images)
+                scores[indices] = guard.score(images) if guard is not None else np.nan
             bar.advance(task, len(indices) + len(failed))
     results = results_frame(paths, trained, probs, errors)
+    if guard is not None:
+        _with_guard(results, scores, reject)
     return results if calibration is None else _with_sets(results, run, calibration, probs)
+
+
+def _run_guard(run: str | os.PathLike, trained: TrainedModel | ExportedModel) -> Any:
+    """The guard kept in a run directory (`medtune.apply.guard`), or None."""
+    from medtune.apply.guard import load_guard
+
+    folder = Path(run)
+    return load_guard(folder, trained if isinstance(trained, TrainedModel) else None) if folder.is_dir() else None
+
+
+def _with_guard(results: pd.DataFrame, scores: np.ndarray, reject: bool) -> None:
+    """Add ``in_distribution`` and ``guard_score``; with `reject`, withhold the flagged images' answers."""
+    read = ~np.isnan(scores)
+    results["guard_score"] = np.where(read, scores, np.nan).round(6)
+    results["in_distribution"] = [bool(s <= 1.0) if ok else None for s, ok in zip(scores, read, strict=True)]
+    flagged = read & (scores > 1.0)
+    answer = "labels" if "labels" in results else "label"
+    if reject:
+        results.loc[flagged, answer] = None
+    results.attrs["guard"] = {"flagged": int(flagged.sum()), "read": int(read.sum()), "rejected": reject}
 
 
 def _with_sets(results: pd.DataFrame, run: str | os.PathLike, name: str, probs: np.ndarray) -> pd.DataFrame:

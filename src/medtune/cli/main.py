@@ -18,6 +18,7 @@ from medtune.cli.ensemble import ensemble_command
 from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
 from medtune.cli.export import export_command
+from medtune.cli.guard import guard_command
 from medtune.cli.predict import predict_command
 from medtune.cli.probe import probe_command
 from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
@@ -41,6 +42,7 @@ app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("calibrate")(calibrate_command)
+app.command("guard")(guard_command)
 app.command("explain")(explain_command)
 app.command("report")(report_command)
 app.command("export")(export_command)

@@ -39,6 +39,9 @@ def predict_command(
     calibration: Annotated[
         str | None, typer.Option("--calibration", help="The calibration kept in the run to use (implies --sets).")
     ] = None,
+    reject: Annotated[
+        bool, typer.Option("--reject", help="Withhold the answers of images the run's guard flags (medtune guard).")
+    ] = False,
 ) -> None:
     """Predict every input image; unreadable files are reported in the output with their error."""
     from medtune.apply.calibrate import DEFAULT_NAME
@@ -46,11 +49,18 @@ def predict_command(
 
     name = calibration or (DEFAULT_NAME if sets else None)
     results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine,
-                      outside_paths=outside_paths, calibration=name)  # fmt: skip
+                      outside_paths=outside_paths, calibration=name, reject=reject)  # fmt: skip
     written = write_predictions(results, out, fmt, probs)
     failed = results[results["error"].notna()]
     summary = _summary(results)
     console.print(f"{len(results) - len(failed)} image(s) predicted ({summary}); written to {written}", highlight=False)
+    guarded = results.attrs.get("guard")
+    if guarded:
+        flagged = results.loc[results["in_distribution"].eq(False), "file"].map(lambda f: Path(f).name).tolist()
+        listed = ", ".join(flagged[:5]) + (", ..." if len(flagged) > 5 else "")
+        console.print(f"{guarded['flagged']} of {guarded['read']} image(s) look unlike the training images"
+                      + (f": {listed}" if flagged else "") + ("; their answers are withheld" if reject and flagged
+                      else ""), highlight=False)  # fmt: skip
     if name is not None:
         sizes = results["set"].dropna().str.split("|").map(len)
         console.print(
