@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from medtune.apply.guard import load_guard
 from medtune.apply.predict import create_predictor, prediction_records, results_frame
 from medtune.apply.scoring import load_model
 from medtune.data.images import DECODERS, file_thumbnail, read_image
@@ -118,6 +119,8 @@ class Predictor:
         # trained with masks=SEG_RUN: each upload is segmented by the same run before it is masked
         self.segmenter = load_segmenter(masks) if self.spec.mask != "none" and is_segmentation_run(masks) else None
         self._cam_lock = threading.Lock()  # Grad-CAM switches the weights' gradients: one map at a time
+        # a run's guard (medtune guard): each answer says whether its image looks like the training images
+        self.guard = load_guard(self.source, self.model) if isinstance(self.model, TrainedModel) else None
 
     def metadata(self) -> dict[str, Any]:
         config = self.model.config
@@ -133,6 +136,7 @@ class Predictor:
             "backbone": config.backbone,
             "accepts": sorted(DECODERS.names()),
             "similar": None if self.cases is None else int(self.cases.index.meta["size"]),
+            "guard": None if self.guard is None else {"share": self.guard.meta["share"]},
         }
 
     def run(self, uploads: list[tuple[str, bytes]], cam: bool = False, similar: int = 0) -> list[dict[str, Any]]:
@@ -178,6 +182,9 @@ class Predictor:
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
         probs = self.predict(images)
         records = prediction_records(results_frame(names, self.model, probs, {}))
+        if self.guard is not None:
+            for record, score in zip(records, self.guard.score(images), strict=True):
+                record.update(guard_score=round(float(score), 6), in_distribution=bool(score <= 1.0))
         if cases is not None:
             for record, path in zip(records, paths, strict=True):
                 record["similar"] = _case_records(cases[cases["query"] == path])
