@@ -64,7 +64,8 @@ def test_bad_settings_are_refused(guarded):
 def test_a_served_run_marks_images_unlike_its_training_images(guarded, tmp_path):
     import httpx
 
-    from tests.deploy.test_server import CHROMIUM, _start
+    from tests.deploy.test_server import _start
+    from tests.reports.test_browser import launched_chromium
 
     url, process = _start(guarded)
     tile = sorted(shared_path("pathology-tiles").glob("*.tif"))[1]
@@ -72,17 +73,11 @@ def test_a_served_run_marks_images_unlike_its_training_images(guarded, tmp_path)
         assert httpx.get(f"{url}/model", timeout=10).json()["guard"] == {"share": 0.95}
         [record] = httpx.post(f"{url}/predict", files={"files": (tile.name, tile.read_bytes())}, timeout=60).json()
         assert record["in_distribution"] is False and record["guard_score"] > 1
-        if not CHROMIUM.exists():
-            return
-        playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-        from tests.reports.test_browser import FLAGS
-
         png = tmp_path / "tile.png"
         from PIL import Image
 
         Image.open(tile).convert("RGB").save(png)
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        with launched_chromium() as browser:
             page = browser.new_page(viewport={"width": 1100, "height": 600})
             page.goto(url)
             page.set_input_files("#files", str(png))
@@ -90,7 +85,6 @@ def test_a_served_run_marks_images_unlike_its_training_images(guarded, tmp_path)
             warning = page.inner_text(".result .unlike")
             if os.environ.get("MEDTUNE_SCREENSHOTS"):
                 page.screenshot(path=os.environ["MEDTUNE_SCREENSHOTS"])
-            browser.close()
         assert warning.startswith("looks unlike the training images")
     finally:
         process.terminate()

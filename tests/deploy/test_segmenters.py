@@ -19,7 +19,7 @@ from PIL import Image
 from medtune.deploy.export import PARITY_TOLERANCE
 from medtune.runs.exported import load_exported
 from tests.conftest import medtune, medtune_subprocess, shared_path
-from tests.deploy.test_server import CHROMIUM, _start
+from tests.deploy.test_server import _start
 from tests.runs.test_segmasks import SMALL
 
 
@@ -80,16 +80,10 @@ def test_a_served_segmenter_answers_with_the_mask_over_each_image(served_segment
 
 
 def test_the_page_shows_the_predicted_mask_in_chromium(served_segmenter, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run should have installed Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is absent: `apt-get install chromium` to run the real-browser test")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    from tests.reports.test_browser import FLAGS
+    from tests.reports.test_browser import launched_chromium
 
     image = sorted(shared_path("lungseg", "images").glob("*.png"))[0]
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    with launched_chromium() as browser:
         page = browser.new_page(viewport={"width": 1100, "height": 700})
         page.goto(served_segmenter)
         page.wait_for_function("document.getElementById('model').textContent.includes('mask per image')")
@@ -100,7 +94,6 @@ def test_the_page_shows_the_predicted_mask_in_chromium(served_segmenter, tmp_pat
         page.screenshot(path=str(tmp_path / "page.png"))
         if os.environ.get("MEDTUNE_SCREENSHOTS"):
             page.screenshot(path=os.environ["MEDTUNE_SCREENSHOTS"])
-        browser.close()
     assert label.startswith("mask: ") and label.endswith("% of the image") and loaded == 256
 
 

@@ -20,8 +20,6 @@ from PIL import Image
 
 from tests.conftest import REPO, shared_path
 
-CHROMIUM = Path("/usr/bin/chromium")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -138,16 +136,10 @@ def test_a_full_server_answers_503_at_once_instead_of_queueing(server):
 
 
 def test_the_page_predicts_an_image_picked_in_chromium(server, tmp_path):
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run should have installed Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is absent: `apt-get install chromium` to run the real-browser test")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    from tests.reports.test_browser import FLAGS
+    from tests.reports.test_browser import launched_chromium
 
     image = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[0]
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+    with launched_chromium() as browser:
         page = browser.new_page(viewport={"width": 1100, "height": 700})
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
@@ -158,7 +150,6 @@ def test_the_page_predicts_an_image_picked_in_chromium(server, tmp_path):
         page.screenshot(path=str(tmp_path / "page.png"))
         if os.environ.get("MEDTUNE_SCREENSHOTS"):  # keep the picture to look at
             page.screenshot(path=os.environ["MEDTUNE_SCREENSHOTS"])
-        browser.close()
     assert label in ("normal", "pneumonia")
     assert all(url.startswith(server) or url.startswith("blob:") for url in requests)  # nothing from outside
 

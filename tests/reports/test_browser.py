@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,8 +26,10 @@ FLAGS = ["--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run", 
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def browser():
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, headless with `FLAGS`; the test skips where it is absent (fails in CI,
+    whose .ci/run installs it)."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing in CI: .ci/run should have installed Debian's chromium package")
@@ -32,8 +37,16 @@ def browser():
     playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 def _open(browser, page_file: Path, shots: Path):

@@ -99,7 +99,7 @@ def calibrate(
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"--name {name!r}: use letters, digits, - and _ (it names RUN/calibrations/NAME.json)")
     trained = load_model(run)
-    if trained.task.activation != "softmax" and trained.task.name != "ordinal":
+    if not trained.task.single_label:
         raise DataError(
             f"{run} is a {trained.task.name} run: conformal sets are fitted for single-label and ordinal "
             "classifiers (a multi-label run would need a set per finding, which medtune does not fit yet)"

@@ -129,7 +129,7 @@ class Predictor:
             "kind": "onnx" if self.source.suffix.lower() == ".onnx" else "run",
             "classes": list(self.model.classes),
             "task": self.model.task.name,
-            "multilabel": self.model.task.activation == "sigmoid",
+            "multilabel": self.model.task.labelled and not self.model.task.single_label,
             "thresholds": None if self.model.thresholds is None else list(self.model.thresholds),
             "image_size": int(config.image_size),
             "channels": int(config.channels),

@@ -55,7 +55,7 @@ def keep_checkpoint(network: nn.Module, dataset: PreparedDataset, run: Run) -> d
         (segmenters, multi-label runs, no history or checkpoints).
     """
     config, table = dataset.config, dataset.table
-    if not task_for(config, table).paired_keep or not run.history_file.is_file():
+    if not task_for(config, table).single_label or not run.history_file.is_file():
         return None
     if not (run.best_checkpoint.is_file() and run.last_checkpoint.is_file()) or not len(table.positions("val")):
         return None

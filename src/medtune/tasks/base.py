@@ -45,8 +45,9 @@ class Task:
         mask_is_target: ``mask=channel`` stores the mask as the target, not as one more network input.
         agreement_of: what `agreement` counts, in words.
         predict_hint: the command that predicts with an exported `{model}`.
-        paired_keep: the best epoch is kept only when it beats the last on paired bootstrap resamples of the
-            validation images (`medtune.fitting.keep`; single-label targets), else the best is kept as it is.
+        single_label: one class index per image (a softmax-like distribution over the classes): the best epoch
+            is kept only when it beats the last on paired resamples (`medtune.fitting.keep`), and conformal sets
+            (`medtune.apply.calibrate`) apply; otherwise the best epoch is kept as it is.
         monitor: the validation metric a study of this task ranks by when none is named.
     """
 
@@ -60,7 +61,7 @@ class Task:
     mask_is_target: ClassVar[bool] = False
     agreement_of: ClassVar[str] = "same top class"
     predict_hint: ClassVar[str] = "medtune predict {model} IMAGES... --out results.json"
-    paired_keep: ClassVar[bool] = False
+    single_label: ClassVar[bool] = False
     monitor: ClassVar[str] = "val_auc"
 
     def __repr__(self) -> str:

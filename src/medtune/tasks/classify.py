@@ -74,7 +74,7 @@ class Classify(Task):
     epoch_metrics = CLASSIFIER_EPOCH_METRICS
     report = "classes"
     output = "softmax over classes"
-    paired_keep = True
+    single_label = True
 
     def for_multilabel_table(self, table: Table) -> Task:
         from medtune.tasks.base import get_task
@@ -109,23 +109,23 @@ class Classify(Task):
     def loss_weights(self, config: Config, table: Table, rows: np.ndarray) -> torch.Tensor | None:
         from medtune.training.sampling import loss_weights
 
-        multilabel = self.activation == "sigmoid"
+        multilabel = not self.single_label
         return loss_weights(config.sections.optimisation, table.targets()[rows], len(table.classes), multilabel)
 
     def sample_weights(self, table: Table, rows: np.ndarray) -> np.ndarray:
         from medtune.training.sampling import sample_weights
 
-        return sample_weights(table.targets()[rows], len(table.classes), self.activation == "sigmoid")
+        return sample_weights(table.targets()[rows], len(table.classes), not self.single_label)
 
     def loss(self, config: Config, weights: torch.Tensor | None, num_classes: int) -> nn.Module:
         from medtune.training.losses import create_loss
 
-        return create_loss(config.sections.optimisation, self.activation == "sigmoid", weights)
+        return create_loss(config.sections.optimisation, not self.single_label, weights)
 
     def create_epoch_metrics(self, num_outputs: int, prefix: str) -> Any:
         from medtune.training.epoch_metrics import create_epoch_metrics
 
-        return create_epoch_metrics(num_outputs, prefix, self.activation == "sigmoid")
+        return create_epoch_metrics(num_outputs, prefix, not self.single_label)
 
     def match_targets(self, table: Table, classes: tuple[str, ...], config: Config) -> tuple[np.ndarray, dict]:
         return match_labels(table, classes)

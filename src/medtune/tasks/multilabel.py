@@ -95,7 +95,7 @@ class Multilabel(Classify):
     report = "findings"
     output = "sigmoid per label"
     ensembles = "their thresholds are chosen per run"
-    paired_keep = False
+    single_label = False
 
     def for_multilabel_table(self, table: Table) -> Classify:
         return self
