@@ -4,6 +4,7 @@
 - `evaluate`: a run's metrics on its test split or on other labelled data (``medtune evaluate``).
 - `predict`: labels and probabilities for new images (``medtune predict``).
 - `guard`: does an image belong here? Distances to the training images, calibrated on validation.
+- `shift`: what the guard says about evaluated data (share flagged, metrics accepted / flagged, AUROC).
 - `calibrate`: split conformal prediction sets fitted on the validation split (``medtune calibrate``).
 - `explain`: class activation maps of a run for new images (``medtune explain``, the function ``medtune.explain``).
 - `segment_eval`: Dice, IoU and HD95 of a segmenter on its test split or other data.

@@ -22,7 +22,9 @@ from torch import nn
 
 from medtune._io import atomic_open, write_json
 from medtune.apply.calibrate import load_calibration
+from medtune.apply.guard import guard_of, kept_scores, score_store
 from medtune.apply.scoring import load_model, store_probabilities
+from medtune.apply.shift import guard_metrics, score_column
 from medtune.config import Config, load_config
 from medtune.data.split import VAL_AS_TEST
 from medtune.data.store import ImageStore
@@ -30,6 +32,7 @@ from medtune.data.table import Table
 from medtune.errors import DataError
 from medtune.models import Preprocessing
 from medtune.runs import PreparedDataset, Run, prepare_dataset, read_dataset_table
+from medtune.runs.exported import ExportedModel
 from medtune.runs.segmasks import is_segmentation_run
 from medtune.tasks import Task, get_task, task_for
 
@@ -160,6 +163,9 @@ def evaluate(
         network, trained.resolved.preprocessing, trained.classes, dataset.table, dataset.store, config,
         config.tta if tta is None else tta, task=trained.task, thresholds=trained.thresholds,
     )  # fmt: skip
+    guard = guard_of(run, trained)
+    if guard is not None:  # does the evaluated data look like the training images (``medtune guard``)?
+        metrics["guard"] = _guard_section(guard, trained, dataset, predictions, run, own=data is None)
     calibration = None if exported else load_calibration(run)
     if calibration is not None:  # conformal sets kept in the run (``medtune calibrate``): how they cover here
         metrics["conformal"] = _set_coverage(calibration, predictions, config.seed)
@@ -168,6 +174,29 @@ def evaluate(
     target = Path(out) if out else default_out
     write_evaluation(target, metrics, predictions)
     return Evaluation(metrics, target)
+
+
+def _guard_section(
+    guard: Any, trained: Any, dataset: PreparedDataset, predictions: pd.DataFrame, run: Any, own: bool
+) -> dict[str, Any]:
+    """The guard's verdict on the evaluated images (`medtune.apply.shift`): ``guard_score`` and
+    ``in_distribution`` in `predictions`, and the share flagged, the metrics on accepted and flagged images, and
+    (other data) the AUROC of telling them from the run's own test images."""
+    table, store, config, task = dataset.table, dataset.store, trained.config, trained.task
+    scores = score_store(guard, store, np.arange(len(table)))
+    predictions["guard_score"] = score_column(predictions, table.frame["path"], scores)
+    predictions["in_distribution"] = predictions["guard_score"] <= 1.0
+    probs = store_probabilities(trained if isinstance(trained, ExportedModel) else trained.model,
+                                trained.resolved.preprocessing, store, np.arange(len(table)), config, config.tta,
+                                task.activation)  # fmt: skip
+
+    def rescore(rows: np.ndarray) -> dict[str, Any]:
+        part = table.with_frame(table.frame.iloc[rows])
+        return task.score(part, trained.classes, lambda at: probs[rows[at]], config, trained.thresholds)[0]
+
+    folder = trained.path.parent.parent if isinstance(trained, ExportedModel) else run  # RUN/export/model.onnx
+    test = None if own else kept_scores(folder).get("test")
+    return guard_metrics(scores, rescore, task.test_summary, test, config.seed)
 
 
 def _set_coverage(calibration: Any, predictions: pd.DataFrame, seed: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from medtune._progress import create_progress
+from medtune.apply.guard import guard_of
 from medtune.apply.scoring import load_model
 from medtune.config import Config
 from medtune.data.images import is_image_file, read_image
@@ -195,7 +196,7 @@ def predict(
     workers = config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
     probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)
-    guard = _run_guard(run, trained)
+    guard = guard_of(run, trained)
     scores = np.full(len(paths), np.nan)
     errors: dict[int, str] = {}
     with create_progress(progress) as bar:
@@ -210,14 +211,6 @@ def predict(
     if guard is not None:
         _with_guard(results, scores, reject)
     return results if calibration is None else _with_sets(results, run, calibration, probs)
-
-
-def _run_guard(run: str | os.PathLike, trained: TrainedModel | ExportedModel) -> Any:
-    """The guard kept in a run directory (`medtune.apply.guard`), or None."""
-    from medtune.apply.guard import load_guard
-
-    folder = Path(run)
-    return load_guard(folder, trained if isinstance(trained, TrainedModel) else None) if folder.is_dir() else None
 
 
 def _with_guard(results: pd.DataFrame, scores: np.ndarray, reject: bool) -> None:

@@ -132,3 +132,27 @@ def render_segmentation(metrics: dict[str, Any], title: str) -> None:
     console.print(head)
     for warning in metrics.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)
+
+
+def render_guard(metrics: dict[str, Any]) -> None:
+    """The guard's verdict on evaluated images (``metrics["guard"]``): the share flagged, the metrics on the images
+    it accepts and on those it flags, and how well it tells them from the run's own test images."""
+    guard = metrics.get("guard")
+    if not guard:
+        return
+    table = RichTable(
+        title=f"Guard: {guard['flagged']} of {guard['images']} images ({guard['share_flagged']:.1%}) look unlike the "
+        "training images",
+        title_justify="left",
+    )
+    for column in ("images", "count", "AUC", "accuracy", "balanced accuracy"):
+        table.add_column(column, justify="left" if column == "images" else "right")
+    for name, key in (("accepted", "accepted"), ("flagged", "flagged_images")):
+        part = guard.get(key, {})
+        found = [part.get(m) or [None, None, None] for m in ("auc", "accuracy", "balanced_accuracy")]
+        table.add_row(name, str(part.get("images", 0)), *(interval(value[0], value[1:]) for value in found))
+    console.print(table)
+    separation = guard.get("auroc_vs_test")
+    if separation and separation.get("auroc") is not None:
+        console.print(f"the guard tells these images from the run's own {separation['inside']} test images with "
+                      f"AUROC {interval(separation['auroc'], separation['interval'])}", highlight=False)  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medtune.cli._common import RunArgument, console, data_and_settings
-from medtune.cli._render import render_metrics
+from medtune.cli._render import render_guard, render_metrics
 from medtune.config import parse_overrides
 
 
@@ -35,4 +35,5 @@ def evaluate_command(
     result = evaluate(run, data, split, parse_overrides(overrides or []), tta, out)
     splits = ", ".join(result.metrics.get("split", [])) or split or "all"
     render_metrics(result.metrics, f"{run.name} on {Path(result.metrics['data']).name} ({splits})")
+    render_guard(result.metrics)
     console.print(f"written: {result.out}/metrics.json and predictions.csv", highlight=False)

@@ -49,6 +49,11 @@ def export_command(
         f"(written to {parity_file(result.model)})",
         highlight=False,
     )
+    if "guard" in parity:
+        guard = parity["guard"]
+        console.print(f"its guard beside it: {guard['model']}; same verdict as PyTorch on {guard['same_verdict']:.1%} "
+                      f"of {guard['images']} images (largest score difference {guard['max_abs_diff']:.2e})",
+                      highlight=False, soft_wrap=True)  # fmt: skip
     if "int8" in parity:
         int8 = parity["int8"]
         console.print(

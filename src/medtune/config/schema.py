@@ -232,6 +232,11 @@ class Config(BaseModel):
     )
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
     report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")
+    guard: bool = Field(
+        True,
+        description="after training a classifier, fit its guard (does an image look like the training images? "
+        "predict and serve say so per image; see medtune guard)",
+    )
     shortcut_check: bool = Field(
         True,
         description="before training, warn about classes that come from one source (a domain column: domain=, "
@@ -368,7 +373,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "augmentation": ("augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast"),
     "run": (
         "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
-        "channels_last", "cache_features", "tta", "report", "shortcut_check",
+        "channels_last", "cache_features", "tta", "report", "guard", "shortcut_check",
     ),
 }  # fmt: skip
 

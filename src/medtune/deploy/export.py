@@ -9,7 +9,9 @@ default opset (20 with torch 2.14: the opset that exporter is built and tested f
 the task, classes, working size, channels, resizing, mean and std, multi-label thresholds, the resolved
 configuration, the medtune version and the SHA-256 of the checkpoint it came from. At export the model must pass
 ``onnx.checker`` and agree with the PyTorch network on the run's test images (largest probability difference at
-most `PARITY_TOLERANCE`); the numbers are kept in ``<model>.parity.json`` beside it.
+most `PARITY_TOLERANCE`); the numbers are kept in ``<model>.parity.json`` beside it. A classifier with a guard
+(`medtune.apply.guard`) takes it along as ``<model>.guard.onnx`` (images in, guard scores out, the reference
+features inside), named in the model's metadata and checked against PyTorch the same way.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import nn
 
 from medtune._io import atomic_open, file_sha256, write_json
 from medtune._version import __version__
+from medtune.apply.guard import GUARD_OUTPUT, ExportedGuard, Guard, exported_guard_file, load_guard
 from medtune.errors import ConfigError, DataError, MedtuneError, MissingDependencyError
 from medtune.models.inference import InferenceModel, predict_batches
 from medtune.runs import Run, TrainedModel, prepare_dataset
@@ -40,6 +43,8 @@ FORMATS = ("onnx",)
 QUANTIZATIONS = ("int8",)
 #: Largest absolute probability difference between the ONNX model and PyTorch that an fp32 export may have.
 PARITY_TOLERANCE = 1e-4
+#: Largest guard score difference between the exported guard and PyTorch (scores are near 1 at the threshold).
+GUARD_TOLERANCE = 1e-3
 #: Test images the parity check runs on (at most).
 PARITY_IMAGES = 256
 
@@ -110,6 +115,8 @@ def export(
     graph = _to_onnx(trained)
     onnx.checker.check_model(graph, full_check=True)
     values = _metadata(trained, graph)
+    guard = load_guard(run, trained) if isinstance(trained, TrainedModel) else None
+    values["guard"] = None if guard is None else exported_guard_file(target).name
     segmenter = segmenter_of(trained) if trained.config.mask != "none" else None
     if segmenter is not None:  # trained with masks=SEG_RUN: the segmenter goes along, so no run is needed
         beside = export(segmenter, target.with_name(f"{target.stem}.segmenter.onnx"), progress=progress)
@@ -120,6 +127,9 @@ def export(
         f.write(graph.SerializeToString())
     try:
         parity = check_parity(target, trained, folder, progress)
+        exported_guard_file(target).unlink(missing_ok=True)  # a guard exported before, when the run had one
+        if guard is not None:  # the run's guard beside it, so the .onnx flags the images predict flags
+            parity["guard"] = export_guard(guard, exported_guard_file(target), trained, folder, progress)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -146,9 +156,9 @@ def _to_onnx(trained: TrainedModel | TrainedSegmenter) -> Any:
     return export_graph(model, int(trained.config.image_size), trained.in_chans)
 
 
-def export_graph(model: nn.Module, size: int, in_chans: int) -> Any:
-    """An ``onnx.ModelProto`` of `model` (uint8 NHWC ``(batch, size, size, in_chans)`` in, probabilities out),
-    written by PyTorch's dynamo exporter with a dynamic batch axis.
+def export_graph(model: nn.Module, size: int, in_chans: int, output: str = OUTPUT_NAME) -> Any:
+    """An ``onnx.ModelProto`` of `model` (uint8 NHWC ``(batch, size, size, in_chans)`` in, probabilities out,
+    named `output`), written by PyTorch's dynamo exporter with a dynamic batch axis.
 
     >>> graph = export_graph(InferenceModel(network, preprocessing, channels_last=False), 64, 1)  # doctest: +SKIP
     """
@@ -157,7 +167,7 @@ def export_graph(model: nn.Module, size: int, in_chans: int) -> Any:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            wrapped, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            wrapped, (example,), dynamo=True, verbose=False, input_names=[INPUT_NAME], output_names=[output],
             dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
         )  # fmt: skip
         program.save(str(Path(tmp) / "model.onnx"))
@@ -216,6 +226,35 @@ def check_parity(
             "kept. Report the backbone and the torch and onnxruntime versions"
         )
     return parity
+
+
+def export_guard(guard: Guard, out: Path, trained: TrainedModel, run: Run, progress: bool = False) -> dict[str, Any]:
+    """Export a run's guard (`medtune.apply.guard.GuardNetwork`: encoders, reference features, thresholds) to
+    `out`: uint8 NHWC images in, ``guard_score`` out; checked against PyTorch on the run's test images.
+
+    Raises:
+        ExportError: scores differ by more than `GUARD_TOLERANCE`, or an image is flagged by one and not the other
+            away from the threshold (nothing is left at `out`).
+    """
+    graph = export_graph(guard.network, int(trained.config.image_size), trained.in_chans, GUARD_OUTPUT)
+    for key, value in onnx_metadata({**guard.meta, "version": __version__}).items():
+        graph.metadata_props.add(key=key, value=value)
+    with atomic_open(out, "wb") as f:
+        f.write(graph.SerializeToString())
+    images, split = _test_images(trained, run, progress)
+    ours = ExportedGuard(out).score(torch.from_numpy(images).permute(0, 3, 1, 2))
+    theirs = guard.score(torch.from_numpy(images).permute(0, 3, 1, 2))
+    diff = float(np.abs(ours - theirs).max())
+    near = np.abs(theirs - 1.0) <= GUARD_TOLERANCE  # a score at the threshold may fall either side
+    same = float(((ours <= 1) == (theirs <= 1))[~near].mean()) if (~near).any() else 1.0
+    if not diff <= GUARD_TOLERANCE or same < 1.0:
+        out.unlink(missing_ok=True)
+        raise ExportError(
+            f"the exported guard differs from PyTorch by {diff:.2e} in score on {len(images)} {split} "
+            f"images (at most {GUARD_TOLERANCE:g}), the same verdict on {same:.1%}; nothing was kept"
+        )
+    return {"model": out.name, "images": len(images), "max_abs_diff": diff, "same_verdict": same,
+            "tolerance": GUARD_TOLERANCE, "sha256": file_sha256(out)}  # fmt: skip
 
 
 def _test_images(trained: TrainedModel | TrainedSegmenter, run: Run, progress: bool) -> tuple[np.ndarray, str]:

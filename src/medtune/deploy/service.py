@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medtune.apply.guard import load_guard
+from medtune.apply.guard import guard_of
 from medtune.apply.predict import create_predictor, prediction_records, results_frame
 from medtune.apply.scoring import load_model
 from medtune.data.images import DECODERS, file_thumbnail, read_image
@@ -120,7 +120,7 @@ class Predictor:
         self.segmenter = load_segmenter(masks) if self.spec.mask != "none" and is_segmentation_run(masks) else None
         self._cam_lock = threading.Lock()  # Grad-CAM switches the weights' gradients: one map at a time
         # a run's guard (medtune guard): each answer says whether its image looks like the training images
-        self.guard = load_guard(self.source, self.model) if isinstance(self.model, TrainedModel) else None
+        self.guard = guard_of(self.source, self.model)
 
     def metadata(self) -> dict[str, Any]:
         config = self.model.config

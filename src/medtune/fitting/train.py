@@ -23,6 +23,7 @@ import torch
 from medtune._version import __version__
 from medtune.config import Config, monitor_mode
 from medtune.data.table import Table
+from medtune.errors import DataError
 from medtune.fitting.keep import keep_checkpoint
 from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
@@ -114,7 +115,25 @@ def train(
         progress=progress,
     )  # fmt: skip
     model = fit(dataset, run, resumed, progress, callbacks, log_prefix)
-    return TrainResult(run, evaluate_trained(task, model, dataset, run), resumed)
+    metrics = evaluate_trained(task, model, dataset, run)
+    if config.guard and task.labelled:
+        fit_run_guard(run, progress, log_prefix)
+    return TrainResult(run, metrics, resumed)
+
+
+def fit_run_guard(run: Run, progress: bool = True, log_prefix: str = "") -> None:
+    """Fit the trained classifier's guard (`medtune.apply.guard`) into ``RUN/guard/``; a run with too few images
+    for one trains all the same, and says so."""
+    from medtune.apply.guard import fit_guard
+
+    try:
+        guard = fit_guard(run.path, progress=progress)
+    except DataError as exc:
+        print(f"{log_prefix}note: no guard fitted ({exc}); guard=false skips it", file=sys.stderr)
+        return
+    meta = guard.meta
+    print(f"{log_prefix}guard fitted: {meta['accepted_validation']:.1%} of {meta['validation_images']} validation "
+          f"images pass, {1000 * meta['seconds_per_image']:.1f} ms per image", file=sys.stderr)  # fmt: skip
 
 
 def check_shortcuts(table: Table, run: Run, log_prefix: str = "") -> list[str]:

@@ -3,6 +3,7 @@
 - `classification`: single-label metrics, calibration and bootstrap intervals.
 - `per_label`: multi-label metrics: per-label thresholds, per-label and averaged scores.
 - `segmentation`: summaries of per-image segmentation scores.
+- `selective`: telling two groups apart by a score (AUROC with its interval) and risk-coverage curves.
 - `bootstrap`: percentile bootstrap intervals, vectorised. `compare`: a paired bootstrap of two prediction sets.
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from medtune.errors import DataError, MedtuneError
+from medtune.reports.guard import guard_section
 from medtune.reports.mistakes import attention_section, mistakes_section
 from medtune.reports.page import Section, create_plot, format_interval, format_value, html_table, write_page
 from medtune.reports.plots import plot_history
@@ -81,7 +82,8 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     else:
         sections.append(Section("evaluation", "Evaluation", notes=[
             f"Not evaluated yet: finish training, or run `medtune evaluate {results.run.path}`."]))  # fmt: skip
-    sections += [s for s in (evaluations_section(results), data_section(results), config_section(results)) if s]
+    found = (evaluations_section(results), guard_section(results), data_section(results), config_section(results))
+    sections += [s for s in found if s]
     target = Path(out) if out else results.run.report_file
     cards = _cards(results)
     return write_page(target, "report.html", sections, title=f"{results.name}", results=results, cards=cards)
