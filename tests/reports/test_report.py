@@ -16,10 +16,10 @@ from medtune.reports.mistakes import confident_mistakes, load_prepared
 from medtune.reports.report import comparison_table
 from tests.conftest import medtune, medtune_subprocess, shared_path
 
-SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "data", "config")
+SECTIONS = ("training", "roc", "pr", "confusion", "calibration", "per-class", "mistakes", "guard", "data", "config")
 PLOTS = (
     *("curve_loss", "curve_auc", "curve_acc", "curve_balanced_acc"),
-    *("roc", "pr", "confusion", "confusion_normalised", "reliability", "mistakes"),
+    *("roc", "pr", "confusion", "confusion_normalised", "reliability", "mistakes", "guard_scores", "risk_coverage"),
 )
 
 
