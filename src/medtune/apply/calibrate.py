@@ -50,8 +50,8 @@ class Calibration:
     classes: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "method": "split conformal prediction (crepes), APS scores", "split": "val",
-                "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
+        return {"name": self.name, "kind": "conformal", "method": "split conformal prediction (crepes), APS scores",
+                "split": "val", "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
                 "scores": [round(float(s), 8) for s in self.scores]}  # fmt: skip
 
 
@@ -121,12 +121,14 @@ def calibration_file(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Path:
 
 
 def load_calibration(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Calibration | None:
-    """The calibration `name` of `run` (None when it has none)."""
+    """The conformal calibration `name` of `run` (None when it has none, or that name is another kind)."""
     path = calibration_file(run, name)
     if not path.is_file():
         return None
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
+        if found.get("kind", "conformal") != "conformal":  # a prevalence or threshold one (`medtune.apply.shift`)
+            return None
         return Calibration(found["name"], float(found["coverage"]), np.asarray(found["scores"], dtype=np.float64),
                            tuple(found["classes"]))  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:

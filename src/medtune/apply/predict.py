@@ -173,8 +173,10 @@ def predict(
         engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
             current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
         outside_paths: let CSV inputs name images outside their folder with ``..``.
-        calibration: the name of a conformal calibration kept in the run (``medtune calibrate``): adds ``set``,
-            the ``|``-joined classes of each image's prediction set.
+        calibration: the name of a calibration kept in the run (``medtune calibrate``): a conformal one adds
+            ``set``, the ``|``-joined classes of each image's prediction set; a prevalence one gives the probabilities
+            re-weighted to the prevalence it estimated and their labels; a threshold one the labels at its
+            thresholds (``attrs["calibration"]`` says which).
         reject: withhold the answer (``label`` empty) of images the run's guard flags (``medtune guard``).
 
     Returns:
@@ -207,9 +209,11 @@ def predict(
                 scores[indices] = guard.score(images) if guard is not None else np.nan
             bar.advance(task, len(indices) + len(failed))
     results = results_frame(paths, trained, probs, errors)
+    if calibration is not None:
+        results = _with_calibration(results, run, trained, calibration, probs)
     if guard is not None:
         _with_guard(results, scores, reject)
-    return results if calibration is None else _with_sets(results, run, calibration, probs)
+    return results
 
 
 def _run_guard(run: str | os.PathLike, trained: TrainedModel | ExportedModel) -> Any:
@@ -232,18 +236,34 @@ def _with_guard(results: pd.DataFrame, scores: np.ndarray, reject: bool) -> None
     results.attrs["guard"] = {"flagged": int(flagged.sum()), "read": int(read.sum()), "rejected": reject}
 
 
-def _with_sets(results: pd.DataFrame, run: str | os.PathLike, name: str, probs: np.ndarray) -> pd.DataFrame:
-    """`results` with each readable image's conformal prediction set (``set``: classes joined by ``|``)."""
-    from medtune.apply.calibrate import load_calibration, prediction_sets
+def _with_calibration(
+    results: pd.DataFrame, run: str | os.PathLike, model: Any, name: str, probs: np.ndarray
+) -> pd.DataFrame:
+    """`results` under the calibration `name` kept in the run (of an exported model, its run): conformal sets, or
+    the labels (and probabilities) of a prevalence or threshold calibration (`medtune.apply.shift`)."""
+    from medtune.apply.calibrate import load_calibration
+    from medtune.apply.prevalence import calibration_home
+    from medtune.apply.shift import load_shift, shifted_results, unknown_calibration
 
-    calibration = load_calibration(Path(run).parent.parent if Path(run).suffix == ".onnx" else run, name)
-    if calibration is None:
-        raise DataError(f"{run} has no calibration {name!r}: run `medtune calibrate {run}` first")
+    shift = load_shift(run, name)
+    if shift is not None:
+        return shifted_results(results, model, shift, probs)
+    conformal = load_calibration(calibration_home(run), name)
+    if conformal is None:
+        raise DataError(unknown_calibration(run, name))
+    return _with_sets(results, conformal, probs)
+
+
+def _with_sets(results: pd.DataFrame, calibration: Any, probs: np.ndarray) -> pd.DataFrame:
+    """`results` with each readable image's conformal prediction set (``set``: classes joined by ``|``)."""
+    from medtune.apply.calibrate import prediction_sets
+
+    name = calibration.name
     read = ~np.isnan(probs).any(axis=1)
     sets = prediction_sets(calibration, np.nan_to_num(probs))
     names = np.array(calibration.classes)
     results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
-    results.attrs["calibration"] = {"name": name, "coverage": calibration.coverage}
+    results.attrs["calibration"] = {"name": name, "kind": "conformal", "coverage": calibration.coverage}
     return results
 
 
