@@ -4,7 +4,9 @@
 
 RUN is a PneumoniaMNIST run (``medtune train ../shared/data/pneumoniamnist/pneumoniamnist.npz``). Each site is a
 set of labelled images written as PNGs with a CSV, cut at random (seeded) into a calibration quarter and an
-evaluation rest: the run's official test split resampled to about 10% and 90% pneumonia, and the NIH normal /
+evaluation rest: the run's official test split resampled to about 10% and 90% pneumonia, its validation split
+resampled the same way (a control with nothing but the class mix changed; the scaling before EM was fitted on those
+validation images, so it is in-sample there), and the NIH normal /
 pneumonia images of cxr3 (another hospital, adults; 50% and resampled to 10% pneumonia). On each site the
 calibration quarter fits (a) the prevalence by EM without its labels and (b) the threshold on `--labelled` of its
 labelled images (Youden's J, the run's rule), and ``evaluate --calibration`` scores the evaluation rest before and
@@ -59,14 +61,15 @@ def resample(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.n
 def sites(work: Path, seed: int) -> dict[str, tuple[Path, Path]]:
     rng = np.random.default_rng(seed)
     npz = np.load(SHARED / "pneumoniamnist" / "pneumoniamnist.npz")
-    images, labels = npz["test_images"], npz["test_labels"][:, 0]
     names = np.array(["normal", "pneumonia"])
     found = {}
-    for share in (0.1, 0.9):
-        keep = resample(labels, share, rng)
-        found[f"PneumoniaMNIST test, {share:.0%} pneumonia"] = write_site(
-            work / f"mnist-{round(share * 100)}", list(images[keep]), list(names[labels[keep]]), seed
-        )
+    for split in ("test", "val"):
+        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"][:, 0]
+        for share in (0.1, 0.9):
+            keep = resample(labels, share, rng)
+            found[f"PneumoniaMNIST {split}, {share:.0%} pneumonia"] = write_site(
+                work / f"mnist-{split}-{round(share * 100)}", list(images[keep]), list(names[labels[keep]]), seed
+            )
     cxr = pd.read_csv(SHARED / "cxr3" / "labels.csv")
     cxr = cxr[cxr["label"].isin(["normal", "pneumonia"])].reset_index(drop=True)
     truth = (cxr["label"] == "pneumonia").to_numpy().astype(int)
@@ -82,7 +85,8 @@ def sites(work: Path, seed: int) -> dict[str, tuple[Path, Path]]:
 
 def measure(run: Path, calibrate_csv: Path, evaluate_csv: Path, labelled: int) -> dict[str, float]:
     em = calibrate_shift(run, calibrate_csv, unlabelled=True, name="bench-em", progress=False)
-    chosen = calibrate_shift(run, calibrate_csv, labelled=labelled, name="bench-threshold", progress=False)
+    chosen = calibrate_shift(run, calibrate_csv, labelled=min(labelled, em.images), name="bench-threshold",
+                             progress=False)  # fmt: skip
     out = evaluate_csv.parent / "evaluation"
     after_em = evaluate(run, evaluate_csv, calibration="bench-em", out=out, progress=False).metrics["calibrated"]
     after_t = evaluate(run, evaluate_csv, calibration="bench-threshold", out=out, progress=False).metrics["calibrated"]

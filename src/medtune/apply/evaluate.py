@@ -178,10 +178,7 @@ def evaluate(
 
 def _set_coverage(calibration: Any, predictions: pd.DataFrame, seed: int) -> dict[str, Any]:
     """The coverage of the run's conformal sets on the evaluated images (their labels and probabilities)."""
-    from medtune.apply.calibrate import coverage_metrics
+    from medtune.apply.calibrate import coverage_metrics, evaluated_targets
 
-    index = {name: i for i, name in enumerate(calibration.classes)}
-    known = predictions["label"].isin(index)
-    targets = predictions.loc[known, "label"].map(index).to_numpy()
-    probs = predictions.loc[known, [f"prob_{c}" for c in calibration.classes]].to_numpy(dtype=float)
+    targets, probs = evaluated_targets(predictions, calibration.classes, calibration.multilabel)
     return coverage_metrics(calibration, targets, probs, seed)

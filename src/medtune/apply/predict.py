@@ -262,7 +262,12 @@ def _with_sets(results: pd.DataFrame, calibration: Any, probs: np.ndarray) -> pd
     read = ~np.isnan(probs).any(axis=1)
     sets = prediction_sets(calibration, np.nan_to_num(probs))
     names = np.array(calibration.classes)
-    results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
+    if calibration.multilabel:  # per finding: certainly present ({present}), uncertain (both, or neither)
+        certain, uncertain = sets[:, :, 1] & ~sets[:, :, 0], sets[:, :, 1] == sets[:, :, 0]
+        for column, flags in (("certain", certain), ("uncertain", uncertain)):
+            results[column] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(flags, read, strict=True)]
+    else:
+        results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
     results.attrs["calibration"] = {"name": name, "kind": "conformal", "coverage": calibration.coverage}
     return results
 
@@ -348,7 +353,8 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     if fmt == "auto":
         fmt = "csv" if out.suffix.lower() in (".csv", ".tsv") else "json"
     if fmt == "json":
-        write_json(out, prediction_records(results) if probs or "set" in results else _mapping(results))
+        sets = "set" in results or "certain" in results
+        write_json(out, prediction_records(results) if probs or sets else _mapping(results))
         return out
     if fmt == "submission":
         frame = pd.DataFrame({"id": [Path(f).stem for f in results["file"]]})
@@ -397,8 +403,9 @@ def prediction_records(results: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             record = {"file": row["file"], "label": row["label"] if isinstance(row["label"], str) else None}
         if not isinstance(row["error"], str):
-            if isinstance(row.get("set"), str):  # a conformal prediction set (``predict --sets``)
-                record["set"] = [name for name in row["set"].split(LABEL_SEP) if name]
+            for column in ("set", "certain", "uncertain"):  # conformal sets (``predict --sets``; per finding)
+                if isinstance(row.get(column), str):
+                    record[column] = [name for name in row[column].split(LABEL_SEP) if name]
             if not multilabel:
                 record["confidence"] = float(row["confidence"])
             record["probabilities"] = {c.removeprefix("prob_"): float(row[c]) for c in prob_columns}

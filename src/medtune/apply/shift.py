@@ -291,16 +291,16 @@ def compare_calibration(run: str | os.PathLike, name: str, model: Any, predictio
     Raises:
         DataError: the run has no such calibration.
     """
-    from medtune.apply.calibrate import coverage_metrics, load_calibration
+    from medtune.apply.calibrate import coverage_metrics, evaluated_targets, load_calibration
 
     shift = load_shift(run, name)
     if shift is None:
         conformal = load_calibration(calibration_home(run), name)
         if conformal is None:
             raise DataError(unknown_calibration(run, name))
-        targets, probs = _evaluated(predictions, conformal.classes, multilabel=False)
+        targets, probs = evaluated_targets(predictions, conformal.classes, conformal.multilabel)
         return {"name": name, "kind": "conformal", **coverage_metrics(conformal, targets, probs)}
-    targets, probs = _evaluated(predictions, shift.classes, shift.multilabel)
+    targets, probs = evaluated_targets(predictions, shift.classes, shift.multilabel)
     before = _decisions_before(model, probs)
     after = shift.decide(probs, model.task.decode, model.thresholds)
     found = {"name": name, **describe(shift), "images": len(targets),
@@ -317,18 +317,6 @@ def unknown_calibration(run: str | os.PathLike, name: str) -> str:
     kept = sorted(p.stem for p in (calibration_home(run) / "calibrations").glob("*.json"))
     has = f"it has {', '.join(kept)}" if kept else "it has none"
     return f"{run} has no calibration {name!r} ({has}): run `medtune calibrate {calibration_home(run)}` first"
-
-
-def _evaluated(predictions: pd.DataFrame, classes: tuple[str, ...], multilabel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and probabilities of the evaluated images, from ``predictions.csv``'s rows."""
-    if multilabel:
-        found = predictions["label"].map(lambda v: set(split_labels(v if isinstance(v, str) else "")))
-        targets = np.array([[c in s for c in classes] for s in found], dtype=bool).reshape(len(found), len(classes))
-        return targets, predictions[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
-    index = {name: i for i, name in enumerate(classes)}
-    known = predictions["label"].isin(index)
-    targets = predictions.loc[known, "label"].map(index).to_numpy()
-    return targets, predictions.loc[known, [f"prob_{c}" for c in classes]].to_numpy(dtype=float)
 
 
 def _decisions_before(model: Any, probs: np.ndarray) -> np.ndarray:

@@ -84,6 +84,12 @@ def _summary(results: pd.DataFrame) -> str:
 def _calibration_line(results: pd.DataFrame) -> str:
     """What the calibration did: the sets' sizes, or the prevalence or thresholds the labels were decided at."""
     found = results.attrs["calibration"]
+    if found["kind"] == "conformal" and "certain" in results:
+        read = results["certain"].dropna()
+        certain, unsure = (results[c].dropna().map(lambda v: len([n for n in v.split("|") if n])) for c in
+                           ("certain", "uncertain"))  # fmt: skip
+        return (f"per-finding sets ({found['coverage']:.0%} coverage each): {int(certain.sum())} finding(s) certainly "
+                f"present and {int(unsure.sum())} uncertain over {len(read)} image(s)")  # fmt: skip
     if found["kind"] == "conformal":
         sizes = results["set"].dropna().str.split("|").map(len)
         return (f"prediction sets ({found['coverage']:.0%} coverage): mean size {sizes.mean():.2f}, "
