@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from medtune.apply.evaluate import evaluate
-from medtune.apply.shift import calibrate_shift
+from medtune.apply.recalibrate import calibrate_shift
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -154,7 +154,7 @@ def load_calibration(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Calibr
         return None
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
-        if found.get("kind", "conformal") != "conformal":  # a prevalence or threshold one (`medtune.apply.shift`)
+        if found.get("kind", "conformal") != "conformal":  # a prevalence or threshold one (`medtune.apply.recalibrate`)
             return None
         return Calibration(found["name"], float(found["coverage"]), np.asarray(found["scores"], dtype=np.float64),
                            tuple(found["classes"]))  # fmt: skip

@@ -166,7 +166,7 @@ def evaluate(
     if conformal is not None:  # conformal sets kept in the run (``medtune calibrate``): how they cover here
         metrics["conformal"] = _set_coverage(conformal, predictions, config.seed)
     if calibration is not None:  # a named calibration (prevalence, thresholds): the decisions before and after
-        from medtune.apply.shift import compare_calibration
+        from medtune.apply.recalibrate import compare_calibration
 
         metrics["calibrated"] = compare_calibration(run, calibration, trained, predictions)
     metrics["data"] = str(Path(data or config.data).resolve())

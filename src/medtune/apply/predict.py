@@ -240,10 +240,10 @@ def _with_calibration(
     results: pd.DataFrame, run: str | os.PathLike, model: Any, name: str, probs: np.ndarray
 ) -> pd.DataFrame:
     """`results` under the calibration `name` kept in the run (of an exported model, its run): conformal sets, or
-    the labels (and probabilities) of a prevalence or threshold calibration (`medtune.apply.shift`)."""
+    the labels (and probabilities) of a prevalence or threshold calibration (`medtune.apply.recalibrate`)."""
     from medtune.apply.calibrate import load_calibration
     from medtune.apply.prevalence import calibration_home
-    from medtune.apply.shift import load_shift, shifted_results, unknown_calibration
+    from medtune.apply.recalibrate import load_shift, shifted_results, unknown_calibration
 
     shift = load_shift(run, name)
     if shift is not None:

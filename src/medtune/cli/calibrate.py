@@ -48,7 +48,7 @@ def calibrate_command(
         _conformal(run, coverage, name or "conformal")
         return
     from medtune.apply.calibrate import calibration_file
-    from medtune.apply.shift import calibrate_shift, summary_line
+    from medtune.apply.recalibrate import calibrate_shift, summary_line
 
     shift = calibrate_shift(run, data, unlabelled=unlabelled, labelled=labelled, name=name,
                             keys=parse_overrides(overrides or []), split=split)  # fmt: skip

@@ -1,4 +1,4 @@
-"""medtune.apply.shift and ``medtune calibrate RUN DATA``: prevalence estimated without labels and thresholds
+"""medtune.apply.recalibrate and ``medtune calibrate RUN DATA``: prevalence estimated without labels and thresholds
 re-chosen with them, on real runs and real images at a shifted class mix, then used by predict and evaluate."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import medtune
-from medtune.apply.shift import calibrate_shift, load_shift
+from medtune.apply.recalibrate import calibrate_shift, load_shift
 from medtune.errors import ConfigError, DataError
 from tests.conftest import medtune as medtune_cli
 from tests.conftest import shared_path
