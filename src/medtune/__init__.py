@@ -64,12 +64,13 @@ def evaluate(
     tta: bool | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    calibration: str | None = None,
 ) -> Evaluation:
     """Metrics of a trained run (or its ``.onnx``) on its test split, or on other data read with the typed reading
-    `keys` (`medtune.apply.evaluate.evaluate`)."""
+    `keys`, with the decisions before and after a named `calibration` (`medtune.apply.evaluate.evaluate`)."""
     from medtune.apply.evaluate import evaluate as run_evaluation
 
-    return run_evaluation(run, data, split, keys, tta, out, progress)
+    return run_evaluation(run, data, split, keys, tta, out, progress, calibration)
 
 
 def predict(
@@ -86,8 +87,9 @@ def predict(
     calibration: str | None = None,
     reject: bool = False,
 ) -> pd.DataFrame:
-    """Predictions for image files, folders, globs or CSVs, one row each, with conformal prediction sets when a
-    `calibration` is named and the guard's verdict when the run has one (`medtune.apply.predict.predict`)."""
+    """Predictions for image files, folders, globs or CSVs, one row each, under a named `calibration` (conformal
+    sets, or a prevalence or threshold calibration for other data) and with the guard's verdict when the run has one
+    (`medtune.apply.predict.predict`)."""
     from medtune.apply.predict import predict as run_prediction
 
     return run_prediction(

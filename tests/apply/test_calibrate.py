@@ -53,10 +53,30 @@ def test_a_run_is_calibrated_predicts_sets_and_reports_coverage(tiny_run, tmp_pa
     assert set(metrics["per_class"]) <= {"normal", "pneumonia"} and len(metrics["intervals"]["coverage"]) == 2
 
 
-def test_what_calibration_refuses(tiny_run, tiny_findings_run):
+def test_a_multilabel_run_gets_a_set_per_finding(tiny_findings_run, tmp_path):
+    run = Path(shutil.copytree(tiny_findings_run, tmp_path / "run"))
+    found = calibrate(run, 0.9, progress=False)
+    assert found.multilabel and found.scores.shape[1] == len(found.classes)
+    kept = json.loads((run / "calibrations" / "conformal.json").read_text())
+    assert kept["per_finding"] and len(kept["scores"][0]) == len(found.classes)
+    images = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:4]
+    predicted = medtune.predict(run, images, progress=False, workers=0, calibration="conformal")
+    for certain, uncertain in zip(predicted["certain"], predicted["uncertain"], strict=True):
+        assert not set(filter(None, certain.split("|"))) & set(filter(None, uncertain.split("|")))
+        assert set(filter(None, (certain + "|" + uncertain).split("|"))) <= set(found.classes)
+    answers = medtune_cli("predict", run, *images, "--sets", "--out", tmp_path / "sets.json")
+    assert answers.returncode == 0 and "per-finding sets (90% coverage each)" in answers.stdout
+    assert all("certain" in r and "uncertain" in r for r in json.loads((tmp_path / "sets.json").read_text()))
+    metrics = medtune.evaluate(run, progress=False).metrics["conformal"]
+    assert metrics["per_finding"] and set(metrics["per_class"]) == set(found.classes)
+    for row in metrics["per_class"].values():
+        low, high = row["coverage_interval"]
+        assert 0 <= low <= row["coverage"] <= high <= 1 and 0 <= row["mean_set_size"] <= 2
+    assert 0 <= metrics["coverage"] <= 1 and len(metrics["intervals"]["coverage"]) == 2
+
+
+def test_what_calibration_refuses(tiny_run):
     with pytest.raises(ConfigError, match="between 0 and 1"):
         calibrate(tiny_run, 1.5)
-    with pytest.raises(DataError, match="multilabel run"):
-        calibrate(tiny_findings_run)
     with pytest.raises(DataError, match="no calibration 'missing'"):
         medtune.predict(tiny_run, [shared_path("cxr-fullres")], progress=False, workers=0, calibration="missing")

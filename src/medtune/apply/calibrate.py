@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medtune._io import write_json
 from medtune.apply.scoring import load_model, store_probabilities
@@ -40,8 +41,9 @@ class Calibration:
     Attributes:
         name: its name in the run (``RUN/calibrations/<name>.json``).
         coverage: the share of images whose set should hold the true class.
-        scores: the APS nonconformity scores of the validation images' true classes.
-        classes: the run's classes, in output order.
+        scores: the APS nonconformity scores of the validation images' true classes ``(N,)``; multi-label: of
+            each finding's true state, absent or present ``(N, C)``.
+        classes: the run's classes (findings), in output order.
     """
 
     name: str
@@ -49,10 +51,15 @@ class Calibration:
     scores: np.ndarray
     classes: tuple[str, ...]
 
+    @property
+    def multilabel(self) -> bool:
+        """One binary set per finding ({absent}, {present}, both or neither)."""
+        return self.scores.ndim == 2
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "method": "split conformal prediction (crepes), APS scores", "split": "val",
-                "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
-                "scores": [round(float(s), 8) for s in self.scores]}  # fmt: skip
+        return {"name": self.name, "kind": "conformal", "method": "split conformal prediction (crepes), APS scores",
+                "split": "val", "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
+                "per_finding": self.multilabel, "scores": np.round(self.scores.astype(float), 8).tolist()}  # fmt: skip
 
 
 def aps_scores(probs: np.ndarray) -> np.ndarray:
@@ -78,9 +85,18 @@ def _conformal(scores: np.ndarray) -> Any:
 
 
 def prediction_sets(calibration: Calibration, probs: np.ndarray) -> np.ndarray:
-    """Boolean sets ``(N, K)``: the classes whose conformal p-value reaches ``1 - coverage``."""
-    sets = _conformal(calibration.scores).predict_set(aps_scores(probs), confidence=calibration.coverage, seed=SEED)
-    return np.asarray(sets, dtype=bool)
+    """Boolean sets ``(N, K)``: the classes whose conformal p-value reaches ``1 - coverage``; multi-label
+    ``(N, C, 2)``: for each finding, whether absent and whether present is in its set (Mondrian by finding: each
+    finding calibrated on its own scores)."""
+    from medtune.apply.prevalence import binary
+
+    def sets(scores: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        found = _conformal(scores).predict_set(aps_scores(probs), confidence=calibration.coverage, seed=SEED)
+        return np.asarray(found, dtype=bool)
+
+    if not calibration.multilabel:
+        return sets(calibration.scores, probs)
+    return np.stack([sets(calibration.scores[:, c], binary(probs[:, c])) for c in range(len(calibration.classes))], 1)
 
 
 def calibrate(
@@ -90,8 +106,7 @@ def calibrate(
 
     Raises:
         ConfigError: `coverage` outside (0, 1), or a name that is not a plain word.
-        DataError: a multi-label or segmentation run (its sets would be per finding or per pixel: not yet), or a
-            run without validation images.
+        DataError: a segmentation run (its sets would be per pixel: not done), or a run without validation images.
     """
     if not 0 < coverage < 1:
         raise ConfigError(f"--coverage {coverage}: give the share of images whose set should hold their class, "
@@ -99,10 +114,10 @@ def calibrate(
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"--name {name!r}: use letters, digits, - and _ (it names RUN/calibrations/NAME.json)")
     trained = load_model(run)
-    if not trained.task.single_label:
+    if not trained.task.labelled:
         raise DataError(
-            f"{run} is a {trained.task.name} run: conformal sets are fitted for single-label and ordinal "
-            "classifiers (a multi-label run would need a set per finding, which medtune does not fit yet)"
+            f"{run} is a {trained.task.name} run: conformal sets are fitted for classifiers (single-label, ordinal, "
+            "and per finding for multi-label); a segmenter's would be per pixel, which medtune does not fit"
         )
     dataset = prepare_dataset(trained.config, Run(Path(run)), split="val", progress=progress)
     if len(dataset.table) < 10:
@@ -110,10 +125,22 @@ def calibrate(
     targets = dataset.table.targets()
     probs = store_probabilities(trained.model, trained.preprocessing, dataset.store, np.arange(len(targets)),
                                 trained.config, trained.config.tta, trained.task.activation)  # fmt: skip
-    scores = aps_scores(probs)[np.arange(len(targets)), targets]
+    scores = true_scores(probs, targets)
     calibration = Calibration(name, float(coverage), scores, tuple(trained.classes))
     write_json(calibration_file(run, name), calibration.to_dict())
     return calibration
+
+
+def true_scores(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The APS scores of the true classes ``(N,)``, or (multi-hot `targets`) of each finding's true state ``(N, C)``,
+    each finding's probability read as the two-class distribution absent, present."""
+    from medtune.apply.prevalence import binary
+
+    rows = np.arange(len(targets))
+    if targets.ndim == 1:
+        return aps_scores(probs)[rows, targets]
+    truth = (targets > 0.5).astype(int)
+    return np.stack([aps_scores(binary(probs[:, c]))[rows, truth[:, c]] for c in range(targets.shape[1])], axis=1)
 
 
 def calibration_file(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Path:
@@ -121,12 +148,14 @@ def calibration_file(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Path:
 
 
 def load_calibration(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Calibration | None:
-    """The calibration `name` of `run` (None when it has none)."""
+    """The conformal calibration `name` of `run` (None when it has none, or that name is another kind)."""
     path = calibration_file(run, name)
     if not path.is_file():
         return None
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
+        if found.get("kind", "conformal") != "conformal":  # a prevalence or threshold one (`medtune.apply.recalibrate`)
+            return None
         return Calibration(found["name"], float(found["coverage"]), np.asarray(found["scores"], dtype=np.float64),
                            tuple(found["classes"]))  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -137,7 +166,10 @@ def coverage_metrics(
     calibration: Calibration, targets: np.ndarray, probs: np.ndarray, seed: int = 0, n_bootstrap: int = 1000
 ) -> dict[str, Any]:
     """How the sets did on labelled images: the share whose set holds the true class (with a bootstrap interval),
-    the mean set size, and both per class."""
+    the mean set size, and both per class; multi-label (multi-hot `targets`): per finding, with intervals, and
+    their mean over the findings."""
+    if calibration.multilabel:
+        return _finding_coverage(calibration, targets, probs, seed, n_bootstrap)
     sets = prediction_sets(calibration, probs)
     hit = sets[np.arange(len(targets)), targets].astype(float)
     size = sets.sum(axis=1).astype(float)
@@ -153,3 +185,51 @@ def coverage_metrics(
     return {"name": calibration.name, "target": calibration.coverage, "coverage": float(hit.mean()),
             "mean_set_size": float(size.mean()), "intervals": {k: intervals[k] for k in ("coverage", "mean_set_size")},
             "per_class": per_class}  # fmt: skip
+
+
+def _finding_coverage(
+    calibration: Calibration, targets: np.ndarray, probs: np.ndarray, seed: int, n_bootstrap: int
+) -> dict[str, Any]:
+    """Each finding's coverage (its set holds its true state) and mean set size, with bootstrap intervals, the share
+    of findings called certainly present, and the means over the findings."""
+    sets = prediction_sets(calibration, probs)
+    truth = (np.asarray(targets) > 0.5).astype(int)
+    hit = np.take_along_axis(sets, truth[:, :, None], axis=2)[:, :, 0].astype(float)
+    size = sets.sum(axis=2).astype(float)
+
+    def statistics(w: np.ndarray) -> dict[str, np.ndarray]:
+        covered, sized = w @ hit / w.sum(axis=1, keepdims=True), w @ size / w.sum(axis=1, keepdims=True)
+        return {"coverage": covered.mean(axis=1), "mean_set_size": sized.mean(axis=1), "class_coverage": covered,
+                "class_mean_set_size": sized}  # fmt: skip
+
+    names = list(calibration.classes)
+    intervals, _ = compute_bootstrap_intervals(statistics, len(hit), names, ["coverage", "mean_set_size"],
+                                               ["coverage", "mean_set_size"], n_bootstrap=n_bootstrap,
+                                               confidence=0.95, seed=seed)  # fmt: skip
+    present = sets[:, :, 1] & ~sets[:, :, 0]
+    per_class = {
+        name: {"coverage": float(hit[:, c].mean()), "mean_set_size": float(size[:, c].mean()),
+               "certain": float(present[:, c].mean()), "prevalence": float(truth[:, c].mean()),
+               "coverage_interval": intervals["per_class"][name]["coverage"]}
+        for c, name in enumerate(names)
+    }  # fmt: skip
+    return {"name": calibration.name, "target": calibration.coverage, "per_finding": True,
+            "coverage": float(hit.mean()), "mean_set_size": float(size.mean()),
+            "intervals": {k: intervals[k] for k in ("coverage", "mean_set_size")}, "per_class": per_class}  # fmt: skip
+
+
+def evaluated_targets(
+    predictions: pd.DataFrame, classes: tuple[str, ...], multilabel: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Targets (class indices of the rows whose label is a class; multi-label: multi-hot) and probabilities of
+    evaluated images, from ``predictions.csv``'s rows."""
+    from medtune.data.table import split_labels
+
+    columns = [f"prob_{c}" for c in classes]
+    if multilabel:
+        found = predictions["label"].map(lambda v: set(split_labels(v if isinstance(v, str) else "")))
+        targets = np.array([[c in s for c in classes] for s in found], dtype=bool).reshape(len(found), len(classes))
+        return targets, predictions[columns].to_numpy(dtype=float)
+    index = {name: i for i, name in enumerate(classes)}
+    known = predictions["label"].isin(index)
+    return predictions.loc[known, "label"].map(index).to_numpy(), predictions.loc[known, columns].to_numpy(dtype=float)

@@ -23,7 +23,7 @@ from torch import nn
 from medtune._io import atomic_open, write_json
 from medtune.apply.calibrate import load_calibration
 from medtune.apply.guard import guard_of, kept_scores, score_store
-from medtune.apply.scoring import load_model, store_probabilities
+from medtune.apply.scoring import data_keys, load_model, store_probabilities
 from medtune.apply.shift import guard_metrics, score_column
 from medtune.config import Config, load_config
 from medtune.data.split import VAL_AS_TEST
@@ -33,7 +33,6 @@ from medtune.errors import DataError
 from medtune.models import Preprocessing
 from medtune.runs import PreparedDataset, Run, prepare_dataset, read_dataset_table
 from medtune.runs.exported import ExportedModel
-from medtune.runs.segmasks import is_segmentation_run
 from medtune.tasks import Task, get_task, task_for
 
 
@@ -126,6 +125,7 @@ def evaluate(
     tta: bool | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    calibration: str | None = None,
 ) -> Evaluation:
     """Evaluate a run's best checkpoint.
 
@@ -138,6 +138,8 @@ def evaluate(
         tta: horizontal-flip test-time augmentation (default: the run's ``tta``).
         out: where to write; default the run directory for its own data, else ``RUN/evaluations/<data>-<split>``.
         progress: progress bars on a terminal.
+        calibration: a calibration kept in the run (``medtune calibrate``): ``metrics["calibrated"]`` compares the
+            decisions before and after it (a conformal one: its coverage here).
 
     >>> evaluation = evaluate("runs/pneumoniamnist-tf_efficientnet_lite0")  # doctest: +SKIP
     >>> evaluation.metrics["accuracy"]  # doctest: +SKIP
@@ -151,7 +153,7 @@ def evaluate(
         dataset = prepare_dataset(config, Run(Path(run)), split=split or "test", progress=progress)
         default_out = Path(run)
     else:
-        reading = load_config(overrides={**_data_keys(config), **(keys or {})}, data=str(data))  # the user's keys win
+        reading = load_config(overrides={**data_keys(config), **(keys or {})}, data=str(data))  # the user's keys win
         table = read_dataset_table(reading)
         if split is None:
             split = "test" if (table.frame["split"] == "test").any() else "all"
@@ -166,9 +168,13 @@ def evaluate(
     guard = guard_of(run, trained)
     if guard is not None:  # does the evaluated data look like the training images (``medtune guard``)?
         metrics["guard"] = _guard_section(guard, trained, dataset, predictions, run, own=data is None)
-    calibration = None if exported else load_calibration(run)
-    if calibration is not None:  # conformal sets kept in the run (``medtune calibrate``): how they cover here
-        metrics["conformal"] = _set_coverage(calibration, predictions, config.seed)
+    conformal = None if exported else load_calibration(run)
+    if conformal is not None:  # conformal sets kept in the run (``medtune calibrate``): how they cover here
+        metrics["conformal"] = _set_coverage(conformal, predictions, config.seed)
+    if calibration is not None:  # a named calibration (prevalence, thresholds): the decisions before and after
+        from medtune.apply.recalibrate import compare_calibration
+
+        metrics["calibrated"] = compare_calibration(run, calibration, trained, predictions)
     metrics["data"] = str(Path(data or config.data).resolve())
     metrics["checkpoint"] = str(trained.path if exported else trained.checkpoint)
     target = Path(out) if out else default_out
@@ -201,21 +207,7 @@ def _guard_section(
 
 def _set_coverage(calibration: Any, predictions: pd.DataFrame, seed: int) -> dict[str, Any]:
     """The coverage of the run's conformal sets on the evaluated images (their labels and probabilities)."""
-    from medtune.apply.calibrate import coverage_metrics
+    from medtune.apply.calibrate import coverage_metrics, evaluated_targets
 
-    index = {name: i for i, name in enumerate(calibration.classes)}
-    known = predictions["label"].isin(index)
-    targets = predictions.loc[known, "label"].map(index).to_numpy()
-    probs = predictions.loc[known, [f"prob_{c}" for c in calibration.classes]].to_numpy(dtype=float)
+    targets, probs = evaluated_targets(predictions, calibration.classes, calibration.multilabel)
     return coverage_metrics(calibration, targets, probs, seed)
-
-
-def _data_keys(config: Config) -> dict[str, Any]:
-    """Reading keys that carry over from the run to other data (none of the column names do, nor a masks folder:
-    other data gives its own with ``masks=FOLDER``; a segmentation run ``masks=SEG_RUN`` does carry over)."""
-    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing", "mask_source", "postprocess",
-            "harmonise")  # fmt: skip
-    carried = {key: getattr(config, key) for key in keys}
-    if is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: the same segmenter masks the other data
-        carried["masks"] = config.masks
-    return carried

@@ -174,8 +174,10 @@ def predict(
         engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
             current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
         outside_paths: let CSV inputs name images outside their folder with ``..``.
-        calibration: the name of a conformal calibration kept in the run (``medtune calibrate``): adds ``set``,
-            the ``|``-joined classes of each image's prediction set.
+        calibration: the name of a calibration kept in the run (``medtune calibrate``): a conformal one adds
+            ``set``, the ``|``-joined classes of each image's prediction set; a prevalence one gives the probabilities
+            re-weighted to the prevalence it estimated and their labels; a threshold one the labels at its
+            thresholds (``attrs["calibration"]`` says which).
         reject: withhold the answer (``label`` empty) of images the run's guard flags (``medtune guard``).
 
     Returns:
@@ -208,9 +210,11 @@ def predict(
                 scores[indices] = guard.score(images) if guard is not None else np.nan
             bar.advance(task, len(indices) + len(failed))
     results = results_frame(paths, trained, probs, errors)
+    if calibration is not None:
+        results = _with_calibration(results, run, trained, calibration, probs)
     if guard is not None:
         _with_guard(results, scores, reject)
-    return results if calibration is None else _with_sets(results, run, calibration, probs)
+    return results
 
 
 def _with_guard(results: pd.DataFrame, scores: np.ndarray, reject: bool) -> None:
@@ -225,18 +229,39 @@ def _with_guard(results: pd.DataFrame, scores: np.ndarray, reject: bool) -> None
     results.attrs["guard"] = {"flagged": int(flagged.sum()), "read": int(read.sum()), "rejected": reject}
 
 
-def _with_sets(results: pd.DataFrame, run: str | os.PathLike, name: str, probs: np.ndarray) -> pd.DataFrame:
-    """`results` with each readable image's conformal prediction set (``set``: classes joined by ``|``)."""
-    from medtune.apply.calibrate import load_calibration, prediction_sets
+def _with_calibration(
+    results: pd.DataFrame, run: str | os.PathLike, model: Any, name: str, probs: np.ndarray
+) -> pd.DataFrame:
+    """`results` under the calibration `name` kept in the run (of an exported model, its run): conformal sets, or
+    the labels (and probabilities) of a prevalence or threshold calibration (`medtune.apply.recalibrate`)."""
+    from medtune.apply.calibrate import load_calibration
+    from medtune.apply.prevalence import calibration_home
+    from medtune.apply.recalibrate import load_shift, shifted_results, unknown_calibration
 
-    calibration = load_calibration(Path(run).parent.parent if Path(run).suffix == ".onnx" else run, name)
-    if calibration is None:
-        raise DataError(f"{run} has no calibration {name!r}: run `medtune calibrate {run}` first")
+    shift = load_shift(run, name)
+    if shift is not None:
+        return shifted_results(results, model, shift, probs)
+    conformal = load_calibration(calibration_home(run), name)
+    if conformal is None:
+        raise DataError(unknown_calibration(run, name))
+    return _with_sets(results, conformal, probs)
+
+
+def _with_sets(results: pd.DataFrame, calibration: Any, probs: np.ndarray) -> pd.DataFrame:
+    """`results` with each readable image's conformal prediction set (``set``: classes joined by ``|``)."""
+    from medtune.apply.calibrate import prediction_sets
+
+    name = calibration.name
     read = ~np.isnan(probs).any(axis=1)
     sets = prediction_sets(calibration, np.nan_to_num(probs))
     names = np.array(calibration.classes)
-    results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
-    results.attrs["calibration"] = {"name": name, "coverage": calibration.coverage}
+    if calibration.multilabel:  # per finding: certainly present ({present}), uncertain (both, or neither)
+        certain, uncertain = sets[:, :, 1] & ~sets[:, :, 0], sets[:, :, 1] == sets[:, :, 0]
+        for column, flags in (("certain", certain), ("uncertain", uncertain)):
+            results[column] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(flags, read, strict=True)]
+    else:
+        results["set"] = [LABEL_SEP.join(names[row]) if ok else None for row, ok in zip(sets, read, strict=True)]
+    results.attrs["calibration"] = {"name": name, "kind": "conformal", "coverage": calibration.coverage}
     return results
 
 
@@ -321,7 +346,8 @@ def write_predictions(results: pd.DataFrame, out: str | os.PathLike, fmt: str = 
     if fmt == "auto":
         fmt = "csv" if out.suffix.lower() in (".csv", ".tsv") else "json"
     if fmt == "json":
-        write_json(out, prediction_records(results) if probs or "set" in results else _mapping(results))
+        sets = "set" in results or "certain" in results
+        write_json(out, prediction_records(results) if probs or sets else _mapping(results))
         return out
     if fmt == "submission":
         frame = pd.DataFrame({"id": [Path(f).stem for f in results["file"]]})
@@ -370,8 +396,9 @@ def prediction_records(results: pd.DataFrame) -> list[dict[str, Any]]:
         else:
             record = {"file": row["file"], "label": row["label"] if isinstance(row["label"], str) else None}
         if not isinstance(row["error"], str):
-            if isinstance(row.get("set"), str):  # a conformal prediction set (``predict --sets``)
-                record["set"] = [name for name in row["set"].split(LABEL_SEP) if name]
+            for column in ("set", "certain", "uncertain"):  # conformal sets (``predict --sets``; per finding)
+                if isinstance(row.get(column), str):
+                    record[column] = [name for name in row[column].split(LABEL_SEP) if name]
             if not multilabel:
                 record["confidence"] = float(row["confidence"])
             record["probabilities"] = {c.removeprefix("prob_"): float(row[c]) for c in prob_columns}

@@ -16,6 +16,7 @@ from medtune.data.store import ImageStore
 from medtune.models import Preprocessing
 from medtune.models.inference import InferenceModel, predict_batches
 from medtune.runs import TrainedModel, load_trained
+from medtune.runs.segmasks import is_segmentation_run
 
 if TYPE_CHECKING:
     from medtune.config import Config
@@ -65,3 +66,14 @@ def store_probabilities(
     rows = np.asarray(rows)
     parts = [network.predict(store.images[rows[i : i + batch]], tta=tta) for i in range(0, len(rows), batch)]
     return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+
+
+def data_keys(config: Config) -> dict[str, Any]:
+    """Reading keys that carry over from the run to other data (none of the column names do, nor a masks folder:
+    other data gives its own with ``masks=FOLDER``; a segmentation run ``masks=SEG_RUN`` does carry over)."""
+    keys = ("no_finding", "window", "frame", "mask", "mask_margin", "mask_missing", "mask_source", "postprocess",
+            "harmonise")  # fmt: skip
+    carried = {key: getattr(config, key) for key in keys}
+    if is_segmentation_run(config.masks):  # trained with masks=SEG_RUN: the same segmenter masks the other data
+        carried["masks"] = config.masks
+    return carried

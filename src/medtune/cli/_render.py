@@ -156,3 +156,31 @@ def render_guard(metrics: dict[str, Any]) -> None:
     if separation and separation.get("auroc") is not None:
         console.print(f"the guard tells these images from the run's own {separation['inside']} test images with "
                       f"AUROC {interval(separation['auroc'], separation['interval'])}", highlight=False)  # fmt: skip
+
+
+def render_calibrated(found: dict[str, Any]) -> None:
+    """Print ``evaluate --calibration``: the decisions before and after a prevalence or threshold calibration
+    (accuracy, balanced accuracy, then per class or finding), or a conformal one's coverage."""
+    if found["kind"] == "conformal":
+        coverage = interval(found["coverage"], found["intervals"]["coverage"])
+        console.print(f"conformal {found['name']!r}: coverage {coverage} (target {found['target']:.0%}), mean set size "
+                      f"{found['mean_set_size']:.2f}", highlight=False)  # fmt: skip
+        return
+    before, after = found["before"], found["after"]
+    table = RichTable(title=f"Calibration {found['name']!r} ({found['kind']}, {found['source']}): before -> after "
+                      f"on {found['images']} images", title_justify="left")  # fmt: skip
+    for column in ("", "before", "after"):
+        table.add_column(column, justify="left" if not column else "right")
+    rows = [("accuracy", "accuracy"), ("balanced accuracy", "balanced_accuracy"), ("log loss", "log_loss")]
+    rows += [(k.replace("_", " "), k) for k in ("sensitivity", "specificity", "predicted_positive_rate") if k in before]
+    for label, key in rows:
+        if key in before:
+            table.add_row(label, _num(before[key]), _num(after[key]))
+    if "prevalence" in before:
+        table.add_row(f"prevalence ({before['positive']})", _num(before["prevalence"]), _num(before["prevalence"]))
+    for name, row in before["per_class"].items():
+        share = "predicted_share" if "predicted_share" in row else "predicted_positive_rate"
+        truth = row.get("true_share", row.get("prevalence"))
+        table.add_row(f"{name}: predicted share (true {_num(truth)})", _num(row[share]),
+                      _num(after["per_class"][name][share]))  # fmt: skip
+    console.print(table)

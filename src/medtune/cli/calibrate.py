@@ -1,4 +1,5 @@
-"""``medtune calibrate``: conformal prediction sets fitted on a run's validation split and kept in the run."""
+"""``medtune calibrate``: conformal prediction sets fitted on a run's validation split, or (with DATA) the run's
+prevalence or thresholds re-fitted to other data; each kept in the run by name."""
 
 from __future__ import annotations
 
@@ -6,19 +7,60 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import RunArgument, console
+from medtune.cli._common import RunArgument, console, data_and_settings
+from medtune.config import parse_overrides
+from medtune.errors import ConfigError
 
 
 def calibrate_command(
     run: RunArgument,
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="Other DATA to fit prevalence or thresholds on, and key=value reading keys (label=...)."),
+    ] = None,
     coverage: Annotated[
         float, typer.Option("--coverage", help="Share of images whose set should hold their true class.")
     ] = 0.9,
-    name: Annotated[str, typer.Option("--name", help="Name of the calibration in the run.")] = "conformal",
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Name of the calibration in the run (conformal, prevalence or threshold)."),
+    ] = None,
+    unlabelled: Annotated[
+        bool, typer.Option("--unlabelled", help="Estimate DATA's class prevalence without labels (EM).")
+    ] = False,
+    labelled: Annotated[
+        int | None, typer.Option("--labelled", help="Use a seeded sample of N labelled images of DATA.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="train, val, test or all of DATA (default: test, else all).")
+    ] = None,
 ) -> None:
-    """Fit split conformal prediction (APS scores, crepes) on the run's validation split: `predict --sets` then
-    gives each image the set of classes that holds its true class with at least the chosen coverage, and
-    `evaluate` reports the coverage reached with its interval and the mean set size."""
+    """Without DATA: fit split conformal prediction (APS scores, crepes) on the run's validation split; `predict
+    --sets` then gives each image the set of classes that holds its true class with at least the chosen coverage.
+    With DATA --unlabelled: estimate its class prevalence by EM on the run's probabilities (re-calibrated on
+    validation first); with labelled DATA (or --labelled N of its images): re-choose the threshold (binary,
+    per finding) or take the labels' prevalence (three or more classes). Use one with `predict --calibration NAME`;
+    `evaluate --calibration NAME` shows the decisions before and after."""
+    data, overrides = data_and_settings(arguments or [])
+    if data is None:
+        if unlabelled or labelled is not None:
+            raise ConfigError("--unlabelled and --labelled re-fit the run to other data: give DATA after RUN")
+        _conformal(run, coverage, name or "conformal")
+        return
+    from medtune.apply.calibrate import calibration_file
+    from medtune.apply.recalibrate import calibrate_shift, summary_line
+
+    shift = calibrate_shift(run, data, unlabelled=unlabelled, labelled=labelled, name=name,
+                            keys=parse_overrides(overrides or []), split=split)  # fmt: skip
+    console.print(f"{shift.kind} calibration {shift.name!r}: {summary_line(shift)}", highlight=False)
+    for note in shift.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"written to {calibration_file(run, shift.name)}", highlight=False)
+    console.print(f"use it: medtune predict {run} IMAGES... --calibration {shift.name} --out results.json; "
+                  f"medtune evaluate {run} DATA --calibration {shift.name}", highlight=False)  # fmt: skip
+
+
+def _conformal(run: object, coverage: float, name: str) -> None:
     from medtune.apply.calibrate import calibrate, calibration_file
 
     found = calibrate(run, coverage, name)

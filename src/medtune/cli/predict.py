@@ -37,7 +37,8 @@ def predict_command(
         bool, typer.Option("--sets", help="Add each image's conformal prediction set (after medtune calibrate RUN).")
     ] = False,
     calibration: Annotated[
-        str | None, typer.Option("--calibration", help="The calibration kept in the run to use (implies --sets).")
+        str | None,
+        typer.Option("--calibration", help="A calibration kept in the run: conformal (sets), prevalence or threshold."),
     ] = None,
     reject: Annotated[
         bool, typer.Option("--reject", help="Withhold the answers of images the run's guard flags (medtune guard).")
@@ -62,12 +63,7 @@ def predict_command(
                       + (f": {listed}" if flagged else "") + ("; their answers are withheld" if reject and flagged
                       else ""), highlight=False)  # fmt: skip
     if name is not None:
-        sizes = results["set"].dropna().str.split("|").map(len)
-        console.print(
-            f"prediction sets ({results.attrs['calibration']['coverage']:.0%} coverage): mean size "
-            f"{sizes.mean():.2f}, {int((sizes == 1).sum())} of {len(sizes)} hold one class",
-            highlight=False,
-        )
+        console.print(_calibration_line(results), highlight=False)
     for warning in results.attrs.get("warnings", []):
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     for row in failed.itertuples(index=False):
@@ -83,3 +79,23 @@ def _summary(results: pd.DataFrame) -> str:
     read = results["labels"].dropna()
     counts = read[read != ""].str.split("|").explode().value_counts()
     return ", ".join([*(f"{name} {n}" for name, n in counts.items()), f"no finding {int((read == '').sum())}"])
+
+
+def _calibration_line(results: pd.DataFrame) -> str:
+    """What the calibration did: the sets' sizes, or the prevalence or thresholds the labels were decided at."""
+    found = results.attrs["calibration"]
+    if found["kind"] == "conformal" and "certain" in results:
+        read = results["certain"].dropna()
+        certain, unsure = (results[c].dropna().map(lambda v: len([n for n in v.split("|") if n])) for c in
+                           ("certain", "uncertain"))  # fmt: skip
+        return (f"per-finding sets ({found['coverage']:.0%} coverage each): {int(certain.sum())} finding(s) certainly "
+                f"present and {int(unsure.sum())} uncertain over {len(read)} image(s)")  # fmt: skip
+    if found["kind"] == "conformal":
+        sizes = results["set"].dropna().str.split("|").map(len)
+        return (f"prediction sets ({found['coverage']:.0%} coverage): mean size {sizes.mean():.2f}, "
+                f"{int((sizes == 1).sum())} of {len(sizes)} hold one class")  # fmt: skip
+    if found["kind"] == "prevalence":
+        shares = ", ".join(f"{c} {v:.1%}" for c, v in found["prevalence"].items())
+        return f"calibration {found['name']!r} (prevalence, {found['source']}): {found['note']} ({shares})"
+    chosen = ", ".join(f"{c} {v:.3f}" for c, v in found["thresholds"].items())
+    return f"calibration {found['name']!r} (thresholds): {found['note']} ({chosen})"

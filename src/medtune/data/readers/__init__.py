@@ -35,8 +35,9 @@ def read_table(source: str | Path, config: DataSettings | Config | None = None, 
         source: a folder, a CSV/TSV manifest or an .npz file.
         config: the data section of a configuration (``reader=``, ``label=``, ``group=``...; a whole `Config`
             gives its section); defaults when None.
-        labelled: False reads a folder as unlabelled images (for prediction); None reads a folder of images without
-            sub-folders as unlabelled and everything else as labelled (for looking at data).
+        labelled: False reads a folder, or a CSV/TSV manifest's path column, as unlabelled images (for prediction);
+            None reads a folder of images without sub-folders as unlabelled and everything else as labelled (for
+            looking at data).
 
     Raises:
         DataError: the source is missing, of an unknown kind, or unusable; the message names the fix.
@@ -56,8 +57,10 @@ def read_table(source: str | Path, config: DataSettings | Config | None = None, 
 
 def _read(path: Path, config: DataSettings, labelled: bool) -> Table:
     if not labelled:
+        if path.is_file() and path.suffix.lower() in manifest.SUFFIXES:
+            return manifest.read_paths(path, config)
         if not path.is_dir():
-            raise DataError(f"{path} is not a folder; unlabelled images are read from a folder")
+            raise DataError(f"{path} is not a folder or a CSV/TSV of paths; unlabelled images are read from those")
         return folder.read_unlabelled(path)
     if config.reader != "auto":
         return READERS.get(config.reader).read(path, config)

@@ -112,11 +112,8 @@ def _delimited_labels(values: pd.Series, sep: str, no_finding: str) -> pd.Series
     return values.map(parse)
 
 
-def read_manifest(path: Path, config: DataSettings) -> Table:
-    """Read a CSV/TSV manifest into a table, using the column keys of `config`."""
-    frame = read_manifest_csv(path)
-    base = path.parent
-    notes: list[str] = []
+def _image_paths(frame: pd.DataFrame, config: DataSettings, path: Path) -> pd.DataFrame:
+    """The rows' ``path`` (resolved against the manifest's folder) and ``id`` (the path as written)."""
     path_col = find_column(frame, config.path, PATH_NAMES, "image path", "path", path)
     if path_col is None:
         raise DataError(
@@ -126,8 +123,39 @@ def read_manifest(path: Path, config: DataSettings) -> Table:
     if frame[path_col].isna().any():
         row = int(np.flatnonzero(frame[path_col].isna().to_numpy())[0])
         raise DataError(f"{path}: row {row + 2} has an empty {path_col!r}; every row needs an image path")
-    out = pd.DataFrame({"path": resolve_paths(frame[path_col].str.strip(), base, path, config.outside_paths)})
+    out = pd.DataFrame({"path": resolve_paths(frame[path_col].str.strip(), path.parent, path, config.outside_paths)})
     out["id"] = frame[path_col].str.strip()
+    return out
+
+
+def _optional_columns(frame: pd.DataFrame, out: pd.DataFrame, config: DataSettings, path: Path, notes: list) -> None:
+    """Add the split, group, mask and domain columns the manifest has to `out` (noting the ones found by name)."""
+    optional = (("split", "split", ("split",)), ("group", "group", GROUP_NAMES),
+                ("mask", "mask_column", MASK_NAMES), ("domain", "domain", DOMAIN_NAMES))  # fmt: skip
+    for key, setting, candidates in optional:
+        column = find_column(frame, getattr(config, setting), candidates, key, setting, path)
+        if column is None:
+            continue
+        if getattr(config, setting) is None:
+            notes.append(f"{key} from column {column!r} (set {setting}=COLUMN to choose another)")
+        values = frame[column].str.strip()
+        out[key] = resolve_paths(values, path.parent, path, config.outside_paths) if key == "mask" else values
+
+
+def read_paths(path: Path, config: DataSettings) -> Table:
+    """A CSV/TSV manifest's images without labels (a label column is ignored): paths and the optional split, group,
+    mask and domain columns, for prediction and for estimating the class mix of unlabelled data."""
+    frame = read_manifest_csv(path)
+    out, notes = _image_paths(frame, config, path), ["unlabelled: the manifest's paths only"]
+    _optional_columns(frame, out, config, path, notes)
+    return create_table(out, classes=(), source=path, reader="table", notes=notes)
+
+
+def read_manifest(path: Path, config: DataSettings) -> Table:
+    """Read a CSV/TSV manifest into a table, using the column keys of `config`."""
+    frame = read_manifest_csv(path)
+    notes: list[str] = []
+    out = _image_paths(frame, config, path)
 
     multilabel = bool(config.labels) or config.label_sep is not None
     classes = config.classes
@@ -160,16 +188,7 @@ def read_manifest(path: Path, config: DataSettings) -> Table:
                 )
             out["label"] = labels
 
-    optional = (("split", "split", ("split",)), ("group", "group", GROUP_NAMES),
-                ("mask", "mask_column", MASK_NAMES), ("domain", "domain", DOMAIN_NAMES))  # fmt: skip
-    for key, setting, candidates in optional:
-        column = find_column(frame, getattr(config, setting), candidates, key, setting, path)
-        if column is None:
-            continue
-        if getattr(config, setting) is None:
-            notes.append(f"{key} from column {column!r} (set {setting}=COLUMN to choose another)")
-        values = frame[column].str.strip()
-        out[key] = resolve_paths(values, base, path, config.outside_paths) if key == "mask" else values
+    _optional_columns(frame, out, config, path, notes)
     if pattern is not None:
         out, note = labels_from_names(out, pattern, path)
         notes.insert(0, note)
