@@ -50,6 +50,7 @@ def test_em_moves_toward_a_shifted_prevalence_and_predict_and_evaluate_use_it(ru
     kept = json.loads((run / "calibrations" / "low.json").read_text())
     assert kept["kind"] == "prevalence" and kept["source"] == "em" and kept["images"] == 40 and kept["converged"]
     assert kept["training_prior"][1] == pytest.approx(0.74, abs=0.05) and sum(kept["estimate"]) == pytest.approx(1)
+    assert 0 <= kept["guard_flagged"] <= 0.5  # PneumoniaMNIST's own kind of image: the run's guard passes most
     shifted = calibrate_shift(run, high, unlabelled=True, name="high", progress=False)  # a CSV; labels ignored
     assert kept["estimate"][1] < kept["prior"][1] < shifted.estimate[1]  # each moves toward its truth
     images = sorted(low.parent.glob("*.png"))
@@ -118,3 +119,14 @@ def test_what_shift_calibration_refuses(run, tmp_path):
         medtune.predict(run, [data], progress=False, workers=0, calibration="missing")
     with pytest.raises(DataError, match="no calibration 'missing'"):
         medtune.evaluate(run, data, calibration="missing", out=tmp_path / "ev", progress=False)
+
+
+def test_a_calibration_on_images_the_guard_flags_says_not_to_trust_it(run, tmp_path):
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for tile in sorted(shared_path("lc25000-lung").glob("*/*.jpeg"))[:12]:
+        shutil.copy(tile, tiles / tile.name)
+    result = medtune_cli("calibrate", run, tiles, "--unlabelled", "--name", "tiles")
+    assert result.returncode == 0, result.stderr
+    kept = json.loads((run / "calibrations" / "tiles.json").read_text())
+    assert kept["guard_flagged"] > 0.5 and "only the class mix changed" in result.stdout

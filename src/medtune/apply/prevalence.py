@@ -148,6 +148,7 @@ class Shift:
         iterations: EM iterations (per finding for multi-label).
         converged: whether EM converged (every finding).
         notes: what was decided, in words.
+        guard_flagged: the share of the data's images the run's guard flags (None: the run has no guard).
     """
 
     name: str
@@ -165,6 +166,7 @@ class Shift:
     iterations: int = 0
     converged: bool = True
     notes: tuple[str, ...] = field(default_factory=tuple)
+    guard_flagged: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         found = asdict(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pandas as pd
 
 from medtune._io import write_json
 from medtune.apply.calibrate import calibration_file
+from medtune.apply.guard import load_guard, score_store
 from medtune.apply.prevalence import (
     Shift,
     apply_scaling,
@@ -38,6 +40,9 @@ from medtune.data.readers.manifest import SUFFIXES
 from medtune.data.table import Table, split_labels
 from medtune.errors import ConfigError, DataError
 from medtune.runs import Run, TrainedModel, prepare_dataset, read_dataset_table
+
+#: Above this share of images flagged by the run's guard, a calibration on other data carries a warning.
+GUARD_WARNING = 0.5
 
 
 def calibrate_shift(
@@ -85,7 +90,7 @@ def calibrate_shift(
     targets = None if unlabelled else _targets(trained, table, data)
     if targets is not None and labelled is not None:
         table, targets = _sample(table, targets, labelled, trained.config.seed, data)
-    probs = _probabilities(trained, table, progress)
+    probs, flagged = _probabilities(run, trained, table, progress)
     common = {"name": name, "classes": tuple(trained.classes), "multilabel": not trained.task.single_label,
               "data": str(Path(data).resolve()), "images": len(table),
               "training_prior": _training_prior(Run(Path(run)), trained)}  # fmt: skip
@@ -93,6 +98,7 @@ def calibrate_shift(
         shift = _thresholds(trained, targets, probs, common)
     else:
         shift = _prevalence(trained, Run(Path(run)), probs, targets, common, progress)
+    shift = _with_guard(shift, flagged)
     write_json(calibration_file(run, name), {"kind": shift.kind, **shift.to_dict()})
     return shift
 
@@ -135,11 +141,30 @@ def _sample(table: Table, targets: np.ndarray, n: int, seed: int, data: Any) -> 
     return table.with_frame(table.frame.iloc[rows]), targets[rows]
 
 
-def _probabilities(trained: TrainedModel, table: Table, progress: bool) -> np.ndarray:
-    """The run's probabilities for every row of `table` (through the same prepared dataset as evaluate)."""
+def _probabilities(
+    run: str | os.PathLike, trained: TrainedModel, table: Table, progress: bool
+) -> tuple[np.ndarray, float | None]:
+    """The run's probabilities for every row of `table` (through the same prepared dataset as evaluate), and the
+    share of those images its guard flags (None without a guard)."""
     dataset = prepare_dataset(trained.config, table=table, split="all", assign_missing=False, progress=progress)
-    return store_probabilities(trained.model, trained.resolved.preprocessing, dataset.store, np.arange(len(table)),
-                               trained.config, trained.config.tta, trained.task.activation)  # fmt: skip
+    rows = np.arange(len(table))
+    probs = store_probabilities(trained.model, trained.resolved.preprocessing, dataset.store, rows, trained.config,
+                                trained.config.tta, trained.task.activation)  # fmt: skip
+    guard = load_guard(run, trained)
+    return probs, None if guard is None else float((score_store(guard, dataset.store, rows) > 1.0).mean())
+
+
+def _with_guard(shift: Shift, flagged: float | None) -> Shift:
+    """The calibration with the guard's share flagged, and a warning when most images are unlike the training ones:
+    re-weighting the class mix assumes that only the class mix changed."""
+    if flagged is None:
+        return shift
+    notes = shift.notes
+    if flagged > GUARD_WARNING:
+        notes = (*notes, f"the run's guard flags {flagged:.0%} of these images as unlike its training "
+                 "images; a prevalence or threshold re-fitted here assumes that only the class mix changed, so do not "
+                 "trust it without labels (medtune evaluate RUN DATA shows the guard's verdict)")  # fmt: skip
+    return replace(shift, guard_flagged=round(flagged, 4), notes=notes)
 
 
 def _training_prior(run: Run, trained: TrainedModel) -> tuple[float, ...]:
