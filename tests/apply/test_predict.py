@@ -18,7 +18,9 @@ def test_predictions_come_back_as_a_frame_with_every_probability(tiny_run, tmp_p
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     images = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:3]
     results = medtune.predict(tiny_run, [*images, broken], progress=False, workers=0)
-    assert list(results.columns) == ["file", "label", "confidence", "prob_normal", "prob_pneumonia", "error"]
+    assert list(results.columns) == ["file", "label", "confidence", "prob_normal", "prob_pneumonia", "error",
+                                     "guard_score", "in_distribution"]  # fmt: skip
+    assert results["guard_score"].iloc[:3].gt(0).all() and results["in_distribution"].iloc[3] is None  # unreadable
     read = results[results["error"].isna()]
     assert len(read) == 3 and set(read["label"]) <= {"normal", "pneumonia"}
     np.testing.assert_allclose(read[["prob_normal", "prob_pneumonia"]].sum(axis=1), 1.0, atol=1e-5)

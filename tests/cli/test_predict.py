@@ -78,7 +78,8 @@ def test_multilabel_predictions_follow_the_stored_thresholds(tiny_findings_run, 
     result = medtune("predict", tiny_findings_run, *images, "--out", tmp_path / "findings.csv")
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(tmp_path / "findings.csv", keep_default_na=False)
-    assert list(frame.columns) == ["file", "labels", *(f"prob_{n}" for n in thresholds), "error"]
+    columns = ["file", "labels", *(f"prob_{n}" for n in thresholds), "error", "guard_score", "in_distribution"]
+    assert list(frame.columns) == columns  # the guard training fitted marks every image
     assert len(frame) == 20
     for row in frame.to_dict("records"):
         assert row["labels"] == "|".join(n for n, t in thresholds.items() if row[f"prob_{n}"] >= t)
