@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 import medtune
-from medtune.apply.calibrate import Calibration, aps_scores, calibrate, coverage_metrics, prediction_sets
+from medtune.apply.calibrate import (
+    Calibration,
+    aps_scores,
+    calibrate,
+    coverage_metrics,
+    prediction_sets,
+    true_scores,
+)
 from medtune.errors import ConfigError, DataError
 from tests.conftest import medtune as medtune_cli
 from tests.conftest import shared_path
@@ -80,3 +87,25 @@ def test_what_calibration_refuses(tiny_run):
         calibrate(tiny_run, 1.5)
     with pytest.raises(DataError, match="no calibration 'missing'"):
         medtune.predict(tiny_run, [shared_path("cxr-fullres")], progress=False, workers=0, calibration="missing")
+
+
+def test_class_conditional_sets_cover_every_class_where_one_calibration_does_not():
+    rng = np.random.default_rng(1)
+    truth = rng.choice(2, 4000, p=[0.25, 0.75])
+    # a network sure of its common class and unsure of the rare one
+    positive = np.clip(np.where(truth == 1, rng.beta(8, 2, 4000), rng.beta(4, 3, 4000)), 1e-3, 1 - 1e-3)
+    probs = np.stack([1 - positive, positive], axis=1)
+    scores = true_scores(probs[:2000], truth[:2000])
+    pooled = coverage_metrics(Calibration("m", 0.9, scores, ("a", "b")), truth[2000:], probs[2000:], n_bootstrap=50)
+    each = Calibration("c", 0.9, scores, ("a", "b"), truth[:2000])
+    found = coverage_metrics(each, truth[2000:], probs[2000:], n_bootstrap=50)
+    assert 0.88 <= pooled["coverage"] <= 0.92 and pooled["per_class"]["a"]["coverage"] < 0.7  # the rare class pays
+    assert all(0.87 <= row["coverage"] <= 0.93 for row in found["per_class"].values())
+    assert Calibration("c", 0.9, scores, ("a", "b"), truth[:2000]).to_dict()["per_class"] is True
+
+
+def test_per_class_sets_are_refused_where_they_cannot_hold(tiny_run, tiny_findings_run, tmp_path):
+    with pytest.raises(DataError, match="already per finding"):
+        calibrate(tiny_findings_run, per_class=True)
+    result = medtune_cli("calibrate", tiny_run, "--coverage", "0.99", "--per-class", "--name", "rare")
+    assert result.returncode != 0 and "needs at least 99 validation images of every class" in result.stderr

@@ -44,12 +44,16 @@ class Calibration:
         scores: the APS nonconformity scores of the validation images' true classes ``(N,)``; multi-label: of
             each finding's true state, absent or present ``(N, C)``.
         classes: the run's classes (findings), in output order.
+        targets: the true class of each score, for class-conditional (Mondrian) sets: each class is put in a set by
+            its p-value among the validation images of that class, so every class is covered at `coverage` (None:
+            one calibration for all classes, which covers the images at `coverage` on average).
     """
 
     name: str
     coverage: float
     scores: np.ndarray
     classes: tuple[str, ...]
+    targets: np.ndarray | None = None
 
     @property
     def multilabel(self) -> bool:
@@ -59,7 +63,9 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": "conformal", "method": "split conformal prediction (crepes), APS scores",
                 "split": "val", "coverage": self.coverage, "classes": list(self.classes), "images": len(self.scores),
-                "per_finding": self.multilabel, "scores": np.round(self.scores.astype(float), 8).tolist()}  # fmt: skip
+                "per_finding": self.multilabel, "per_class": self.targets is not None,
+                "scores": np.round(self.scores.astype(float), 8).tolist(),
+                **({} if self.targets is None else {"targets": self.targets.astype(int).tolist()})}  # fmt: skip
 
 
 def aps_scores(probs: np.ndarray) -> np.ndarray:
@@ -94,19 +100,31 @@ def prediction_sets(calibration: Calibration, probs: np.ndarray) -> np.ndarray:
         found = _conformal(scores).predict_set(aps_scores(probs), confidence=calibration.coverage, seed=SEED)
         return np.asarray(found, dtype=bool)
 
+    if calibration.targets is not None:  # Mondrian by class: each class's column from its own images' scores
+        found = [sets(calibration.scores[calibration.targets == c], probs)[:, c] for c in range(probs.shape[1])]
+        return np.stack(found, axis=1)
     if not calibration.multilabel:
         return sets(calibration.scores, probs)
     return np.stack([sets(calibration.scores[:, c], binary(probs[:, c])) for c in range(len(calibration.classes))], 1)
 
 
 def calibrate(
-    run: str | os.PathLike, coverage: float = 0.9, name: str = DEFAULT_NAME, progress: bool = True
+    run: str | os.PathLike,
+    coverage: float = 0.9,
+    name: str = DEFAULT_NAME,
+    progress: bool = True,
+    per_class: bool = False,
 ) -> Calibration:
     """Fit split conformal prediction on the run's validation split and keep it in the run under `name`.
 
+    Args:
+        per_class: class-conditional (Mondrian) sets: every class covered at `coverage`, not only the images on
+            average; each class needs at least ``1 / (1 - coverage) - 1`` validation images (9 at 90%).
+
     Raises:
         ConfigError: `coverage` outside (0, 1), or a name that is not a plain word.
-        DataError: a segmentation run (its sets would be per pixel: not done), or a run without validation images.
+        DataError: a segmentation run (its sets would be per pixel: not done), a run without validation images, or
+            `per_class` for a multi-label run or with a class too rare in validation.
     """
     if not 0 < coverage < 1:
         raise ConfigError(f"--coverage {coverage}: give the share of images whose set should hold their class, "
@@ -126,9 +144,23 @@ def calibrate(
     probs = store_probabilities(trained.model, trained.preprocessing, dataset.store, np.arange(len(targets)),
                                 trained.config, trained.config.tta, trained.task.activation)  # fmt: skip
     scores = true_scores(probs, targets)
-    calibration = Calibration(name, float(coverage), scores, tuple(trained.classes))
+    kept = _class_targets(targets, trained.classes, coverage, run) if per_class else None
+    calibration = Calibration(name, float(coverage), scores, tuple(trained.classes), kept)
     write_json(calibration_file(run, name), calibration.to_dict())
     return calibration
+
+
+def _class_targets(targets: np.ndarray, classes: tuple[str, ...], coverage: float, run: Any) -> np.ndarray:
+    """The validation targets a class-conditional calibration keeps, once each class has enough images."""
+    if targets.ndim != 1:
+        raise DataError(f"{run} is a multi-label run: its sets are already per finding; leave out --per-class")
+    need = int(np.ceil(1 / (1 - coverage))) - 1
+    counts = np.bincount(targets, minlength=len(classes))
+    rare = [f"{name} ({n})" for name, n in zip(classes, counts, strict=True) if n < need]
+    if rare:
+        raise DataError(f"--per-class at {coverage:.0%} needs at least {need} validation images of every class; "
+                        f"{run} has fewer of {', '.join(rare)}: leave out --per-class or lower --coverage")  # fmt: skip
+    return targets.astype(int)
 
 
 def true_scores(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -156,8 +188,9 @@ def load_calibration(run: str | os.PathLike, name: str = DEFAULT_NAME) -> Calibr
         found = json.loads(path.read_text(encoding="utf-8"))
         if found.get("kind", "conformal") != "conformal":  # a prevalence or threshold one (`medtune.apply.recalibrate`)
             return None
+        targets = None if found.get("targets") is None else np.asarray(found["targets"], dtype=int)
         return Calibration(found["name"], float(found["coverage"]), np.asarray(found["scores"], dtype=np.float64),
-                           tuple(found["classes"]))  # fmt: skip
+                           tuple(found["classes"]), targets)  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"cannot read {path} ({exc!r}); run `medtune calibrate {run}` again") from None
 

@@ -34,6 +34,9 @@ def calibrate_command(
     split: Annotated[
         str | None, typer.Option("--split", help="train, val, test or all of DATA (default: test, else all).")
     ] = None,
+    per_class: Annotated[
+        bool, typer.Option("--per-class", help="Class-conditional (Mondrian) sets: every class covered, not the mean.")
+    ] = False,
 ) -> None:
     """Without DATA: fit split conformal prediction (APS scores, crepes) on the run's validation split; `predict
     --sets` then gives each image the set of classes that holds its true class with at least the chosen coverage.
@@ -45,8 +48,10 @@ def calibrate_command(
     if data is None:
         if unlabelled or labelled is not None:
             raise ConfigError("--unlabelled and --labelled re-fit the run to other data: give DATA after RUN")
-        _conformal(run, coverage, name or "conformal")
+        _conformal(run, coverage, name or "conformal", per_class)
         return
+    if per_class:
+        raise ConfigError("--per-class is for conformal sets, fitted without DATA: medtune calibrate RUN --per-class")
     from medtune.apply.calibrate import calibration_file
     from medtune.apply.recalibrate import calibrate_shift, summary_line
 
@@ -60,11 +65,12 @@ def calibrate_command(
                   f"medtune evaluate {run} DATA --calibration {shift.name}", highlight=False)  # fmt: skip
 
 
-def _conformal(run: object, coverage: float, name: str) -> None:
+def _conformal(run: object, coverage: float, name: str, per_class: bool) -> None:
     from medtune.apply.calibrate import calibrate, calibration_file
 
-    found = calibrate(run, coverage, name)
-    console.print(f"calibrated {name!r} on {len(found.scores)} validation images for {coverage:.0%} coverage; "
+    found = calibrate(run, coverage, name, per_class=per_class)
+    each = " for every class" if per_class else ""
+    console.print(f"calibrated {name!r} on {len(found.scores)} validation images for {coverage:.0%} coverage{each}; "
                   f"written to {calibration_file(run, name)}", highlight=False)  # fmt: skip
     console.print(
         f"use it: medtune predict {run} IMAGES... --sets --out sets.json; medtune evaluate {run}", highlight=False
