@@ -149,6 +149,8 @@ def coverage(run: Path, model: object, test: object, repeats: int = 200) -> dict
         sets = fitted.predict_set(pooled[rest], confidence=0.9, seed=0)
         hits.append(float(np.asarray(sets, bool)[np.arange(len(rest)), truth[rest]].mean()))
     measured["repeated"] = {"mean": float(np.mean(hits)), "range": np.quantile(hits, [0.05, 0.95]).tolist()}
+    each = calibrate(run, 0.9, "benchmark90-per-class", progress=False, per_class=True)  # Mondrian by class
+    measured["per_class_sets"] = coverage_metrics(each, test.table.targets(), probs)
     return measured
 
 
@@ -215,6 +217,16 @@ def show(rows: list[dict], extra: dict[str, dict]) -> None:
                       f"{sets['mean_set_size']:.2f}", f"{repeated['mean']:.3f} [{repeated['range'][0]:.3f}, "
                       f"{repeated['range'][1]:.3f}]")  # fmt: skip
     console.print(other)
+    classes = RichTable(title="Conformal coverage per class at 90% (test split): one calibration / --per-class",
+                        title_justify="left")  # fmt: skip
+    for column in ("run", "class", "images", "coverage", "coverage --per-class", "set size", "set size --per-class"):
+        classes.add_column(column, justify="left" if column in ("run", "class") else "right")
+    for name, found in extra.items():
+        pooled, each = found["coverage"]["per_class"], found["coverage"]["per_class_sets"]["per_class"]
+        for label, row in pooled.items():
+            classes.add_row(name, label, str(row["images"]), f"{row['coverage']:.3f}", f"{each[label]['coverage']:.3f}",
+                            f"{row['mean_set_size']:.2f}", f"{each[label]['mean_set_size']:.2f}")  # fmt: skip
+    console.print(classes)
 
 
 if __name__ == "__main__":
