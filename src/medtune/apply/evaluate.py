@@ -92,7 +92,7 @@ def evaluate_split(network: nn.Module, dataset: PreparedDataset, out: Path) -> d
     table, store, config = dataset.table, dataset.store, dataset.config
     preprocessing = dataset.resolved.preprocessing
     task = task_for(config, table)
-    split = "test" if (table.frame["split"] == "test").any() else "val"
+    split = "test" if config.read_test and (table.frame["split"] == "test").any() else "val"
     rows = table.positions(split)
     part = table.with_frame(table.frame.iloc[rows])
 
@@ -109,6 +109,9 @@ def evaluate_split(network: nn.Module, dataset: PreparedDataset, out: Path) -> d
     )
     if thresholds is not None and split == "val":
         metrics["warnings"].append("no test split: the thresholds were chosen on the same images they are scored on")
+    elif split == "val" and not config.read_test:
+        metrics["warnings"].append("read_test=false: these scores are on the validation split; the test split is "
+                                   f"left unread (medtune evaluate {out} reads it)")  # fmt: skip
     elif split == "val":
         metrics["warnings"].append("no test split: these scores are on the validation images that chose the best "
                                    "epoch, so they are optimistic; keep a test split (test_fraction > 0)")  # fmt: skip

@@ -27,6 +27,7 @@ from medtune.cli.segment import segment_app
 from medtune.cli.serve import serve_command
 from medtune.cli.similar import index_command, similar_command
 from medtune.cli.train import train_command
+from medtune.cli.tune import tune_command
 from medtune.errors import ConfigError, MedtuneError
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(queue_app, name="queue")
 app.add_typer(cache_app, name="cache")
 app.command("sweep")(sweep_command)
+app.command("tune")(tune_command)
 app.command("leaderboard")(leaderboard_command)
 app.command("crossdomain")(crossdomain_command)
 app.command("ensemble")(ensemble_command)

@@ -232,6 +232,11 @@ class Config(BaseModel):
     )
     tta: bool = Field(False, description="evaluate and predict with horizontal-flip test-time augmentation")
     report: bool = Field(True, description="write report.html (curves, ROC, mistakes with Grad-CAM...) at the end")
+    read_test: bool = Field(
+        True,
+        description="evaluate the test split at the end of training (false: the validation split, so that a search "
+        "such as medtune tune reads the test split once, with its final model)",
+    )
     guard: bool = Field(
         True,
         description="after training a classifier, fit its guard (does an image look like the training images? "
@@ -373,7 +378,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "augmentation": ("augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast"),
     "run": (
         "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
-        "channels_last", "cache_features", "tta", "report", "guard", "shortcut_check",
+        "channels_last", "cache_features", "tta", "report", "read_test", "guard", "shortcut_check",
     ),
 }  # fmt: skip
 

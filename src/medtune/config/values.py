@@ -6,7 +6,7 @@ from __future__ import annotations
 from medtune.errors import ConfigError
 
 #: Names logged per epoch, with the train_/val_ prefix: ``val_auc``, ``train_loss``...
-EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc")
+EPOCH_METRICS: tuple[str, ...] = ("loss", "acc", "balanced_acc", "f1", "auc", "nll")
 #: Names logged per epoch by segmentation runs (``task=segment``), with the train_/val_ prefix.
 SEGMENT_METRICS: tuple[str, ...] = ("loss", "dice", "iou")
 #: Validation metrics that can pick the best checkpoint and stop training early.
@@ -14,12 +14,12 @@ MONITORS: tuple[str, ...] = (*(f"val_{name}" for name in EPOCH_METRICS), "val_di
 
 
 def monitor_mode(monitor: str) -> str:
-    """``"min"`` for a loss, ``"max"`` for every other metric.
+    """``"min"`` for a loss (the training loss or the plain log loss ``nll``), ``"max"`` for every other metric.
 
-    >>> monitor_mode("val_loss"), monitor_mode("val_auc")
-    ('min', 'max')
+    >>> monitor_mode("val_loss"), monitor_mode("val_nll"), monitor_mode("val_auc")
+    ('min', 'min', 'max')
     """
-    return "min" if monitor.endswith("loss") else "max"
+    return "min" if monitor.endswith(("loss", "nll")) else "max"
 
 
 def parse_window(window: str) -> str | tuple[float, float]:

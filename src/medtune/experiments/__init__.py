@@ -10,6 +10,8 @@ cross-domain matrix and ensembles.
 - `probe_runs`: probe runs recorded in the queue's database so the leaderboard ranks them.
 - `crossdomain`: train on each dataset, test on every other (``medtune crossdomain``).
 - `ensemble`: several trained classifiers as one run that averages their probabilities (``medtune ensemble``).
+- `tune`: a search that spends a time budget (``medtune tune DATA --budget 30m``); `tune_result`: its trials made
+  one run, read once on the test split.
 """
 
 from medtune.experiments.queue import DEFAULT_STUDY, add_experiments, add_sweep, cancel, experiment_values, retry

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from medtune._io import atomic_open, write_json
-from medtune.config import Config
+from medtune.config import Config, monitor_mode
 from medtune.errors import ConfigError, DataError
 from medtune.experiments.queue import elapsed_minutes, state_of
 from medtune.experiments.storage import QueueStorage
@@ -149,7 +149,7 @@ def _scores(result: dict[str, Any], trial: Any) -> dict[str, Any]:
         out[key] = val.get(key)
     monitor = result.get("monitor") or (trial.user_attrs.get("config") or {}).get("monitor", "val_auc")
     if not result and trial.intermediate_values and trial.state.name in ("PRUNED", "RUNNING"):
-        best = min if monitor.endswith("loss") else max
+        best = min if monitor_mode(monitor) == "min" else max
         out[monitor] = best(trial.intermediate_values.values())  # its best so far (the metric it reports)
 
     test = result.get("test") or {}

@@ -41,6 +41,10 @@ class TrialStopped(Exception):
     """Raised inside training when the experiment was cancelled or is no longer this worker's."""
 
 
+class BudgetSpent(TrialStopped):
+    """Raised inside training when the study's time budget (``medtune tune --budget``) is spent."""
+
+
 @dataclass
 class WorkerOptions:
     """How a worker behaves.
@@ -110,8 +114,16 @@ class _TrialCallback(L.Callback):
     (kept as state in that checkpoint, reported when the next epoch starts or training ends): a cancel that
     arrives right after a report never finds the reported epoch without its ``last.ckpt``."""
 
-    def __init__(self, trial: Any, monitor: str, prune: bool, stop: threading.Event, db: Any = None) -> None:
-        self.trial, self.monitor, self.prune, self.stop = trial, monitor, prune, stop
+    def __init__(
+        self,
+        trial: Any,
+        monitor: str,
+        prune: bool,
+        stop: threading.Event,
+        db: Any = None,
+        deadline: float | None = None,
+    ) -> None:
+        self.trial, self.monitor, self.prune, self.stop, self.deadline = trial, monitor, prune, stop, deadline
         self.db = db or (lambda call, what: call())  # the worker's retry while the database is unreachable
         values = self.db(lambda: trial.storage.get_trial(trial._trial_id).intermediate_values, "resuming a trial")
         self.reported = max(values) if values else -1  # a resumed trial reports only epochs it has not
@@ -120,6 +132,8 @@ class _TrialCallback(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.stop.is_set():
             raise TrialStopped
+        if self.deadline is not None and time.time() > self.deadline:
+            raise BudgetSpent(f"stopped at epoch {trainer.current_epoch + 1}: the study's time budget was spent")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = trainer.callback_metrics.get(self.monitor)
@@ -243,7 +257,9 @@ class Worker:
             label = describe(values, [d.key for d in swept]) if swept else run_dir.name
             resumed = " (resuming)" if Run(run_dir).last_checkpoint.is_file() else ""
             self.say(f"#{trial_id} {study_name}: started {label}{resumed} in {run_dir}")
-            callback = _TrialCallback(trial, config.monitor, search, heartbeat.stop, self._db)
+            callback = _TrialCallback(
+                trial, config.monitor, search, heartbeat.stop, self._db, study_attrs.get("deadline")
+            )
             result = _train(config, run_dir, callback, f"[{self.options.name} #{trial_id}] ")
             if self._finish(trial_id, token, "COMPLETE", result["best"], {"result": result}):
                 outcome = "finished"
@@ -254,6 +270,11 @@ class Worker:
             if self._finish(trial_id, token, "PRUNED", value, {"error": str(exc)}):
                 outcome = "pruned"
                 self.say(f"#{trial_id} pruned: {exc}")
+        except BudgetSpent as exc:
+            last = self._db(lambda: trial.storage.get_trial(trial_id).intermediate_values, f"recording #{trial_id}")
+            if self._finish(trial_id, token, "PRUNED", last[max(last)] if last else None, {"error": str(exc)}):
+                outcome = "pruned"
+                self.say(f"#{trial_id} {exc}")
         except TrialStopped:
             if heartbeat.reason == "cancelled":
                 if self._finish(trial_id, token, "FAIL", None, {"queue_state": "cancelled", "error": "cancelled"}):
@@ -284,7 +305,7 @@ class Worker:
         token = self._sign(trial_id, frozen.user_attrs)
         study_name = self.storage.study_of(trial_id)
         study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
-        sampler, pruner = _search_parts() if frozen.user_attrs.get("search") else (None, None)
+        sampler, pruner = _search_parts(study_attrs) if frozen.user_attrs.get("search") else (None, None)
         study = self.storage.study(study_name, sampler=sampler, pruner=pruner)
         study.get_trials(deepcopy=False)  # Optuna's storage cache must know the trial before it takes parameters
         return frozen, token, study_name, study_attrs, optuna.Trial(study, trial_id)
@@ -326,11 +347,18 @@ def _state(name: str) -> Any:
     return TrialState[name]
 
 
-def _search_parts() -> tuple[Any, Any]:
+def _search_parts(study_attrs: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """TPE (a model-based search; the first 5 trials are random) and a pruner that stops only trials clearly
-    behind: below the 25th percentile of finished trials at the same epoch, once 5 have finished, after epoch 2."""
+    behind: below the 25th percentile of finished trials at the same epoch, once 5 have finished, after epoch 2.
+    A study of ``medtune tune`` (``pruner: hyperband``) prunes by Hyperband over epochs instead (Li et al. 2018;
+    brackets of successive halving from 1 epoch to its ``max_epochs``, keeping a third at each rung)."""
     import optuna
 
+    found = study_attrs or {}
+    if found.get("pruner") == "hyperband":
+        sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True, multivariate=True)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=int(found["max_epochs"]))
+        return sampler, pruner
     sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True)
     pruner = optuna.pruners.PercentilePruner(75.0, n_startup_trials=5, n_warmup_steps=2, n_min_trials=3)
     return sampler, pruner

@@ -23,7 +23,7 @@ from medtune.metrics.classification import (
 )
 
 #: Metrics `share_better` compares, by the names of the per-epoch validation metrics (``val_auc`` -> ``auc``).
-PAIRED_METRICS = ("auc", "acc", "balanced_acc", "f1", "loss")
+PAIRED_METRICS = ("auc", "acc", "balanced_acc", "f1", "loss", "nll")
 
 
 def _scores(metric: str, targets: np.ndarray, probs: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -32,7 +32,7 @@ def _scores(metric: str, targets: np.ndarray, probs: np.ndarray) -> Callable[[np
     preds = probs.argmax(axis=1)
     if metric == "auc":
         return lambda w: _compute_macro_auc(_compute_auc_weighted(w, targets, probs))
-    if metric == "loss":
+    if metric in ("loss", "nll"):  # the log loss of the probabilities (the training loss's settings aside)
         eps = np.finfo(np.float64).eps
         losses = -np.log(np.clip(probs[np.arange(len(targets)), targets], eps, 1 - eps))
         return lambda w: -(w @ losses) / w.sum(axis=1)

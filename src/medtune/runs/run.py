@@ -39,7 +39,9 @@ from medtune.tasks import get_task, task_for
 #: Folder that holds runs when no ``--out`` is given.
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
-RUNTIME_KEYS = frozenset({"workers", "cache_dir", "devices", "accelerator", "report", "guard", "shortcut_check"})
+RUNTIME_KEYS = frozenset(
+    {"workers", "cache_dir", "devices", "accelerator", "report", "read_test", "guard", "shortcut_check"}
+)
 #: Columns of history.csv, in order.
 HISTORY_COLUMNS: tuple[str, ...] = get_task("classify").history_columns()
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})

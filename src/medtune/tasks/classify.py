@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from medtune.data.table import Table
 
 #: The epoch metrics of classifiers, in history.csv's order.
-CLASSIFIER_EPOCH_METRICS = ("loss", "acc", "balanced_acc", "f1", "auc")
+CLASSIFIER_EPOCH_METRICS = ("loss", "acc", "balanced_acc", "f1", "auc", "nll")
 
 
 def label_key(name: str) -> str:

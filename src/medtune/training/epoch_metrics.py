@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -19,7 +19,9 @@ from torchmetrics.utilities import dim_zero_cat
 
 
 def create_epoch_metrics(num_classes: int, prefix: str, multilabel: bool = False) -> MetricCollection:
-    """Accuracy, balanced accuracy (macro recall), macro F1 and macro one-vs-rest ROC AUC for `num_classes` classes.
+    """Accuracy, balanced accuracy (macro recall), macro F1, macro one-vs-rest ROC AUC and the plain log loss of the
+    probabilities (``nll``: no label smoothing, class weights or focusing, so it compares runs trained with different
+    losses) for `num_classes` classes.
 
     With two classes the macro AUC equals the binary ROC AUC (both one-vs-rest curves are the same curve).
 
@@ -41,6 +43,7 @@ def create_epoch_metrics(num_classes: int, prefix: str, multilabel: bool = False
                 "balanced_acc": balanced,
                 "f1": MultilabelF1Score(num_classes, average="macro"),
                 "auc": DefinedLabelsAUROC(num_classes),
+                "nll": LogLoss(multilabel=True),
             },
             prefix=prefix,
         )
@@ -50,6 +53,7 @@ def create_epoch_metrics(num_classes: int, prefix: str, multilabel: bool = False
             "balanced_acc": MulticlassRecall(num_classes, average="macro"),
             "f1": MulticlassF1Score(num_classes, average="macro"),
             "auc": MulticlassAUROC(num_classes, average="macro"),
+            "nll": LogLoss(),
         },
         prefix=prefix,
     )
@@ -70,3 +74,30 @@ class DefinedLabelsAUROC(MultilabelAUROC):
         target = dim_zero_cat(self.target)
         defined = (target == 1).any(dim=0) & (target == 0).any(dim=0)
         return per_label[defined].mean() if defined.any() else torch.tensor(float("nan"))
+
+
+class LogLoss(Metric):
+    """The mean negative log probability of the true class (multi-label: the mean binary cross-entropy over the
+    labels), from probabilities; what `medtune tune` ranks candidates by, since the training loss changes with the
+    loss settings it searches."""
+
+    full_state_update = False
+
+    def __init__(self, multilabel: bool = False, eps: float = 1e-7, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.multilabel, self.eps = multilabel, eps
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, probs: torch.Tensor, targets: torch.Tensor) -> None:
+        probs = probs.double().clamp(self.eps, 1 - self.eps)
+        if self.multilabel:
+            positive = targets.double()
+            losses = -(positive * probs.log() + (1 - positive) * (1 - probs).log()).mean(dim=1)
+        else:
+            losses = -probs.gather(1, targets.long().view(-1, 1)).squeeze(1).log()
+        self.total += losses.sum()
+        self.count += len(losses)
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float() if self.count else torch.tensor(float("nan"))
