@@ -42,7 +42,8 @@ def test_tune_spends_its_budget_and_returns_one_run_read_once_on_test(tmp_path, 
     summary = json.loads((run / "tune.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["split"] == ["test"] and 0 <= metrics["macro"]["auc"] <= 1  # read once, by the result
-    assert (run / "guard" / "guard.json").is_file() and (run / "report.html").is_file()
+    assert (run / "guard" / "guard.json").is_file() and (run / "report" / "search.png").is_file()
+    assert '<section id="search"' in (run / "report.html").read_text()  # the report shows how it was chosen
     db = QueueStorage(url)
     ranked = ranked_trials(db, "tune-pneumoniamnist")
     assert ranked and summary["validation"]["best"] == pytest.approx(ranked[0].value, abs=0.05)

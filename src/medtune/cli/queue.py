@@ -302,7 +302,10 @@ def leaderboard_command(
             return
         metric = frame.attrs.get("metric", metric)
         shown = (
-            display_frame(frame, compact=True, metric=metric).astype(str).replace({"None": "", "nan": "", "<NA>": ""})
+            display_frame(frame, compact=True, metric=metric)
+            .astype(str)
+            .fillna("")
+            .replace({"None": "", "nan": "", "<NA>": ""})
         )
         table = Table(
             title=f"leaderboard, ranked by {metric} (test metrics with 95% bootstrap intervals)",

@@ -30,11 +30,12 @@ from medtune.tasks import get_task
 
 #: Metrics the leaderboard can rank by: the best validation epoch's, or the test split's.
 #: Segmentation experiments (``task: segment``) are ranked by Dice (HD95: lowest first).
-VAL_METRICS = ("val_auc", "val_acc", "val_balanced_acc", "val_f1", "val_loss", "val_dice", "val_iou")
+VAL_METRICS = ("val_auc", "val_acc", "val_balanced_acc", "val_f1", "val_loss", "val_nll", "val_dice", "val_iou")
 TEST_NAMES = ("auc", "accuracy", "balanced_accuracy", "f1", "dice", "iou", "hd95")
 TEST_METRICS = tuple(f"test_{name}" for name in TEST_NAMES)
 METRICS = VAL_METRICS + TEST_METRICS
-#: ``--metric auto``: val_dice when every experiment segments, else val_auc.
+#: ``--metric auto``: the monitor every experiment chose its epochs by (val_dice for segmenters, val_nll for
+#: ``medtune tune``), else val_auc.
 AUTO_METRIC = "auto"
 FORMATS = ("table", "csv", "md", "xlsx")
 #: Configuration keys never shown as differing (they do not change what a run computes).
@@ -82,7 +83,8 @@ def leaderboard_frame(
     unused = [c for c in frame if c.startswith(("val_", "test_", "probe")) and frame[c].isna().all()]
     frame = frame.drop(columns=unused)  # a classification board shows no Dice columns, and the reverse
     if metric == AUTO_METRIC:
-        monitors = {get_task(c.get("task") or "classify").monitor for c in configs}  # the tasks' own, when one
+        # the metric the experiments chose their epochs by, when they agree (a tune study's val_nll), else the task's
+        monitors = {c.get("monitor") or get_task(c.get("task") or "classify").monitor for c in configs}
         metric = monitors.pop() if len(monitors) == 1 else "val_auc"
     if metric not in frame:
         frame[metric] = None
@@ -110,7 +112,7 @@ def best_run(storage: QueueStorage, metric: str = AUTO_METRIC, studies: Sequence
 
 def rank(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Sort finished rows by `metric` (best first; lowest for a loss), the others after them; add ``rank``."""
-    ascending = metric.endswith(("loss", "hd95"))
+    ascending = metric.endswith(("loss", "nll", "hd95"))
     finished = frame[frame["state"] == "finished"].sort_values(metric, ascending=ascending, na_position="last")
     others = frame[frame["state"] != "finished"].copy()
     others = others.assign(_o=others["state"].map(_ORDER).fillna(9)).sort_values(["_o", "id"]).drop(columns="_o")
@@ -139,6 +141,8 @@ def _show(key: str, value: Any) -> Any:
         return "/".join(Path(value).parts[-2:])
     if isinstance(value, list):
         return ",".join(map(str, value))
+    if isinstance(value, float):
+        return float(f"{value:.4g}")  # a searched value: 0.008312, not 0.008312381880532084
     return value
 
 

@@ -58,6 +58,9 @@ def make_result(db: QueueStorage, name: str, log: Callable[[str], None]) -> tupl
     metrics = _finish(result)
     summary = _summary(db, name, trials, use, scores, metrics)
     write_json(result / "tune.json", summary)
+    from medtune.reports import write_run_report
+
+    write_run_report(result)  # with the search's section, from tune.json
     log(f"result: {result} ({'mean of ' + str(len(use)) + ' trials' if len(use) > 1 else 'the best trial'}); "
         f"test AUC {metrics['macro']['auc']:.4f}, accuracy {metrics['accuracy']:.4f}")  # fmt: skip
     return result, metrics, summary
@@ -96,15 +99,13 @@ def _nll(targets: np.ndarray, probs: np.ndarray) -> float:
 
 
 def _finish(result: Path) -> dict[str, Any]:
-    """Read the test split once, with the result; fit its guard and write its report."""
+    """Read the test split once, with the result; fit its guard."""
     from medtune.apply.evaluate import evaluate
     from medtune.apply.guard import fit_guard
-    from medtune.reports import write_run_report
 
     metrics = evaluate(result, progress=False).metrics
     with contextlib.suppress(DataError):  # too few images for a guard: the result stands without one
         fit_guard(result, progress=False)
-    write_run_report(result)
     return metrics
 
 
@@ -113,11 +114,18 @@ def _counts(db: QueueStorage, name: str) -> str:
     return ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))) or "none ran"
 
 
+def _last_value(trial: Any) -> float | None:
+    """A finished trial's value; a pruned one's last reported validation log loss."""
+    if trial.value is not None or not trial.intermediate_values:
+        return trial.value
+    return float(trial.intermediate_values[max(trial.intermediate_values)])
+
+
 def _summary(
     db: QueueStorage, name: str, trials: list[Any], used: list[Path], scores: dict, metrics: dict[str, Any]
 ) -> dict[str, Any]:
     every = [
-        {"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+        {"number": t.number, "state": t.state.name.lower(), "value": _last_value(t), "params": t.params,
          "epochs": len(t.intermediate_values), "run": t.user_attrs.get("run"),
          "started": t.datetime_start.isoformat() if t.datetime_start else None,
          "finished": t.datetime_complete.isoformat() if t.datetime_complete else None,

@@ -400,14 +400,15 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
     else:
         best_row = history.loc[column.idxmin() if monitor_mode(monitor) == "min" else column.idxmax()]
     metrics = json.loads(run.metrics_file.read_text(encoding="utf-8"))
-    test = task_of_meta(metrics).test_summary(metrics)
+    unread = run.read_config().get("read_test") is False  # a tune trial: its end-of-training scores are validation's
+    test = {} if unread else {**task_of_meta(metrics).test_summary(metrics), "n": metrics.get("n")}
     state = network_state(read_checkpoint_file(run.best_checkpoint))
     return {
         "monitor": monitor,
         "best": float(best_row[monitor]),
         "best_epoch": int(best_row["epoch"]),
         "val": {k: float(best_row[k]) for k in history.columns if k.startswith("val_")},
-        "test": {**test, "n": metrics.get("n")},
+        "test": test,
         "epochs": len(history),
         "train_seconds": float(history["seconds"].sum()),
         "params": int(sum(t.numel() for name, t in state.items() if not name.endswith(_BUFFERS))),

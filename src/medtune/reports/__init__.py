@@ -3,7 +3,8 @@
 - `results`: a run's files read once; `report`: the run page and the comparison page; `page`: the page
   machinery; `plots`: one function per plot.
 - `sections` (single-label), `findings` (multi-label), `segment` (segmentation), `mistakes` (images with
-  their maps) and `guard` (does the data look like the training images?): the sections of a run's page.
+  their maps), `guard` (does the data look like the training images?) and `search` (how ``medtune tune`` chose
+  the run): the sections of a run's page.
 - `audit`, `crossdomain`, `similar`: the pages of ``data audit``, ``crossdomain`` and ``similar --page``.
 """
 

@@ -21,6 +21,7 @@ from medtune.reports.mistakes import attention_section, mistakes_section
 from medtune.reports.page import Section, create_plot, format_interval, format_value, html_table, write_page
 from medtune.reports.plots import plot_history
 from medtune.reports.results import RunResults, read_results
+from medtune.reports.search import search_section
 from medtune.reports.sections import (
     CURVES,
     config_section,
@@ -73,6 +74,9 @@ def create_report(run: str | os.PathLike, out: str | os.PathLike | None = None, 
     if probe_file.is_file():  # a probe on frozen features: no network to draw maps with, no epochs
         mistakes, mask_folder = 0, None
     sections = [_probe_section(probe_file) if probe_file.is_file() else training_section(results)]
+    searched = search_section(results.run.path)  # made by medtune tune: how it was chosen, first
+    if searched is not None:
+        sections.insert(0, searched)
     shortcuts = results.run.read_shortcut_warnings()
     if shortcuts:  # the class-by-source check of training: read first
         sections.insert(0, Section("shortcuts", "Shortcut check", "Classes a network could tell by their source:",
