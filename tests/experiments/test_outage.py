@@ -1,11 +1,14 @@
 """The experiment database goes away during a sweep: a PostgreSQL server stopped and started again while two
 workers run, and a SQLite file locked by another process past its timeout. Workers wait with backoff, say so, and
-carry on; at the end every experiment finished exactly once and none is left running."""
+carry on; at the end every experiment finished exactly once and none is left running. And a connection cut the
+moment a claim commits: the worker retries and finds its claim again by its token."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +19,8 @@ from collections import Counter
 import pytest
 
 from medtune.errors import DataError
+from medtune.experiments import add_experiments
+from medtune.experiments.queue import state_of
 from medtune.experiments.storage import Outages, QueueStorage
 from tests.conftest import medtune, shared_path
 from tests.experiments.conftest import FAST
@@ -81,3 +86,62 @@ def test_a_sqlite_file_locked_past_its_timeout_is_waited_for(tmp_path):
     with pytest.raises(DataError, match=r"has been unreachable for \d+ s while writing"):
         Outages(url, grace=4, patience=1.5).retry(write, "writing", said.append)
     blocker.rollback()
+
+
+class _CutAtCommit:
+    """A TCP relay in front of PostgreSQL that, once armed, drops the connection instead of passing on the server's
+    answer to the next COMMIT: the transaction is committed, and the client never hears so."""
+
+    COMMITTED = b"C\x00\x00\x00\x0bCOMMIT\x00"  # the server's CommandComplete message for a COMMIT
+
+    def __init__(self, upstream: int) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port, self.upstream = self.listener.getsockname()[1], upstream
+        self.armed, self.cuts = False, 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.upstream))
+                threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+                threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                if from_server and self.armed and self.COMMITTED in data:
+                    self.armed, self.cuts = False, self.cuts + 1
+                    break
+                sink.sendall(data)
+        for sock in (source, sink):  # the other pump sees the end too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        source.close()
+
+
+def test_a_claim_committed_as_its_connection_drops_is_found_again_by_its_token(postgres_url, tmp_path):
+    import sqlalchemy as sa
+
+    relay = _CutAtCommit(sa.engine.make_url(postgres_url).port)
+    url = sa.engine.make_url(postgres_url).set(port=relay.port).render_as_string(hide_password=False)
+    storage = QueueStorage(url, heartbeat=1, grace=4)
+    data = str(shared_path("pneumoniamnist", "pneumoniamnist.npz"))
+    first, second = add_experiments(storage, [{"data": data}] * 2, "cut", root=tmp_path)
+
+    @sa.event.listens_for(storage.engine, "after_cursor_execute")
+    def arm(conn, cursor, statement, *args):  # the claim's UPDATE went through: cut at its commit
+        if statement.startswith("UPDATE trials SET state='RUNNING'") and cursor.rowcount == 1 and not relay.cuts:
+            relay.armed = True
+
+    said: list[str] = []
+    token = "host:1:cutter:0001"
+    claimed = Outages(url, grace=4, patience=60).retry(lambda: storage.claim(None, token), "claiming", said.append)
+    relay.listener.close()
+    assert relay.cuts == 1 and any("database unreachable while claiming" in s for s in said), said
+    assert claimed == first  # the retry found the claim that went through instead of taking a second experiment
+    trial = storage.trial(first)
+    assert state_of(trial) == "running" and trial.user_attrs["worker"] == token
+    assert state_of(storage.trial(second)) == "queued"
+    assert storage.stale(storage.study_ids(["cut"])) == []  # it has its first heartbeat, from the same commit

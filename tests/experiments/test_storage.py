@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing as mp
+import subprocess
+import sys
 import time
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
+import yaml
 
 from medtune.errors import ConfigError, DataError
 from medtune.experiments import QueueStorage, add_experiments
 from medtune.experiments.queue import cancel, retry, state_of
+from medtune.experiments.worker import Worker, WorkerOptions
 from tests.conftest import shared_path
+from tests.experiments.conftest import FAST
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -98,6 +105,71 @@ def test_a_silent_trial_is_requeued_once_however_many_workers_notice(url, reques
     # the heartbeat row went with it: claimed again, a trial is not stale at once
     again = storage.claim(storage.study_ids([study]))
     assert again in ids and again not in storage.stale(storage.study_ids([study]))
+
+
+#: A worker killed the moment its claim is committed: at the first statement after the commit of the claiming
+#: transaction, or when `claim` returns, whichever comes first (the hook lives only in this process).
+_CLAIM_THEN_DIE = """
+import os, sys
+import sqlalchemy as sa
+from medtune.experiments import QueueStorage
+
+storage, moment = QueueStorage(sys.argv[1], heartbeat=1, grace=2), []
+
+@sa.event.listens_for(storage.engine, "after_cursor_execute")
+def claimed(conn, cursor, statement, *args):
+    if statement.startswith("UPDATE trials SET state='RUNNING'") and cursor.rowcount == 1:
+        moment.append("claimed")
+
+@sa.event.listens_for(storage.engine, "commit")
+def committing(conn):
+    if moment == ["claimed"]:
+        moment.append("committed")
+
+@sa.event.listens_for(storage.engine, "before_cursor_execute")
+def next_statement(conn, cursor, statement, *args):
+    if "committed" in moment:
+        os._exit(17)
+
+storage.claim(storage.study_ids([sys.argv[2]]))
+os._exit(17 if "committed" in moment else 3)
+"""
+
+
+@pytest.mark.slow
+def test_a_claim_whose_worker_dies_right_after_the_commit_is_taken_back_and_runs(url, request, tmp_path):
+    study = f"orphan-{request.node.callspec.id}"
+    storage = QueueStorage(url, heartbeat=1, grace=2)
+    values = {"data": str(shared_path("pneumoniamnist", "pneumoniamnist.npz"))}
+    values.update((k, yaml.safe_load(v)) for k, v in (item.split("=", 1) for item in FAST))
+    (trial_id,) = add_experiments(storage, [values], study, root=tmp_path / "runs")
+    died = subprocess.run([sys.executable, "-c", _CLAIM_THEN_DIE, url, study], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert died.returncode == 17, died.stderr  # killed after its claim committed, before anything else
+    ids = storage.study_ids([study])
+    assert state_of(storage.trial(trial_id)) == "running" and storage.stale(ids) == []  # not silent for long yet
+    time.sleep(3.5)  # longer than the grace period
+    assert storage.stale(ids) == [trial_id]  # (a worker would otherwise wait for it for ever)
+    said: list[str] = []
+    summary = Worker(storage, WorkerOptions(studies=[study], name="rescuer"), log=said.append).run()
+    assert summary.recovered == [trial_id] and summary.finished == [trial_id], said
+    trial = storage.trial(trial_id)
+    assert state_of(trial) == "finished" and trial.user_attrs["claims"] == 1 and trial.user_attrs["recovered"] == 1
+
+
+def test_a_trial_left_running_without_a_heartbeat_is_taken_back_once(url, request):
+    study = f"beatless-{request.node.callspec.id}"
+    first, second = _queue(url, 2, study)
+    storage = QueueStorage(url, heartbeat=1, grace=2)
+    claim = sa.text("UPDATE trials SET state='RUNNING', datetime_start=:now WHERE trial_id=:tid")
+    with storage.transaction() as conn:  # what a claim by an earlier medtune committed before its worker was killed
+        conn.execute(claim, {"now": dt.datetime.now(dt.UTC).replace(tzinfo=None), "tid": first})
+    ids = storage.study_ids([study])
+    assert storage.claim(ids) == second and storage.stale(ids) == []
+    time.sleep(3.5)
+    assert storage.stale(ids) == [first, second]  # the claimed one has gone silent too meanwhile
+    assert [storage.requeue(first), storage.requeue(first)] == [True, False]
+    assert storage.claim(ids) == first and storage.stale(ids) == [second]  # claimed again with a fresh heartbeat
 
 
 def test_cancel_and_retry(sqlite_url):

@@ -6,7 +6,10 @@ it does not do safely, so they are done here with one conditional SQL statement 
 - **claim** a queued (WAITING) trial: ``UPDATE trials SET state='RUNNING' WHERE trial_id=? AND state='WAITING'``
   and keep it only when exactly one row changed. Optuna's own ``ask()`` reads and then writes; on SQLite, which
   has no ``SELECT ... FOR UPDATE``, two processes can both claim one trial (seen: 24 claims for 20 trials with
-  four processes), and with an empty queue it makes a new, empty trial.
+  four processes), and with an empty queue it makes a new, empty trial. The first heartbeat and the claimer's
+  token are written in the same transaction: a claim whose worker dies (or whose connection drops) right after
+  the commit is still taken back a grace period later, and a worker that never heard its commit succeed finds
+  its claim again by the token when it retries.
 - **requeue** a trial whose worker died: a RUNNING trial whose heartbeat is older than the grace period goes back
   to WAITING (the same trial, so the same run directory, which resumes from its last checkpoint) in the same
   transaction that deletes its heartbeat. Optuna's stale-trial callback instead fails it and copies it to a new
@@ -20,6 +23,7 @@ Everything else goes through Optuna's public API. The private ``_get_stale_trial
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import os
 import time
@@ -45,6 +49,15 @@ _CLAIM = "UPDATE trials SET state='RUNNING', datetime_start=:now WHERE trial_id=
 _REQUEUE = "UPDATE trials SET state='WAITING', datetime_start=NULL WHERE trial_id=:tid AND state='RUNNING'"
 _CANCEL = "UPDATE trials SET state='FAIL', datetime_complete=:now WHERE trial_id=:tid AND state='WAITING'"
 _DROP_BEAT = "DELETE FROM trial_heartbeats WHERE trial_id=:tid"
+_FIRST_BEAT = "INSERT INTO trial_heartbeats (trial_id, heartbeat) VALUES (:tid, CURRENT_TIMESTAMP)"
+_MINE = (
+    "SELECT t.trial_id FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+    "WHERE t.state='RUNNING' AND a.key='worker' AND a.value_json=:token ORDER BY t.trial_id"
+)
+_BEATLESS = (
+    "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+    "WHERE t.study_id=:sid AND t.state='RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :before"
+)
 
 
 def default_url() -> str:
@@ -183,36 +196,70 @@ class QueueStorage:
         return ids
 
     # -- the queue ----------------------------------------------------------------------------------------------
-    def claim(self, study_ids: Sequence[int] | None = None) -> int | None:
+    def claim(self, study_ids: Sequence[int] | None = None, token: str | None = None) -> int | None:
         """Take the oldest queued trial (of `study_ids`, default all) for this process; None when none is queued.
 
         Exactly one caller gets each trial, on SQLite as on PostgreSQL: the state changes from WAITING to RUNNING
-        only while it is still WAITING. A first heartbeat is recorded at once (a trial without one is never taken
-        back).
+        only while it is still WAITING. Its first heartbeat, and `token` as its ``worker`` attribute, are written
+        in the same transaction, so no trial is ever RUNNING without a heartbeat (one whose claimer dies right
+        after the commit is taken back by `stale` like any other).
+
+        Args:
+            study_ids: the studies to claim from.
+            token: the claimer's token, new for each claim and the same when a claim is retried: a retry after a
+                commit that went through but whose answer was lost (a dropped connection) returns that trial
+                instead of claiming a second one.
         """
         import sqlalchemy as sa
 
         with self.engine.connect() as conn:
+            if token is not None:
+                mine = conn.execute(sa.text(_MINE), {"token": json.dumps(token)}).first()
+                conn.commit()
+                if mine is not None:
+                    return int(mine[0])
             query = "SELECT trial_id, study_id FROM trials WHERE state='WAITING' ORDER BY trial_id"
             rows = [(r[0], r[1]) for r in conn.execute(sa.text(query))]
             conn.commit()
             for trial_id, study_id in rows:
                 if study_ids is not None and study_id not in study_ids:
                     continue
-                changed = conn.execute(sa.text(_CLAIM), {"tid": trial_id, "now": _utcnow()}).rowcount
-                conn.commit()
-                if changed == 1:
-                    self.rdb.record_heartbeat(trial_id)
+                if self._take(conn, trial_id, token):
                     return trial_id
         return None
+
+    @staticmethod
+    def _take(conn: Any, trial_id: int, token: str | None) -> bool:
+        """Claim `trial_id` in one transaction on `conn`, with its first heartbeat and `token`; False when another
+        worker took it first."""
+        import sqlalchemy as sa
+
+        taken = conn.execute(sa.text(_CLAIM), {"tid": trial_id, "now": _utcnow()}).rowcount == 1
+        if taken:
+            conn.execute(sa.text(_DROP_BEAT), {"tid": trial_id})
+            conn.execute(sa.text(_FIRST_BEAT), {"tid": trial_id})
+            if token is not None:
+                set_attr(conn, trial_id, "worker", token)
+        conn.commit()  # an error before this rolls the whole claim back when the connection closes
+        return taken
 
     def beat(self, trial_id: int) -> None:
         """Record that the worker of `trial_id` is alive."""
         self.rdb.record_heartbeat(trial_id)
 
     def stale(self, study_ids: Sequence[int]) -> list[int]:
-        """RUNNING trials whose last heartbeat is older than the grace period (database clock)."""
-        return [tid for sid in study_ids for tid in self.rdb._get_stale_trial_ids(sid)]
+        """RUNNING trials whose last heartbeat is older than the grace period (database clock), and those without
+        any heartbeat claimed more than a grace period ago: earlier versions of `claim` recorded the first heartbeat
+        after the commit, so a worker killed in between left its trial RUNNING with none, and Optuna's query
+        skips such trials."""
+        import sqlalchemy as sa
+
+        stale = [tid for sid in study_ids for tid in self.rdb._get_stale_trial_ids(sid)]
+        before = _utcnow() - dt.timedelta(seconds=self.grace)
+        with self.engine.connect() as conn:
+            for sid in study_ids:
+                stale += [row[0] for row in conn.execute(sa.text(_BEATLESS), {"sid": sid, "before": before})]
+        return sorted(set(stale))
 
     def requeue(self, trial_id: int) -> bool:
         """Put a RUNNING trial back in the queue (the same trial: it resumes in its run directory).
@@ -343,8 +390,6 @@ class Outages:
 
 def set_attr(conn: Any, trial_id: int, key: str, value: Any) -> None:
     """Set a user attribute inside `conn`'s transaction, also on an ended trial (Optuna's API refuses those)."""
-    import json
-
     import sqlalchemy as sa
 
     params = {"t": trial_id, "k": key, "v": json.dumps(value)}

@@ -1,6 +1,7 @@
 """A queue worker: claim a queued experiment, train it in its run directory, record the outcome, repeat.
 
-- Each experiment is claimed by exactly one worker (`QueueStorage.claim`).
+- Each experiment is claimed by exactly one worker (`QueueStorage.claim`), in one transaction with its first
+  heartbeat and the worker's token for this claim.
 - While it trains, a thread records a heartbeat every few seconds. The same thread notices when the experiment
   was cancelled, or taken back from this worker (it went silent longer than the grace period), and stops the
   training at the next batch.
@@ -200,10 +201,11 @@ class Worker:
             study_ids = self._db(lambda: self.storage.study_ids(self.options.studies), "listing the studies")
             if self.outages.settled():  # after an outage, heartbeats are current again only a grace period later
                 self._db(lambda ids=study_ids: self.recover(ids), "taking back experiments of silent workers")
-            trial_id = self._db(lambda ids=study_ids: self.storage.claim(ids), "claiming an experiment")
+            token = self._token()  # one per claim; a retried claim keeps it, and finds its trial if it went through
+            trial_id = self._db(lambda ids=study_ids, t=token: self.storage.claim(ids, t), "claiming an experiment")
             if trial_id is not None:
                 idle_since = None
-                self.run_trial(trial_id)
+                self.run_trial(trial_id, token)
                 continue
             running = self._db(lambda ids=study_ids: self.storage.count("RUNNING", ids), "counting running experiments")
             if not running and not self.options.forever:
@@ -232,16 +234,14 @@ class Worker:
                 self.summary.recovered.append(trial_id)
                 self.say(f"#{trial_id} taken back from silent worker {trial.user_attrs.get('worker')}; queued again")
 
-    def run_trial(self, trial_id: int) -> str:
-        """Run one claimed experiment to its end; returns its outcome."""
+    def run_trial(self, trial_id: int, token: str) -> str:
+        """Run one experiment claimed with `token` to its end; returns its outcome."""
         import optuna
 
         from medtune.runs import Run
 
         storage, rdb = self.storage, self.storage.rdb
-        frozen, token, study_name, study_attrs, trial = self._db(
-            lambda: self._prepare(trial_id), f"starting #{trial_id}"
-        )
+        frozen, study_name, study_attrs, trial = self._db(lambda: self._prepare(trial_id), f"starting #{trial_id}")
         attrs, search = frozen.user_attrs, bool(frozen.user_attrs.get("search"))
         heartbeat = _Heartbeat(storage, trial_id, token)
         heartbeat.start()
@@ -296,30 +296,30 @@ class Worker:
         getattr(self.summary, outcome).append(trial_id)
         return outcome
 
-    def _prepare(self, trial_id: int) -> tuple[Any, str, str, dict[str, Any], Any]:
-        """The claimed trial, this worker's token on it, its study's name and attributes, and the Optuna trial."""
+    def _prepare(self, trial_id: int) -> tuple[Any, str, dict[str, Any], Any]:
+        """The claimed trial (its claim counted), its study's name and attributes, and the Optuna trial."""
         import optuna
 
         rdb = self.storage.rdb
         frozen = rdb.get_trial(trial_id)
-        token = self._sign(trial_id, frozen.user_attrs)
+        self._count_claim(trial_id, frozen.user_attrs)
         study_name = self.storage.study_of(trial_id)
         study_attrs = rdb.get_study_user_attrs(rdb.get_study_id_from_name(study_name))
         sampler, pruner = _search_parts(study_attrs) if frozen.user_attrs.get("search") else (None, None)
         study = self.storage.study(study_name, sampler=sampler, pruner=pruner)
         study.get_trials(deepcopy=False)  # Optuna's storage cache must know the trial before it takes parameters
-        return frozen, token, study_name, study_attrs, optuna.Trial(study, trial_id)
+        return frozen, study_name, study_attrs, optuna.Trial(study, trial_id)
 
-    def _sign(self, trial_id: int, attrs: dict[str, Any]) -> str:
-        """Mark a claimed experiment as this worker's (a new token per claim) and count the claim; returns the
-        token."""
+    def _token(self) -> str:
+        """A new claim token: who claims (host, process, name) and a random part. `QueueStorage.claim` writes it as
+        the experiment's ``worker`` attribute; the worker owns the experiment while it is still there."""
+        return f"{socket.gethostname()}:{os.getpid()}:{self.options.name}:{uuid.uuid4().hex[:8]}"
+
+    def _count_claim(self, trial_id: int, attrs: dict[str, Any]) -> None:
         rdb = self.storage.rdb
-        token = f"{socket.gethostname()}:{os.getpid()}:{self.options.name}:{uuid.uuid4().hex[:8]}"
-        rdb.set_trial_user_attr(trial_id, "worker", token)
         rdb.set_trial_user_attr(trial_id, "claims", int(attrs.get("claims", 0)) + 1)
         if "first_start" not in attrs:
             rdb.set_trial_user_attr(trial_id, "first_start", time.time())
-        return token
 
     def _owned(self, trial_id: int, token: str) -> bool:
         trial = self.storage.rdb.get_trial(trial_id)
