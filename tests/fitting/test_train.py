@@ -42,3 +42,12 @@ def test_a_class_from_one_source_is_said_before_training_and_on_the_report(tmp_p
     quiet = medtune.train(data=labels, label="label", out=tmp_path / "quiet", progress=False, report=False,
                           shortcut_check=False, **KEYS)  # fmt: skip
     assert "class covid comes only" not in capsys.readouterr().err and not quiet.run.shortcuts_file.exists()
+
+
+def test_mixup_and_cutmix_train_on_mixed_labels(tmp_path):
+    result = medtune.train(data=str(shared_path("pneumoniamnist", "pneumoniamnist.npz")), out=tmp_path / "run",
+                           progress=False, mixup=0.4, cutmix=1.0, augment_strength=1.5, guard=False, report=False,
+                           **KEYS)  # fmt: skip
+    history = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert history["train_loss"].notna().all() and history["val_loss"].notna().all()
+    assert 0 <= result.metrics["macro"]["auc"] <= 1

@@ -195,6 +195,11 @@ class Config(BaseModel):
     )
     brightness: float | None = Field(None, ge=0.0, le=1.0, description="brightness jitter (0.1 = +-10%)")
     contrast: float | None = Field(None, ge=0.0, le=1.0, description="contrast jitter (0.1 = +-10%)")
+    augment_strength: float = Field(
+        1.0, ge=0.0, le=3.0, description="scales the preset's rotation, crop and jitter (0 = flips only, 2 = double)"
+    )
+    mixup: float = Field(0.0, ge=0.0, le=4.0, description="mixup's Beta alpha (timm; 0 = off, 0.2-0.4 usual)")
+    cutmix: float = Field(0.0, ge=0.0, le=4.0, description="cutmix's Beta alpha (timm; 0 = off, 1.0 usual)")
     monitor: str = Field("val_auc", description="validation metric for the best checkpoint and early stopping")
     keep: Literal["auto", "best", "last"] = Field(
         "auto",
@@ -332,6 +337,15 @@ class Config(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _mixing_needs_soft_targets(self) -> Config:
+        if (self.mixup or self.cutmix) and (self.task != "classify" or self.loss != "cross-entropy"):
+            raise ValueError(
+                f"mixup/cutmix train on mixed (soft) labels, which task=classify with loss=cross-entropy takes; "
+                f"task={self.task} loss={self.loss} does not: set mixup=0 cutmix=0"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unfreeze_needs_gradual(self) -> Config:
         if self.unfreeze == "stages" and self.strategy != "gradual":
             raise ValueError(
@@ -375,7 +389,10 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "class_weights", "sampler",
     ),
     "schedule": ("epochs", "scheduler", "warmup_epochs", "step_epochs", "step_gamma", "monitor", "keep", "patience"),
-    "augmentation": ("augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast"),
+    "augmentation": (
+        "augment", "hflip", "vflip", "rotate", "crop_scale", "brightness", "contrast", "augment_strength", "mixup",
+        "cutmix",
+    ),
     "run": (
         "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
         "channels_last", "cache_features", "tta", "report", "read_test", "guard", "shortcut_check",

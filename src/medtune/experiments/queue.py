@@ -137,6 +137,8 @@ class Dimension:
         key: the configuration key.
         choices: the values of a list (None for a range).
         low, high, log, integer: the range.
+        when: ``(key, value)``: searched only in trials where that key has that value (mixup only where
+            ``task=classify``); the others keep the configuration's value.
     """
 
     key: str
@@ -145,17 +147,24 @@ class Dimension:
     high: float | None = None
     log: bool = False
     integer: bool = False
+    when: tuple[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        found = {"when": list(self.when)} if self.when else {}
         if self.choices is not None:
-            return {"choices": list(self.choices)}
-        return {"low": self.low, "high": self.high, "log": self.log, "int": self.integer}
+            return {"choices": list(self.choices), **found}
+        return {"low": self.low, "high": self.high, "log": self.log, "int": self.integer, **found}
 
     @classmethod
     def from_dict(cls, key: str, data: Mapping[str, Any]) -> Dimension:
+        when = tuple(data["when"]) if data.get("when") else None
         if "choices" in data:
-            return cls(key, tuple(data["choices"]))
-        return cls(key, None, data["low"], data["high"], bool(data["log"]), bool(data["int"]))
+            return cls(key, tuple(data["choices"]), when=when)
+        return cls(key, None, data["low"], data["high"], bool(data["log"]), bool(data["int"]), when)
+
+    def applies(self, values: Mapping[str, Any]) -> bool:
+        """Whether this dimension is searched in a trial whose other settings are `values`."""
+        return self.when is None or values.get(self.when[0]) == self.when[1]
 
     def suggest(self, trial: Any) -> Any:
         """The value for `trial`, drawn by its study's sampler (or the value already fixed for it)."""

@@ -4,8 +4,9 @@ The search is a study on the experiment queue (so ``--workers N`` and workers on
 PostgreSQL ``--storage`` take part, as for ``medtune sweep --search``): Optuna's multivariate TPE sampler proposes
 settings, and Hyperband (successive halving over epochs, from 1 to ``--max-epochs``) stops the trials that fall
 behind at each rung. What it searches (`tune_space`): the packaged backbones, the working size, learning rate,
-weight decay, label smoothing, augmentation preset, frozen stages and layer-wise learning-rate decay, and
-``task=ordinal`` when the labels are grades; keys given on the command line are fixed instead.
+weight decay, label smoothing, augmentation preset and strength, mixup / cutmix (timm's; not for graded trials), frozen
+stages and layer-wise learning-rate decay, and ``task=ordinal`` when the labels are grades; keys given on the command
+line are fixed instead.
 
 Choices are made on validation only. Candidates are ranked by the validation log loss of their probabilities
 (``val_nll``, the best epoch of each): on small or saturated validation splits (RetinaMNIST's 120 images,
@@ -25,10 +26,12 @@ report and ``tune.json`` (every trial, the choice and why).
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,7 @@ def tune_space(fixed: Mapping[str, Any], classes: tuple[str, ...], source_size: 
         Dimension("weight_decay", None, 1e-6, 1e-1, log=True),
         Dimension("label_smoothing", None, 0.0, 0.2),
         Dimension("augment", ("none", "flip", "medical")),
+        Dimension("augment_strength", None, 0.5, 2.0),
         Dimension("freeze", (0, 1, 2)),
         Dimension("lr_decay", None, 0.5, 1.0),
     ]
@@ -103,6 +107,9 @@ def tune_space(fixed: Mapping[str, Any], classes: tuple[str, ...], source_size: 
         == list(range(int(min(classes, key=int)), int(min(classes, key=int)) + len(classes)))
     ):
         dims.append(Dimension("task", ("classify", "ordinal")))
+    if fixed.get("task", "classify") == "classify" and fixed.get("loss", "cross-entropy") == "cross-entropy":
+        mixes = [Dimension("mixup", (0.0, 0.2, 0.4)), Dimension("cutmix", (0.0, 1.0))]  # mixed labels: classify only
+        dims += [replace(d, when=("task", "classify")) if any(x.key == "task" for x in dims) else d for d in mixes]
     return [d for d in dims if d.key not in fixed]
 
 
@@ -141,18 +148,38 @@ def tune(
     spent = float(optuna_study.user_attrs.get("spent", 0.0))
     left = seconds - spent
     deadline = started + left - max(60.0, RESERVE * seconds)
+    if spent:
+        log(f"continuing study {name!r}: {len(optuna_study.trials)} trials so far, {spent / 60:.1f} minutes spent")
     log(f"study {name!r}: {left / 60:.1f} of {seconds / 60:.1f} minutes left; searching until "
         f"{time.strftime('%H:%M:%S', time.localtime(deadline))}")  # fmt: skip
+    clock = _Clock(optuna_study, spent, started)  # a tune killed with -9 leaves what it spent, to 15 s
     try:
         optuna_study.set_user_attr("deadline", deadline)
+        clock.start()
         _search(db, name, values, workers, deadline, log)
     finally:
+        clock.stop.set()
         optuna_study.set_user_attr("spent", spent + time.time() - started)
     from medtune.experiments.tune_result import make_result
 
     run, metrics, summary = make_result(db, name, log)
     optuna_study.set_user_attr("spent", spent + time.time() - started)
     return TuneResult(run, name, metrics, summary)
+
+
+class _Clock(threading.Thread):
+    """Records the time this ``tune`` has spent in its study every `every` seconds (a killed process runs no
+    ``finally``); failures to write are left to the next tick."""
+
+    def __init__(self, study: Any, spent: float, started: float, every: float = 15.0) -> None:
+        super().__init__(name="tune-clock", daemon=True)
+        self.study, self.spent, self.started, self.every = study, spent, started, every
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            with contextlib.suppress(Exception):  # the database may be briefly away; the next tick writes it
+                self.study.set_user_attr("spent", self.spent + time.time() - self.started)
 
 
 def _open_study(db: QueueStorage, name: str, values: dict[str, Any], fixed: Mapping[str, Any], epochs: int) -> Any:
@@ -186,18 +213,18 @@ def _source_size(table: Any) -> int | None:
 def _search(
     db: QueueStorage, name: str, values: dict[str, Any], workers: int, deadline: float, log: Callable[[str], None]
 ) -> None:
-    """Keep search slots queued and workers running until the deadline; then cancel what is still queued."""
+    """Keep search slots queued and workers running until the deadline; then cancel what is still queued. An
+    interruption (Ctrl-C) leaves the queue as it is: the interrupted trial was queued again by its worker, and the
+    next ``tune`` resumes it from its last checkpoint."""
     ids = db.study_ids([name])
-    try:
-        while time.time() < deadline:
-            waiting = db.count("WAITING", ids)
-            for _ in range(max(0, 2 * workers - waiting)):
-                _enqueue(db, name, _attrs(values, search=True))
-            _run_workers(db, name, workers, log)
-    finally:
-        for _, trial in db.trials(ids):
-            if trial.state.name == "WAITING":
-                db.cancel_waiting(trial._trial_id)
+    while time.time() < deadline:
+        waiting = db.count("WAITING", ids)
+        for _ in range(max(0, 2 * workers - waiting)):
+            _enqueue(db, name, _attrs(values, search=True))
+        _run_workers(db, name, workers, log)
+    for _, trial in db.trials(ids):
+        if trial.state.name == "WAITING":
+            db.cancel_waiting(trial._trial_id)
 
 
 def _run_workers(db: QueueStorage, name: str, workers: int, log: Callable[[str], None]) -> None:

@@ -24,6 +24,7 @@ import threading
 import time
 import traceback
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,8 +250,9 @@ class Worker:
         try:
             values = dict(attrs["config"])
             swept = search_space(study_attrs) if study_attrs.get("kind") in ("grid", "search") else []
-            for dim in swept:
-                values[dim.key] = dim.suggest(trial)
+            for dim in swept:  # in order: a dimension searched only for some values of another comes after it
+                if dim.applies(values):
+                    values[dim.key] = dim.suggest(trial)
             config = validate_config(values)
             run_dir = Path(attrs.get("run") or _run_dir(attrs, study_name, frozen.number, config))
             self._db(lambda: rdb.set_trial_user_attr(trial_id, "run", str(run_dir)), f"starting #{trial_id}")
@@ -356,7 +358,11 @@ def _search_parts(study_attrs: dict[str, Any] | None = None) -> tuple[Any, Any]:
 
     found = study_attrs or {}
     if found.get("pruner") == "hyperband":
-        sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True, multivariate=True)
+        # group=True: the multivariate model works per set of parameters that occur together (mixup only in the
+        # trials with task=classify) instead of falling back to independent draws for a conditional space
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # multivariate and group
+            sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True, multivariate=True, group=True)
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=int(found["max_epochs"]))
         return sampler, pruner
     sampler = optuna.samplers.TPESampler(n_startup_trials=5, constant_liar=True)

@@ -15,6 +15,7 @@ from medtune.models import Preprocessing
 from medtune.models.inference import Normalize, to_probabilities
 from medtune.models.stages import frozen_norm_layers, frozen_parameters, still_frozen
 from medtune.tasks import Task
+from medtune.training.augment import create_mixup
 from medtune.training.optim import create_optimizer, create_scheduler
 
 
@@ -176,6 +177,8 @@ class TaskModule(TransferModule):
     ) -> None:
         super().__init__(model, config, preprocessing, meta, task)
         self.loss = task.loss(config, class_weights, num_outputs)
+        # mixup / cutmix (timm's): training batches mixed, the loss given the mixed labels; validation as it is
+        self.mix = create_mixup(config.sections.augmentation, num_outputs, not getattr(task, "single_label", True))
         self.train_metrics = task.create_epoch_metrics(num_outputs, "train_")
         self.val_metrics = task.create_epoch_metrics(num_outputs, "val_")
         self.on_features = False
@@ -196,8 +199,12 @@ class TaskModule(TransferModule):
 
     def _step(self, batch: Any, metrics: Any, split: str) -> torch.Tensor:
         images, targets = self.task.split_batch(batch)
+        loss_targets = self.task.loss_targets(targets)
+        if self.mix is not None and split == "train" and len(images) % 2 == 0:  # timm mixes pairs: an even batch
+            unit = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()  # Normalize takes 0-1
+            images, loss_targets = self.mix(unit, loss_targets)
         logits = self(images)
-        loss = self.loss(logits, self.task.loss_targets(targets))
+        loss = self.loss(logits, loss_targets)
         metrics.update(*self.task.metric_inputs(logits.detach(), targets))
         self.record(split, loss, len(targets))
         return loss

@@ -47,14 +47,46 @@ AUGMENT_PRESETS.register("flip")(AugmentSpec(hflip=0.5))
 AUGMENT_PRESETS.register("medical")(AugmentSpec(hflip=0.5, rotate=10.0, crop_scale=0.8, brightness=0.1, contrast=0.1))
 
 
+def scale_augment(spec: AugmentSpec, strength: float) -> AugmentSpec:
+    """`spec` with its rotation, jitter and crop (the share of area it may drop) times `strength`; flips unchanged.
+
+    >>> strong = scale_augment(AUGMENT_PRESETS.get("medical"), 2.0)
+    >>> strong.rotate, strong.crop_scale
+    (20.0, 0.6)
+    """
+    if strength == 1.0:
+        return spec
+    return replace(
+        spec,
+        rotate=min(180.0, spec.rotate * strength),
+        crop_scale=round(max(0.05, 1.0 - (1.0 - spec.crop_scale) * strength), 6),
+        brightness=min(1.0, spec.brightness * strength),
+        contrast=min(1.0, spec.contrast * strength),
+    )
+
+
+def create_mixup(config: Augmentation, num_classes: int, multi_label: bool) -> Callable | None:
+    """timm's batch mixup / cutmix (``mixup=``, ``cutmix=``: the Beta distributions' alpha; with both, each batch
+    takes one of them at random), or None when both are off. It is called as ``images, soft_targets =
+    mix(images, targets)`` on an even batch; the loss then takes the mixed (soft) targets.
+    """
+    if not (config.mixup or config.cutmix):
+        return None
+    from timm.data.mixup import Mixup
+
+    return Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, label_smoothing=0.0,
+                 num_classes=num_classes, multi_label=multi_label)  # fmt: skip
+
+
 def resolve_augment(config: Augmentation) -> AugmentSpec:
-    """The preset named by ``augment=`` with every per-transform key the augmentation section sets.
+    """The preset named by ``augment=`` (its magnitudes times ``augment_strength``) with every per-transform key
+    the augmentation section sets.
 
     >>> from medtune.config import load_config
     >>> resolve_augment(load_config(augment="flip", rotate=5).sections.augmentation).rotate
     5.0
     """
-    preset = AUGMENT_PRESETS.get(config.augment)
+    preset = scale_augment(AUGMENT_PRESETS.get(config.augment), config.augment_strength)
     overrides = {key: getattr(config, key) for key in asdict(preset) if getattr(config, key) is not None}
     return replace(preset, **{key: float(value) for key, value in overrides.items()})
 
