@@ -1,17 +1,17 @@
 """Choose a recipe by validation scores only: each recipe on each MedMNIST file and subset, side by side.
 
-    python benchmarks/recipes.py -r "epochs=12" -r "epochs=6" [--data pneumoniamnist,retinamnist]
+    python benchmarks/recipes.py -r "epochs=12" -r "epochs=6" [--data pneumoniamnist,retinamnist,cxr3,...]
         [--limits all,300] [--seeds 0] [--jsonl results.jsonl]
 
 For each recipe (a set of KEY=VALUE settings added to the defaults), data file and training-set size
 (``train_limit=``; validation whole), runs ``medtune train`` in a subprocess and reads the run's ``history.csv``:
-the validation AUC, accuracy and loss of the epoch the run kept (``kept.json``; else the best ``val_auc``), the
-number of epochs and the wall time. The test split is scored by every run (``metrics.json``) but this script
-never reads it: recipes are compared on validation, and the test numbers are read once, for the chosen recipe,
-by ``benchmarks/medmnist.py``. ``--tta`` also scores the kept weights on the validation split without and with
-horizontal-flip test-time augmentation (``medtune evaluate --split val``), and with several seeds the averaged
-probabilities of the seeds' runs (what ``medtune ensemble`` makes of them). ``--jsonl`` appends one JSON line per
-run for later tables.
+the validation AUC, accuracy, loss and log loss of the epoch the run kept (``kept.json``; else the best ``val_auc``),
+the lowest validation log loss and its epoch (where validation peaked), the number of epochs and the wall time.
+Runs leave the test split unread (``read_test=false``): recipes are compared on validation, and the test numbers
+are read once, for the chosen recipe, by ``benchmarks/medmnist.py``. ``--tta`` also scores the kept weights on the
+validation split without and with horizontal-flip test-time augmentation (``medtune evaluate --split val``), and
+with several seeds the averaged probabilities of the seeds' runs (what ``medtune ensemble`` makes of them).
+``--jsonl`` appends one JSON line per run for later tables.
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ from rich.table import Table as RichTable
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+#: Full-size sources (``--data`` takes these names beside the MedMNIST ones): the data and its reading keys.
+SOURCES = {
+    "cxr3": (DATA / "cxr3" / "labels.csv", ["label=label", "group=patient_id"]),
+    "ham10000-subset": (DATA / "ham10000-subset" / "labels.csv", ["label=label", "group=lesion_id"]),
+    "lc25000-lung": (DATA / "lc25000-lung", []),
+}
+
+
+def source(name: str) -> tuple[Path, list[str]]:
+    """The data path and reading keys of a ``--data`` name."""
+    return SOURCES.get(name) or (DATA / name / f"{name}.npz", [])
 
 
 def kept_epoch(history: pd.DataFrame, monitor: str = "val_auc") -> pd.Series:
@@ -68,7 +79,8 @@ def run_recipe(data: Path, keys: list[str], out: Path, tta: bool = False) -> dic
     """``medtune train DATA KEYS`` in a subprocess; validation scores of the kept epoch, epochs and wall time."""
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "medtune", "train", str(data), *keys, "report=false", "--out", str(out)],
+        [sys.executable, "-m", "medtune", "train", str(data), *keys, "report=false", "guard=false", "read_test=false",
+         "--out", str(out)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     if done.returncode:
@@ -79,6 +91,8 @@ def run_recipe(data: Path, keys: list[str], out: Path, tta: bool = False) -> dic
     row = history.iloc[json.loads(kept.read_text())["epoch"]] if kept.is_file() else kept_epoch(history)
     found = {"wall": round(wall, 1), "epochs": len(history), "kept": int(row["epoch"]),
             "val_auc": float(row["val_auc"]), "val_acc": float(row["val_acc"]), "val_loss": float(row["val_loss"]),
+            "val_nll": float(row["val_nll"]), "peak_nll": int(history.loc[history["val_nll"].idxmin(), "epoch"]),
+            "best_nll": float(history["val_nll"].min()),
             "train_seconds": round(float(history["seconds"].sum()), 1)}  # fmt: skip
     if tta:
         found["eval_auc"], found["eval_acc"] = val_scores(out, False)
@@ -115,20 +129,35 @@ def main() -> None:
     args = parser.parse_args()
     recipes = args.recipe or [""]
     table = RichTable(title="Validation scores of the kept epoch (test never read)", title_justify="left")
-    columns = ["data", "train images", "recipe", "epochs (kept)", "wall s", "val AUC", "val acc", "val loss"]
+    columns = [
+        "data",
+        "train images",
+        "recipe",
+        "epochs (kept)",
+        "wall s",
+        "val AUC",
+        "val acc",
+        "val loss",
+        "val log loss (kept; best, at epoch)",
+    ]
     for column in columns + (["val AUC / acc", "with TTA"] if args.tta else []):
         table.add_column(column, justify="left" if column in ("data", "recipe") else "right")
     with tempfile.TemporaryDirectory(prefix="medtune-recipes-") as scratch:
         tmp = args.runs or scratch
         for name in args.data.split(","):
-            data = DATA / name / f"{name}.npz"
-            if not data.is_file():
+            data, reading = source(name)
+            if not data.exists():
                 raise SystemExit(f"{data} is absent: the benchmark needs ../shared/data beside the repository")
             for limit in args.limits.split(","):
                 for recipe in recipes:
                     found, outs = [], []
                     for seed in args.seeds.split(","):
-                        keys = [*recipe.split(), f"seed={seed}", *([] if limit == "all" else [f"train_limit={limit}"])]
+                        keys = [
+                            *reading,
+                            *recipe.split(),
+                            f"seed={seed}",
+                            *([] if limit == "all" else [f"train_limit={limit}"]),
+                        ]
                         slug = "_".join(recipe.split()).replace("=", "-") or "defaults"
                         out = Path(tmp) / f"{name}-{limit}-{slug}-seed{seed}"
                         found.append(run_recipe(data, keys, out, args.tta))
@@ -145,6 +174,7 @@ def main() -> None:
                     table.add_row(name, limit, recipe or "defaults", f"{mean['epochs']:.0f} ({mean['kept']:.0f})",
                                   f"{mean['wall']:.0f}", f"{mean['val_auc']:.3f}", f"{mean['val_acc']:.3f}",
                                   f"{mean['val_loss']:.3f}",
+                                  f"{mean['val_nll']:.3f} ({mean['best_nll']:.3f}, {mean['peak_nll']:.0f})",
                                   *(_tta_cells(mean) if args.tta else []))  # fmt: skip
     Console(width=150).print(table)
 

@@ -17,7 +17,7 @@ import pytest
 from medtune.errors import ConfigError
 from medtune.experiments.queue import Dimension
 from medtune.experiments.storage import QueueStorage
-from medtune.experiments.tune import parse_budget, tune_space
+from medtune.experiments.tune import default_params, parse_budget, tune_space
 from medtune.experiments.tune_result import ranked_trials
 from tests.conftest import medtune, shared_path
 
@@ -112,3 +112,26 @@ def test_tune_interrupted_and_killed_continues_and_returns_one_run_read_once_on_
     assert "complete" in states and states <= {"complete", "pruned", "fail", "running"}  # running: the killed one
     spent = db.study(STUDY).user_attrs["spent"]
     assert 60 < spent < 200  # wall clock over the three starts, the final step included
+
+
+def test_a_trial_that_cannot_finish_before_the_deadline_stops_once_its_pace_says_so():
+    import threading
+
+    import optuna
+
+    from medtune.experiments.worker import BudgetSpent, _TrialCallback
+
+    trial = optuna.create_study().ask()
+    soon = _TrialCallback(trial, "val_nll", True, threading.Event(), deadline=time.time() + 300)
+    soon.clock = (time.time() - 100, 0)  # one epoch took 100 s
+    soon._check_time_left(1, 3)  # two more: 200 s of the 300 left
+    with pytest.raises(BudgetSpent, match=r"7 more epochs at 100 s each would end after the study's deadline"):
+        soon._check_time_left(1, 8)
+
+
+def test_the_first_trial_of_a_study_is_the_default_recipe():
+    space = tune_space({}, ("0", "1", "2", "3", "4"), 28)
+    params = default_params(space, 28)
+    assert params["image_size"] == 64 and params["task"] == "classify" and params["augment"] == "medical"
+    assert (params["lr"], params["weight_decay"], params["freeze"], params["lr_decay"]) == (2e-3, 0.01, 0, 1.0)
+    assert default_params(tune_space({}, ("a", "b"), 256), 256)["image_size"] == 128  # the nearest searched size

@@ -69,8 +69,8 @@ class TuneResult:
 def parse_budget(text: str | float) -> float:
     """Seconds in a budget: ``30m``, ``2h``, ``1h30m``, ``90s`` or a number of seconds.
 
-    >>> parse_budget("1h30m"), parse_budget("45s"), parse_budget(600)
-    (5400.0, 45.0, 600.0)
+    >>> parse_budget("1h30m"), parse_budget("90s"), parse_budget(600)
+    (5400.0, 90.0, 600.0)
     """
     if isinstance(text, (int, float)):
         seconds = float(text)
@@ -193,10 +193,38 @@ def _open_study(db: QueueStorage, name: str, values: dict[str, Any], fixed: Mapp
     from medtune.runs import read_dataset_table
 
     table = read_dataset_table(load_config(overrides=dict(values)))
-    space = tune_space(fixed, tuple(table.classes), _source_size(table))
+    source = _source_size(table)
+    space = tune_space(fixed, tuple(table.classes), source)
     attrs = {"kind": "search", "space": {d.key: d.to_dict() for d in space}, "monitor": "val_nll",
              "pruner": "hyperband", "max_epochs": epochs}  # fmt: skip
-    return db.create_study(name, "minimize", attrs)
+    created = db.create_study(name, "minimize", attrs)
+    _enqueue(db, name, _attrs(values, search=True), default_params(space, source))  # the default recipe first
+    return created
+
+
+def default_params(space: list[Dimension], source_size: int | None) -> dict[str, Any]:
+    """medtune's default recipe as values of the searched dimensions: the first trial of every study, so the
+    result is never chosen from worse than what ``medtune train`` gives (a working size not searched becomes the
+    nearest searched one).
+
+    >>> space = tune_space({}, ("a", "b"), 28)
+    >>> params = default_params(space, 28)
+    >>> params["backbone"], params["image_size"], params["lr"], params["mixup"]
+    ('tf_efficientnet_lite0', 64, 0.002, 0.0)
+    """
+    from medtune.config import Config
+
+    params = {}
+    for dim in space:
+        default = Config.model_fields[dim.key].default
+        if dim.key == "image_size":  # the automatic size: the source's side, at least 64 px, at most the backbone's
+            default = min(dim.choices, key=lambda size: abs(size - min(224, max(64, source_size or 224))))
+        elif dim.choices is not None and default not in dim.choices:
+            continue  # the sampler draws it
+        elif dim.choices is None and not (dim.low <= default <= dim.high):
+            default = min(max(default, dim.low), dim.high)
+        params[dim.key] = default
+    return params
 
 
 def _source_size(table: Any) -> int | None:

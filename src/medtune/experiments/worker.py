@@ -130,6 +130,7 @@ class _TrialCallback(L.Callback):
         values = self.db(lambda: trial.storage.get_trial(trial._trial_id).intermediate_values, "resuming a trial")
         self.reported = max(values) if values else -1  # a resumed trial reports only epochs it has not
         self.pending: tuple[int, float] | None = None
+        self.clock: tuple[float, int] | None = None  # when this process's training started, at which epoch
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if self.stop.is_set():
@@ -144,6 +145,22 @@ class _TrialCallback(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report()
+        if self.clock is None:
+            self.clock = (time.time(), trainer.current_epoch)
+        elif self.deadline is not None:
+            self._check_time_left(trainer.current_epoch, int(trainer.max_epochs or 0))
+
+    def _check_time_left(self, epoch: int, epochs: int) -> None:
+        """Stop a trial that cannot finish before the deadline, as soon as its epochs' pace says so: its weights
+        could never be chosen (only finished trials are), and the time goes to trials that can."""
+        started, first = self.clock or (time.time(), epoch)
+        pace = (time.time() - started) / max(1, epoch - first)
+        left = self.deadline - time.time() if self.deadline is not None else math.inf
+        if (epochs - epoch) * pace > left:
+            raise BudgetSpent(
+                f"stopped after epoch {epoch}: {epochs - epoch} more epochs at {pace:.0f} s each would end after "
+                f"the study's deadline ({max(0.0, left):.0f} s left)"
+            )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._report()
