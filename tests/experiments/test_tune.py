@@ -135,3 +135,9 @@ def test_the_first_trial_of_a_study_is_the_default_recipe():
     assert params["image_size"] == 64 and params["task"] == "classify" and params["augment"] == "medical"
     assert (params["lr"], params["weight_decay"], params["freeze"], params["lr_decay"]) == (2e-3, 0.01, 0, 1.0)
     assert default_params(tune_space({}, ("a", "b"), 256), 256)["image_size"] == 128  # the nearest searched size
+    from medtune.config import load_config
+    from medtune.experiments.tune import _source_size
+    from medtune.runs import read_dataset_table
+
+    data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
+    assert _source_size(read_dataset_table(load_config(data=str(data)))) == 28  # read from the archive's arrays

@@ -227,15 +227,18 @@ def default_params(space: list[Dimension], source_size: int | None) -> dict[str,
     return params
 
 
-def _source_size(table: Any) -> int | None:
-    """The side of the first image (None when it cannot be read cheaply)."""
-    try:
-        from medtune.data.images import read_image
+def _source_size(table: Any, sample: int = 32) -> int | None:
+    """The median longer side of the first `sample` images (None when none can be read)."""
+    import numpy as np
 
-        path = table.frame["path"].dropna().iloc[0]
-        return int(max(read_image(path).shape[:2]))
-    except (IndexError, KeyError, OSError, ValueError, DataError):
+    from medtune.data.decode import decode_entries, table_entries
+
+    try:
+        head = table_entries(table.with_frame(table.frame.iloc[:sample]))
+        sides = [max(image.shape[:2]) for _, image in decode_entries(head) if isinstance(image, np.ndarray)]
+    except (OSError, ValueError, DataError):
         return None
+    return int(np.median(sides)) if sides else None
 
 
 def _search(
