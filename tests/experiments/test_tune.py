@@ -49,8 +49,13 @@ def _start(data: Path, url: str, cwd: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""}
     args = ["tune", data, *SMALL, "--budget", BUDGET, "--max-epochs", "2", "--storage", url]
     with log.open("w") as out:
+        # as from a terminal: Ctrl-C's signal handled (pytest-xdist's workers ignore SIGINT, and a child inherits that)
         return subprocess.Popen([sys.executable, "-m", "medtune", *map(str, args)], cwd=cwd, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+                                stderr=subprocess.STDOUT, preexec_fn=_terminal_signals)  # fmt: skip
+
+
+def _terminal_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(log: Path, text: str, process: subprocess.Popen, seconds: float = 240) -> None:
