@@ -66,11 +66,15 @@ def run_tune(data: Path, budget: str, keys: list[str], work: Path) -> dict:
                         "--storage", f"sqlite:///{work / 'queue.db'}"], check=True, cwd=work, stdout=log,
                        stderr=subprocess.STDOUT)  # fmt: skip
     result = next((work / "runs").glob("*/result"))
-    metrics = json.loads((result / "metrics.json").read_text())
     summary = json.loads((result / "tune.json").read_text())
+    return {**scores(result, started), "trials": len(summary["trials"]), "why": summary["chosen"]["why"]}
+
+
+def scores(run_dir: Path, started: float) -> dict:
+    """Wall seconds since `started` and the test AUC and accuracy (with intervals) of `run_dir`'s metrics.json."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"wall": time.perf_counter() - started, "auc": (metrics["macro"]["auc"], *metrics["intervals"]["auc"]),
-            "accuracy": (metrics["accuracy"], *metrics["intervals"]["accuracy"]), "n": metrics["n"],
-            "trials": len(summary["trials"]), "why": summary["chosen"]["why"]}  # fmt: skip
+            "accuracy": (metrics["accuracy"], *metrics["intervals"]["accuracy"]), "n": metrics["n"]}  # fmt: skip
 
 
 def run(data: Path, keys: list[str], out: Path) -> dict:
@@ -78,9 +82,7 @@ def run(data: Path, keys: list[str], out: Path) -> dict:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "medtune", "train", str(data), *keys, "report=false", "--out", str(out)],
                    check=True, cwd=REPO, capture_output=True)  # fmt: skip
-    metrics = json.loads((out / "metrics.json").read_text())
-    return {"wall": time.perf_counter() - started, "auc": (metrics["macro"]["auc"], *metrics["intervals"]["auc"]),
-            "accuracy": (metrics["accuracy"], *metrics["intervals"]["accuracy"]), "n": metrics["n"]}  # fmt: skip
+    return scores(out, started)
 
 
 def run_ensemble(members: list[Path], out: Path) -> dict:
@@ -88,9 +90,7 @@ def run_ensemble(members: list[Path], out: Path) -> dict:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "medtune", "ensemble", *map(str, members), "--no-report", "--out", str(out)],
                    check=True, cwd=REPO, capture_output=True)  # fmt: skip
-    metrics = json.loads((out / "metrics.json").read_text())
-    return {"wall": time.perf_counter() - started, "auc": (metrics["macro"]["auc"], *metrics["intervals"]["auc"]),
-            "accuracy": (metrics["accuracy"], *metrics["intervals"]["accuracy"]), "n": metrics["n"]}  # fmt: skip
+    return scores(out, started)
 
 
 def _fmt(value: tuple[float, float, float]) -> str:

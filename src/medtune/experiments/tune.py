@@ -41,6 +41,8 @@ from medtune.experiments.storage import QueueStorage
 
 #: The packaged ImageNet backbones (no hub at run time).
 BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
+#: The pretrained input size of the default backbone (EfficientNet-Lite0): the cap of the automatic working size.
+DEFAULT_BACKBONE_SIZE = 224
 #: Working sizes searched (with the source size where it lies between them).
 SIZES = (64, 96, 128)
 #: Settings of every trial: ranked by validation log loss, the test split left unread, nothing slow at the end.
@@ -213,12 +215,14 @@ def default_params(space: list[Dimension], source_size: int | None) -> dict[str,
     ('tf_efficientnet_lite0', 64, 0.002, 0.0)
     """
     from medtune.config import Config
+    from medtune.runs.resolve import size_for
 
     params = {}
     for dim in space:
         default = Config.model_fields[dim.key].default
-        if dim.key == "image_size":  # the automatic size: the source's side, at least 64 px, at most the backbone's
-            default = min(dim.choices, key=lambda size: abs(size - min(224, max(64, source_size or 224))))
+        if dim.key == "image_size":  # medtune train's automatic size, for the default backbone's 224 px
+            automatic = size_for(source_size or DEFAULT_BACKBONE_SIZE, DEFAULT_BACKBONE_SIZE)
+            default = min(dim.choices, key=lambda size: abs(size - automatic))
         elif dim.choices is not None and default not in dim.choices:
             continue  # the sampler draws it
         elif dim.choices is None and not (dim.low <= default <= dim.high):
@@ -227,18 +231,15 @@ def default_params(space: list[Dimension], source_size: int | None) -> dict[str,
     return params
 
 
-def _source_size(table: Any, sample: int = 32) -> int | None:
-    """The median longer side of the first `sample` images (None when none can be read)."""
-    import numpy as np
-
-    from medtune.data.decode import decode_entries, table_entries
+def _source_size(table: Any) -> int | None:
+    """The median longer side of the first images (None when none can be read)."""
+    from medtune.runs.resolve import median_side
 
     try:
-        head = table_entries(table.with_frame(table.frame.iloc[:sample]))
-        sides = [max(image.shape[:2]) for _, image in decode_entries(head) if isinstance(image, np.ndarray)]
+        side = median_side(table)
     except (OSError, ValueError, DataError):
         return None
-    return int(np.median(sides)) if sides else None
+    return None if side is None else int(side)
 
 
 def _search(

@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from medtune.config import Config
 from medtune.models import Preprocessing
-from medtune.models.inference import Normalize, to_probabilities
+from medtune.models.inference import Normalize, to_probabilities, to_unit
 from medtune.models.stages import frozen_norm_layers, frozen_parameters, still_frozen
 from medtune.tasks import Task
 from medtune.training.augment import create_mixup
@@ -201,8 +201,7 @@ class TaskModule(TransferModule):
         images, targets = self.task.split_batch(batch)
         loss_targets = self.task.loss_targets(targets)
         if self.mix is not None and split == "train" and len(images) % 2 == 0:  # timm mixes pairs: an even batch
-            unit = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()  # Normalize takes 0-1
-            images, loss_targets = self.mix(unit, loss_targets)
+            images, loss_targets = self.mix(to_unit(images), loss_targets)  # mixed in 0-1, as Normalize takes
         logits = self(images)
         loss = self.loss(logits, loss_targets)
         metrics.update(*self.task.metric_inputs(logits.detach(), targets))

@@ -53,6 +53,11 @@ def to_probabilities(logits: torch.Tensor, activation: str = "softmax") -> torch
     return ACTIVATIONS.get(activation).probabilities(logits.float())
 
 
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as floats in 0-1; float images (already 0-1) as they are, in float32."""
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+
 class Normalize(nn.Module):
     """uint8 (or 0-1 float) images to the backbone's normalised float input, channels-last when asked."""
 
@@ -63,10 +68,7 @@ class Normalize(nn.Module):
         self.channels_last = channels_last
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float()
-        if images.dtype == torch.uint8:
-            x = x / 255.0
-        x = (x - self.mean) / self.std
+        x = (to_unit(images) - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 

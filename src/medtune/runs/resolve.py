@@ -163,12 +163,25 @@ def resolve_config(config: Config, table: Table | None = None, network: NetworkS
 def auto_size(table: Table, backbone_size: int, sample: int = 32) -> int:
     """The automatic working size: the backbone's size, capped by the median longer side of the first `sample`
     images rounded up to a multiple of 32, and at least `MIN_AUTO_SIZE`."""
+    side = median_side(table, sample)
+    return backbone_size if side is None else size_for(side, backbone_size)
+
+
+def median_side(table: Table, sample: int = 32) -> float | None:
+    """The median longer side of the first `sample` images (None when none can be decoded)."""
     head = table_entries(table.with_frame(table.frame.iloc[:sample]))
     sides = [max(image.shape[:2]) for _, image in decode_entries(head) if isinstance(image, np.ndarray)]
-    if not sides:
-        return backbone_size
-    native = math.ceil(float(np.median(sides)) / 32) * 32
-    return int(min(backbone_size, max(MIN_AUTO_SIZE, native)))
+    return float(np.median(sides)) if sides else None
+
+
+def size_for(side: float, backbone_size: int) -> int:
+    """The automatic working size for images of `side` pixels: `side` rounded up to a multiple of 32, at least
+    `MIN_AUTO_SIZE`, at most the backbone's size.
+
+    >>> size_for(28, 224), size_for(256, 224), size_for(70, 224)
+    (64, 224, 96)
+    """
+    return int(min(backbone_size, max(MIN_AUTO_SIZE, math.ceil(side / 32) * 32)))
 
 
 def training_images(config: Config, table: Table) -> int:
