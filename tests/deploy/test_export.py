@@ -35,7 +35,10 @@ def test_graph_takes_store_images_and_carries_its_preprocessing(exported, tiny_r
     assert meta["medtune.classes"] == ["normal", "pneumonia"]
     assert (meta["medtune.image_size"], meta["medtune.channels"], meta["medtune.in_chans"]) == (32, 1, 1)
     assert meta["medtune.mean"] == [0.5] and meta["medtune.std"] == [0.5]
-    assert len(meta["medtune.checkpoint_sha256"]) == 64 and meta["medtune.opset"] >= 17
+    assert len(meta["medtune.checkpoint_sha256"]) == 64 and meta["medtune.opset"] == 20
+    assert meta["medtune.exporter"] == "torchscript"
+    # the TF-style "same" padding is fixed for 32 px: no shape arithmetic left for the int8 quantiser to trip on
+    assert not {"Shape", "Ceil"} & {node.op_type for node in model.graph.node}
 
 
 def test_parity_with_pytorch_is_kept_beside_the_model(exported):
@@ -79,6 +82,8 @@ def test_bad_requests_are_refused(tmp_path, tiny_run):
     assert not_a_run.returncode == 1 and "is not a medtune run" in not_a_run.stderr
     fmt = medtune("export", tiny_run, "--format", "tflite", "--out", tmp_path / "m.tflite")
     assert fmt.returncode == 2 and "unknown export format 'tflite'" in fmt.stderr
+    exporter = medtune("export", tiny_run, "--exporter", "jit", "--out", tmp_path / "m.onnx")
+    assert exporter.returncode == 2 and "unknown exporter 'jit'; expected one of torchscript, dynamo" in exporter.stderr
     (tmp_path / "fake.onnx").write_bytes(b"not a graph")
     fake = medtune("predict", tmp_path / "fake.onnx", shared_path("cxr-fullres"), "--out", tmp_path / "x.json")
     assert fake.returncode == 1 and "is not a readable ONNX model" in fake.stderr

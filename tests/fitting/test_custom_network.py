@@ -58,7 +58,9 @@ def test_network_from_a_file_trains_resumes_predicts_and_explains(tmp_path, caps
     explained = medtune.explain(out, images[:2], tmp_path / "cams")
     assert set(explained["layer"]) == {"features.3"}  # the last convolution of the user's network
     exported = export(out, tmp_path / "small.onnx")  # checked against the PyTorch network on the test split
-    assert exported.parity["agreement"] == 1.0
+    assert exported.parity["agreement"] == 1.0 and exported.parity["exporter"] == "torchscript"
+    dynamo = export(out, tmp_path / "dynamo.onnx", exporter="dynamo")  # torch.export's exporter, the same answers
+    assert dynamo.parity["exporter"] == "dynamo" and dynamo.parity["max_abs_diff"] <= 1e-4
     onnx = medtune.predict(exported.model, images)
     assert onnx["label"].tolist() == before["label"].tolist()
 

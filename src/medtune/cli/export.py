@@ -26,6 +26,9 @@ def export_command(
         str | None, typer.Option("--quantize", help="int8: also write MODEL.int8.onnx (static, QDQ, per channel).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Keep an int8 model that loses more than 0.01 AUC.")] = False,
+    exporter: Annotated[
+        str, typer.Option("--exporter", help="torchscript (PyTorch's tracing exporter) or dynamo (torch.export).")
+    ] = "torchscript",
 ) -> None:
     """Export the run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
     normalisation and softmax inside the graph and the classes, size and thresholds in its metadata. The export
@@ -40,9 +43,10 @@ def export_command(
 
         run = best_run(_storage(storage), metric, study)
         console.print(f"the leaderboard's best run by {metric}: {run}", highlight=False, soft_wrap=True)
-    result = export(run, out, fmt, quantize=quantize, force=force)
+    result = export(run, out, fmt, quantize=quantize, force=force, exporter=exporter)
     parity = result.parity
-    console.print(f"exported: {result.model} (ONNX opset {parity['opset']})", highlight=False)
+    console.print(f"exported: {result.model} (ONNX opset {parity['opset']}, {parity['exporter']} exporter)",
+                  highlight=False)  # fmt: skip
     console.print(
         f"parity with PyTorch on {parity['images']} {parity['split']} images: largest probability difference "
         f"{parity['max_abs_diff']:.2e}, {parity['agreement_of']} on {parity['agreement']:.1%} "
