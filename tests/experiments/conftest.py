@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-#: An experiment that trains in about a second: 32 images per split at 32 px, one epoch, no report.
-FAST = ("limit=32", "image_size=32", "epochs=1", "batch_size=16", "workers=0", "report=false")
+#: An experiment that trains in about a second: 32 images per split at 32 px, one epoch, no report, no guard.
+FAST = ("limit=32", "image_size=32", "epochs=1", "batch_size=16", "workers=0", "report=false", "guard=false")
 
 
 def _initdb() -> Path | None:

@@ -103,7 +103,7 @@ def test_grid_of_optimizers_and_learning_rates_on_postgresql_and_its_leaderboard
 
 
 def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpoint(tmp_path, sqlite_url):
-    slow = ("limit=400", "image_size=32", "epochs=8", "batch_size=16", "workers=0", "report=false")
+    slow = ("limit=400", "image_size=32", "epochs=8", "batch_size=16", "workers=0", "report=false", "guard=false")
     _ok(medtune("queue", "add", _data(), *slow, "--storage", sqlite_url, cwd=tmp_path))
     storage = QueueStorage(sqlite_url)
     (trial_id,) = [t._trial_id for _, t in storage.trials()]
@@ -149,7 +149,7 @@ def test_a_failed_experiment_keeps_its_error_and_can_be_retried(tmp_path, sqlite
 
 
 def test_cancelling_a_running_experiment_stops_its_worker(tmp_path, sqlite_url):
-    slow = ("limit=400", "image_size=32", "epochs=30", "batch_size=16", "workers=0", "report=false")
+    slow = ("limit=400", "image_size=32", "epochs=30", "batch_size=16", "workers=0", "report=false", "guard=false")
     _ok(medtune("queue", "add", _data(), *slow, "--storage", sqlite_url, cwd=tmp_path))
     worker = _worker(sqlite_url, tmp_path, "--heartbeat", "1", "--grace", "30")
     storage = QueueStorage(sqlite_url)
