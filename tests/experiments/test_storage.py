@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import multiprocessing as mp
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from medtune.experiments.queue import cancel, retry, state_of
 from medtune.experiments.worker import Worker, WorkerOptions
 from tests.conftest import shared_path
 from tests.experiments.conftest import FAST
+from tests.experiments.racers import claimer, race, reaper
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,48 +33,10 @@ def _queue(url: str, count: int, study: str) -> list[int]:
     return add_experiments(QueueStorage(url), [{"data": data, "epochs": 1}] * count, study)
 
 
-def _claimer(url: str, start, out) -> None:
-    storage = QueueStorage(url)
-    studies = storage.study_ids()
-    start.wait()
-    claimed = []
-    while (trial_id := storage.claim(studies)) is not None:
-        claimed.append(trial_id)
-        time.sleep(0.005)  # a worker does something with its claim before the next one
-    out.put(claimed)
-
-
-class _Start:
-    """The starting gun: each process waits on `wait()` after reporting itself ready, so no process races before
-    all have started and connected (spawning four interpreters can take seconds on a loaded 2-core machine)."""
-
-    def __init__(self, ctx) -> None:
-        self.ready, self.go = ctx.Semaphore(0), ctx.Event()
-
-    def wait(self) -> None:
-        self.ready.release()
-        self.go.wait()
-
-
-def _race(target, args_for, processes: int) -> list[list[int]]:
-    ctx = mp.get_context("spawn")
-    start, out = _Start(ctx), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args_for(i), start, out)) for i in range(processes)]
-    for proc in procs:
-        proc.start()
-    for _ in procs:
-        assert start.ready.acquire(timeout=120), "a racing process did not start"
-    start.go.set()
-    results = [out.get(timeout=120) for _ in procs]
-    for proc in procs:
-        proc.join(timeout=60)
-    return results
-
-
 def test_each_queued_trial_is_claimed_by_exactly_one_of_four_processes(url, request):
     study = f"race-{request.node.callspec.id}-{time.monotonic_ns()}"
     ids = _queue(url, 40, study)
-    results = _race(_claimer, lambda i: (url,), 4)
+    results = race(claimer, lambda i: (url,), 4)
     claims = Counter(t for part in results for t in part if t in ids)
     assert sorted(claims) == sorted(ids)
     assert max(claims.values()) == 1, {t: n for t, n in claims.items() if n > 1}
@@ -82,12 +44,6 @@ def test_each_queued_trial_is_claimed_by_exactly_one_of_four_processes(url, requ
     storage = QueueStorage(url)
     assert storage.count("WAITING", storage.study_ids([study])) == 0
     assert storage.count("RUNNING", storage.study_ids([study])) == len(ids)
-
-
-def _reaper(url: str, study: str, start, out) -> None:
-    storage = QueueStorage(url, heartbeat=1, grace=2)
-    start.wait()
-    out.put([t for t in storage.stale(storage.study_ids([study])) if storage.requeue(t)])
 
 
 def test_a_silent_trial_is_requeued_once_however_many_workers_notice(url, request):
@@ -98,7 +54,7 @@ def test_a_silent_trial_is_requeued_once_however_many_workers_notice(url, reques
     assert sorted(claimed) == sorted(ids)
     assert storage.stale(storage.study_ids([study])) == []  # fresh heartbeats: nobody is silent yet
     time.sleep(3.5)  # no heartbeat for longer than the grace period: as if their worker was killed
-    results = _race(_reaper, lambda i: (url, study), 3)
+    results = race(reaper, lambda i: (url, study), 3)
     requeued = Counter(t for part in results for t in part)
     assert sorted(requeued) == sorted(ids) and max(requeued.values()) == 1
     assert storage.count("WAITING", storage.study_ids([study])) == len(ids)

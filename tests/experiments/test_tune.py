@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from medtune.errors import ConfigError
@@ -117,6 +118,22 @@ def test_tune_interrupted_and_killed_continues_and_returns_one_run_read_once_on_
     assert "complete" in states and states <= {"complete", "pruned", "fail", "running"}  # running: the killed one
     spent = db.study(STUDY).user_attrs["spent"]
     assert 60 < spent < 200  # wall clock over the three starts, the final step included
+    _the_result_works_in_every_command(run, tmp_path)
+
+
+def _the_result_works_in_every_command(run: Path, tmp_path: Path) -> None:
+    """The tune result is a run like any other: predict, explain, evaluate, export (served runs and
+    exported models are the same code as for `medtune train`'s runs, tested in tests/deploy)."""
+    images = sorted(shared_path("cxr-fullres").iterdir())[:3]
+    predicted = medtune("predict", run, *images, "--out", tmp_path / "p.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+    explained = medtune("explain", run, images[0], "--out", tmp_path / "cams")
+    assert explained.returncode == 0 and any((tmp_path / "cams").iterdir()), explained.stderr
+    evaluated = medtune("evaluate", run, "--split", "val", "--out", tmp_path / "eval")
+    assert evaluated.returncode == 0 and (tmp_path / "eval" / "metrics.json").is_file(), evaluated.stderr
+    exported = medtune("export", run, "--out", tmp_path / "model.onnx")
+    assert exported.returncode == 0 and (tmp_path / "model.guard.onnx").is_file(), exported.stderr
 
 
 def test_a_trial_that_cannot_finish_before_the_deadline_stops_once_its_pace_says_so():
