@@ -84,9 +84,10 @@ def test_yaml_file_alone_is_a_complete_run(tmp_path):
 
 def test_default_run_name_and_numbering(tmp_path):
     data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
-    first = medtune("train", data, *TINY, "epochs=1", "limit=48", cwd=tmp_path)
+    quick = (*TINY, "epochs=1", "limit=48", "report=false", "guard=false")  # the names are what is tested
+    first = medtune("train", data, *quick, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
-    second = medtune("train", data, *TINY, "epochs=1", "limit=48", cwd=tmp_path)
+    second = medtune("train", data, *quick, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["pneumoniamnist-tf_efficientnet_lite0", "pneumoniamnist-tf_efficientnet_lite0-2"]
@@ -96,7 +97,8 @@ def test_same_seed_repeats_exactly_on_cpu(tmp_path):
     data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
     for name in ("a", "b"):
         # threads pinned: with threads=0 a busy machine (the other test process) changes the thread count mid-run
-        result = medtune("train", data, *TINY, "seed=3", "threads=1", "--out", tmp_path / name)
+        result = medtune("train", data, *TINY, "seed=3", "threads=1", "report=false", "guard=false",
+                         "--out", tmp_path / name)  # fmt: skip
         assert result.returncode == 0, result.stderr
     columns = [c for c in pd.read_csv(tmp_path / "a" / "history.csv").columns if c != "seconds"]
     a, b = (pd.read_csv(tmp_path / n / "history.csv")[columns] for n in ("a", "b"))

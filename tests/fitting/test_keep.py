@@ -15,7 +15,7 @@ from medtune.runs import Run, prepare_dataset
 from medtune.runs.trained import load_trained
 from tests.conftest import shared_path
 
-KEYS = {"limit": 96, "image_size": 32, "epochs": 2, "batch_size": 16, "workers": 0, "report": False}
+KEYS = {"limit": 96, "image_size": 32, "epochs": 2, "batch_size": 16, "workers": 0, "report": False, "guard": False}
 
 
 def _run(tmp_path, **keys):
