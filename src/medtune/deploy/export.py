@@ -5,8 +5,8 @@ dynamic) and returns what the run's task answers: class probabilities (a segment
 size)``); the layout change, the backbone's normalisation and the task's activation are inside it. A classifier
 trained with ``masks=SEG_RUN`` takes its segmenter along: ``<model>.segmenter.onnx`` beside it, parity checked the
 same way and named in the classifier's metadata. It is written at opset 20 by PyTorch's TorchScript exporter (as
-timm's ``onnx_export`` does by default: about six times faster than the torch.export-based exporter on an
-EfficientNet, the same answers to within 1e-6), or by the torch.export-based ("dynamo") exporter when asked
+timm's ``onnx_export`` does by default: a whole export in about a quarter of the torch.export-based exporter's
+time on an EfficientNet, the same answers to within 1e-5), or by the torch.export-based ("dynamo") exporter when asked
 (``exporter="dynamo"``) or when the TorchScript one fails or is gone from the installed PyTorch. Its
 ``metadata_props`` hold the task, classes, working size, channels, resizing, mean and std, multi-label thresholds,
 the resolved configuration, the medtune version and the SHA-256 of the checkpoint it came from. At export the model
