@@ -130,6 +130,33 @@ def seed_loop(data: Path, size: int, batch_size: int, epochs: int) -> pd.DataFra
         return pd.DataFrame(rows)
 
 
+def plain_loop_throughput(data: Path, size: int, batch_size: int, steps: int) -> float:
+    """Training images per second of the notebooks' loop (PNG files through PIL every step, NCHW, AdamW), over
+    `steps` steps after one warm-up step (`benchmarks/throughput.py`'s seed-style row)."""
+    from medtune.models import create_classifier, resolve_preprocessing
+
+    arrays = np.load(data)
+    prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
+    count = batch_size * (steps + 1)
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _write_pngs(arrays["train_images"][:count], Path(tmp))
+        dataset = PngDataset(paths, arrays["train_labels"].reshape(-1)[:count], size, prep.mean[0], prep.std[0])
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
+        model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        started = time.perf_counter()
+        for step, (x, y) in enumerate(loader):
+            if step == 1:  # after the warm-up step (first-call allocations, worker start)
+                started = time.perf_counter()
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return batch_size * steps / (time.perf_counter() - started)
+
+
 #: The recipes compared: today's defaults and the previous default (before issue 18).
 RECIPES = {"medtune default": [], "previous default (epochs=12 keep=best)": ["epochs=12", "keep=best"]}
 
