@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -89,38 +90,57 @@ def _write_pngs(images: np.ndarray, folder: Path) -> list[Path]:
     return paths
 
 
+def _png_loader(images: np.ndarray, labels: np.ndarray, folder: Path, size: int, batch_size: int) -> DataLoader:
+    """The notebooks' training loader: `images` written as PNG files, read back through PIL every epoch."""
+    from medtune.models import resolve_preprocessing
+
+    prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
+    dataset = PngDataset(_write_pngs(images, folder), labels.reshape(-1), size, prep.mean[0], prep.std[0])
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
+
+
+def _notebook_model() -> tuple[torch.nn.Module, Callable[[torch.Tensor, torch.Tensor], None]]:
+    """The notebooks' network (EfficientNet-Lite0, one channel, two classes) and its training step: AdamW at a
+    constant 2e-3, cross-entropy with label smoothing 0.1."""
+    from medtune.models import create_classifier
+
+    model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        loss = loss_fn(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return model, step
+
+
 def seed_loop(data: Path, size: int, batch_size: int, epochs: int) -> pd.DataFrame:
     """The notebooks' loop over PNG files: per epoch, cumulative training seconds and validation AUC and accuracy."""
     from sklearn.metrics import roc_auc_score
 
-    from medtune.models import create_classifier, resolve_preprocessing
+    from medtune.models import resolve_preprocessing
 
     arrays = np.load(data)
     prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
-    mean, std = prep.mean[0], prep.std[0]
     val_transform = transforms.Compose([
         transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.ToTensor(), transforms.Normalize([mean], [std]),
+        transforms.ToTensor(), transforms.Normalize([prep.mean[0]], [prep.std[0]]),
     ])  # fmt: skip
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        train_set = PngDataset(_write_pngs(arrays["train_images"], Path(tmp) / "train"),
-                               arrays["train_labels"].reshape(-1), size, mean, std)  # fmt: skip
+        loader = _png_loader(arrays["train_images"], arrays["train_labels"], Path(tmp) / "train", size, batch_size)
         val_images = [val_transform(Image.fromarray(image)) for image in arrays["val_images"]]
         val_x, val_y = torch.stack(val_images), arrays["val_labels"].reshape(-1)
-        loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
-        model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        model, step = _notebook_model()
         rows, elapsed = [], 0.0
         for epoch in range(epochs):
             start = time.perf_counter()
             model.train()
             for x, y in loader:
-                loss = loss_fn(model(x), y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+                step(x, y)
             model.eval()
             with torch.no_grad():
                 probs = torch.cat([model(val_x[i : i + 256]).softmax(1) for i in range(0, len(val_x), 256)]).numpy()
@@ -133,27 +153,19 @@ def seed_loop(data: Path, size: int, batch_size: int, epochs: int) -> pd.DataFra
 def plain_loop_throughput(data: Path, size: int, batch_size: int, steps: int) -> float:
     """Training images per second of the notebooks' loop (PNG files through PIL every step, NCHW, AdamW), over
     `steps` steps after one warm-up step (`benchmarks/throughput.py`'s seed-style row)."""
-    from medtune.models import create_classifier, resolve_preprocessing
-
     arrays = np.load(data)
-    prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
     count = batch_size * (steps + 1)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _write_pngs(arrays["train_images"][:count], Path(tmp))
-        dataset = PngDataset(paths, arrays["train_labels"].reshape(-1)[:count], size, prep.mean[0], prep.std[0])
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True)
-        model = create_classifier("tf_efficientnet_lite0", 2, in_chans=1).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+        loader = _png_loader(arrays["train_images"][:count], arrays["train_labels"][:count], Path(tmp), size,
+                             batch_size)  # fmt: skip
+        model, step = _notebook_model()
+        model.train()
         started = time.perf_counter()
-        for step, (x, y) in enumerate(loader):
-            if step == 1:  # after the warm-up step (first-call allocations, worker start)
+        for index, (x, y) in enumerate(loader):
+            if index == 1:  # after the warm-up step (first-call allocations, worker start)
                 started = time.perf_counter()
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            step(x, y)
         return batch_size * steps / (time.perf_counter() - started)
 
 
