@@ -41,8 +41,6 @@ from medtune.experiments.storage import QueueStorage
 
 #: The packaged ImageNet backbones (no hub at run time).
 BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
-#: The pretrained input size of the default backbone (EfficientNet-Lite0): the cap of the automatic working size.
-DEFAULT_BACKBONE_SIZE = 224
 #: Working sizes searched (with the source size where it lies between them).
 SIZES = (64, 96, 128)
 #: Settings of every trial: ranked by validation log loss, the test split left unread, nothing slow at the end.
@@ -215,13 +213,15 @@ def default_params(space: list[Dimension], source_size: int | None) -> dict[str,
     ('tf_efficientnet_lite0', 64, 0.002, 0.0)
     """
     from medtune.config import Config
+    from medtune.models import resolve_preprocessing
     from medtune.runs.resolve import size_for
 
     params = {}
     for dim in space:
         default = Config.model_fields[dim.key].default
-        if dim.key == "image_size":  # medtune train's automatic size, for the default backbone's 224 px
-            automatic = size_for(source_size or DEFAULT_BACKBONE_SIZE, DEFAULT_BACKBONE_SIZE)
+        if dim.key == "image_size":  # medtune train's automatic size, capped by the default backbone's own size
+            backbone = resolve_preprocessing(Config.model_fields["backbone"].default, 3).input_size[-1]
+            automatic = size_for(source_size or backbone, backbone)
             default = min(dim.choices, key=lambda size: abs(size - automatic))
         elif dim.choices is not None and default not in dim.choices:
             continue  # the sampler draws it
