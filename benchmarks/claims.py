@@ -1,6 +1,6 @@
 """Claiming queued experiments: medtune's conditional UPDATE against Optuna's own ``study.ask()``.
 
-    python benchmarks/claims.py [--trials 200] [--processes 4] [--postgres URL]
+    python benchmarks/claims.py [--trials 200] [--processes 4] [--postgres URL] [--quick]
 
 Each row queues the same number of trials (``enqueue_trial``), then starts the worker processes together on a
 barrier; each claims until the queue is empty and marks what it claimed finished. A trial claimed by two
@@ -27,6 +27,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -74,12 +75,11 @@ def race(url: str, mode: str, trials: int, processes: int) -> dict:
     for i in range(trials):
         handle.enqueue_trial({}, user_attrs={"n": i})
     ctx = mp.get_context("spawn")
-    start, out = ctx.Event(), ctx.Queue()
+    start, out = ctx.Barrier(processes + 1), ctx.Queue()  # released when every worker has loaded the study
     procs = [ctx.Process(target=_worker, args=(url, study, mode, start, out)) for _ in range(processes)]
     for proc in procs:
         proc.start()
-    time.sleep(2.0)
-    start.set()
+    start.wait(timeout=600)
     results = [out.get(timeout=600) for _ in procs]
     for proc in procs:
         proc.join()
@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--postgres", help="a PostgreSQL URL (default: start a throwaway server if installed)")
-    args = parser.parse_args()
+    args = parse_args(parser, trials=8, processes=2)
     folder = Path(tempfile.mkdtemp(prefix="medtune-bench-queue-"))
     databases = [("SQLite", f"sqlite:///{folder / 'queue.db'}", None)]
     if args.postgres:

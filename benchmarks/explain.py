@@ -1,10 +1,11 @@
 """Grad-CAM throughput: medtune's `compute_cams` against the way the grad-cam README and the notebooks use it.
 
-    python benchmarks/explain.py [--data ../shared/data/cxr3/pneumonia] [--images 48] [--size 224]
+    python benchmarks/explain.py [--data ../shared/data/cxr3/pneumonia] [--images 48] [--size 224] [--quick]
 
 Every row explains the same real chest X-rays with the same network (EfficientNet-Lite0 with its packaged ImageNet
-weights, one input channel, a two-class head) at the same layer (``bn2``) for the same target class, and the maps
-agree to float precision (the largest difference is printed). The naive way is ``pytorch_grad_cam.GradCAM`` on one
+weights, one input channel, a two-class head) at the same layer (the one medtune chooses for the size: ``bn2`` at
+224 px, a shallower stage where ``bn2``'s map would be under 3x3) for the same target class, and the maps agree to
+float precision (the largest difference is printed). The naive way is ``pytorch_grad_cam.GradCAM`` on one
 image at a time in PyTorch's default memory layout, with the weights' gradients on. medtune runs channels-last
 with the weights frozen, in batches (``--batch-size`` of ``medtune explain``: 4 on the CPU by default, 16 on a
 GPU); its batch-1 row separates the layout from the batching. One warm-up call per row runs first.
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from medtune.cams import compute_cams
+from medtune.cams import compute_cams, find_target_layer
 from medtune.data.images import prepare, read_image
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import Normalize
@@ -38,14 +40,14 @@ def _images(folder: Path, count: int, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
 
 
-def naive_cams(network: torch.nn.Module, preprocessing, images: torch.Tensor, target: int) -> np.ndarray:
+def naive_cams(network: torch.nn.Module, preprocessing, images: torch.Tensor, target: int, layer: str) -> np.ndarray:
     """The grad-cam README's recipe, one image at a time: a GradCAM object on the model, NCHW float input."""
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = torch.nn.Sequential(Normalize(preprocessing, channels_last=False), network).eval()
     maps = []
-    with GradCAM(model=model, target_layers=[network.backbone.bn2]) as cam:
+    with GradCAM(model=model, target_layers=[network.backbone.get_submodule(layer)]) as cam:
         for image in images:
             maps.append(cam(image[None].float().div(255), [ClassifierOutputTarget(target)]))
     return np.concatenate(maps)
@@ -63,7 +65,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--method", default="gradcam")
-    args = parser.parse_args()
+    args = parse_args(parser, images=4, size=32)
 
     torch.manual_seed(0)
     network = create_classifier("tf_efficientnet_lite0", 2, in_chans=1).eval()
@@ -71,10 +73,11 @@ def main() -> None:
     preprocessing = resolve_preprocessing("tf_efficientnet_lite0", 1)
     images = _images(args.data, args.images, args.size)
     targets = [1] * len(images)
+    layer, _ = find_target_layer(network.backbone, image_size=args.size)  # what compute_cams chooses
 
     rows, differences = [], []
-    naive_cams(naive_network, preprocessing, images[:2], 1)  # warm-up
-    naive_seconds, naive_maps = _timed(naive_cams, naive_network, preprocessing, images, 1)
+    naive_cams(naive_network, preprocessing, images[:2], 1, layer)  # warm-up
+    naive_seconds, naive_maps = _timed(naive_cams, naive_network, preprocessing, images, 1, layer)
     rows.append(("grad-cam README way: GradCAM per image, NCHW", naive_seconds))
     for batch in (1, 4, 16, 32):
         compute_cams(network, preprocessing, images[:2], targets[:2], args.method, batch_size=batch)  # warm-up
@@ -82,7 +85,8 @@ def main() -> None:
         rows.append((f"medtune compute_cams, channels-last, batch {batch}", seconds))
         differences.append(float(np.abs(maps - naive_maps).max()))
 
-    table = RichTable(title=f"{args.method} on {len(images)} images of {args.data.name} at {args.size} px, 2-core CPU")
+    title = f"{args.method} at {layer} on {len(images)} images of {args.data.name} at {args.size} px, 2-core CPU"
+    table = RichTable(title=title)
     for column in ("way", "seconds", "images/s", "ratio"):
         table.add_column(column, justify="left" if column == "way" else "right")
     for name, seconds in rows:

@@ -1,7 +1,7 @@
 """CPU inference throughput, side by side in one run: medtune's PyTorch predict path, onnxruntime fp32 and
 onnxruntime int8 on the graph ``medtune export`` writes.
 
-    python benchmarks/inference.py [--sizes 224 64] [--batches 1 64] [--seconds 1.0]
+    python benchmarks/inference.py [--sizes 224 64] [--batches 1 64] [--seconds 1.0] [--quick]
 
 The network is EfficientNet-Lite0 with its packaged ImageNet weights, one input channel and a two-class head; the
 int8 model is calibrated on real chest X-rays (``../shared/data/cxr3``) exactly as ``--quantize int8`` does. Every
@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
+from torch.utils.flop_counter import FlopCounterMode
 
 from medtune.data.images import prepare, read_image
 from medtune.deploy.export import export_graph
@@ -81,7 +83,7 @@ def _models(size: int, calibration: np.ndarray, folder: Path) -> dict:
     runners = {"PyTorch (predict path)": pytorch}
     for name, session in sessions.items():
         runners[f"onnxruntime {name}"] = lambda b, s=session: s.run([OUTPUT_NAME], {INPUT_NAME: b})[0]
-    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:
         torch_model(torch.zeros(1, 1, size, size, dtype=torch.uint8))
     return {"runners": runners, "flops": counter.get_total_flops()}
 
@@ -91,7 +93,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 64])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--seconds", type=float, default=1.0)
-    args = parser.parse_args()
+    args = parse_args(parser, sizes=[32], batches=[1, 8], seconds=0.05)
     peak, machine = _peak_gflops()
     table = RichTable(title=f"{BACKBONE}, 1 channel, images per second ({machine}; fp32 peak {peak:.0f} GFLOP/s)")
     for column in ("size", "batch", "engine", "images/s", "x PyTorch", "GFLOP/s", "share of peak"):

@@ -1,7 +1,7 @@
 """Search latency of `medtune similar`'s index at 10k and 100k vectors (synthetic, 1280 dimensions like Lite0's
 features), exact (flat inner product, what medtune uses up to a million vectors) beside IVF, in one run.
 
-    python benchmarks/similar.py [--sizes 10000,100000] [--queries 200]
+    python benchmarks/similar.py [--sizes 10000,100000] [--queries 200] [--quick]
 
 Prints build time, the median and 95th-percentile latency of one query (k=8), queries per second in one batch,
 and how often IVF returns the exact top hit (each query is a perturbed copy of an indexed vector) and its recall@8.
@@ -14,6 +14,7 @@ import argparse
 import time
 
 import numpy as np
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -40,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--queries", type=int, default=200)
-    args = parser.parse_args()
+    args = parse_args(parser, sizes="2000", queries=20)
     rng = np.random.default_rng(0)
     table = RichTable(title="one query, k=8, 1280 dimensions, this machine's CPU", title_justify="left")
     for column in ("vectors", "index", "build s", "p50 ms", "p95 ms", "batch queries/s", "top-1 = exact",

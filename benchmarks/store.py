@@ -1,6 +1,6 @@
 """One epoch of images: decoding PNGs every epoch (the notebook way) against reading the image store.
 
-    python benchmarks/store.py [--data ../shared/data/cxr3] [--size 224] [--batch-size 64]
+    python benchmarks/store.py [--data ../shared/data/cxr3] [--size 224] [--batch-size 64] [--limit N] [--quick]
 
 The naive pipeline is the notebooks' torch Dataset: PIL opens each file, converts it, resizes it (bicubic) and
 ``ToTensor`` makes it a float tensor, through a DataLoader with 0 and with 2 workers. The store pipeline reads the
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _quick import parse_args
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -118,11 +119,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="epochs per pipeline; the fastest is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads in the main process")
     parser.add_argument("--cache", default=None, help="store folder to reuse (default: a fresh temporary one)")
-    args = parser.parse_args()
+    parser.add_argument("--limit", type=int, default=0, help="at most this many images, a seeded sample (0: all)")
+    args = parse_args(parser, size=32, batch_size=16, channels=[1], build_workers=1, repeats=1, limit=48)
     console = Console(width=140)
     torch.set_num_threads(args.threads)
 
     table = read_table(args.data)
+    if 0 < args.limit < len(table):
+        table = table.with_frame(table.frame.sample(n=args.limit, random_state=0).sort_index())
     n = len(table)
     out = RichTable(title=f"one epoch of {n} images of {args.data} at {args.size} px, batch {args.batch_size}, "
                           f"{os.cpu_count()} CPU cores, best of {args.repeats}")  # fmt: skip
