@@ -26,7 +26,7 @@ from medtune.cli.report import report_command
 from medtune.cli.segment import segment_app
 from medtune.cli.serve import serve_command
 from medtune.cli.similar import index_command, similar_command
-from medtune.cli.train import train_command
+from medtune.cli.train import demo_command, train_command
 from medtune.cli.tune import tune_command
 from medtune.errors import ConfigError, MedtuneError
 
@@ -40,6 +40,7 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 data_app.command("audit")(audit_command)
 app.command("train")(train_command)
+app.command("demo")(demo_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("calibrate")(calibrate_command)

@@ -9,6 +9,7 @@ import typer
 
 from medtune.cli._common import build_config, console, data_and_settings
 from medtune.cli._render import render_metrics
+from medtune.errors import ConfigError
 
 
 def train_command(
@@ -31,6 +32,27 @@ def train_command(
     data, overrides = data_and_settings(arguments or [])
     config = build_config(config_file, overrides, data=data)
     print_training_result(train(config, out))
+
+
+def demo_command(
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(help="key=value settings, e.g. epochs=3 image_size=64", metavar="KEY=VALUE"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/demo).")] = None,
+) -> None:
+    """Train, evaluate and report on the data that ships with medtune (PneumoniaMNIST, 28 px chest X-rays).
+
+    The same as `medtune train` on that file: no download, no network.
+    """
+    from medtune.data import demo_data
+
+    data, overrides = data_and_settings(arguments or [])
+    if data is not None:
+        raise ConfigError(f"medtune demo trains on its own data; got {data!r}: run `medtune train {data}` instead")
+    command = " ".join(["medtune", "train", str(demo_data()), *overrides])
+    console.print(f"demo: {command}", highlight=False, soft_wrap=True)
+    train_command([str(demo_data()), *overrides], None, out or Path("runs") / "demo")
 
 
 def print_training_result(result: Any) -> None:

@@ -14,14 +14,28 @@ Commands read data through `medtune.runs.prepare_dataset`, which joins these pie
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medtune.data.readers import list_readers, read_table
 from medtune.data.split import assign_splits, load_split, save_split
 from medtune.data.table import Table, create_table
+
+
+def demo_data() -> Path:
+    """The data that ships with medtune: PneumoniaMNIST at 28 px (CC BY 4.0; credit in ``data/demo/README.md``),
+    what ``medtune demo`` and ``make demo`` train on without a network.
+
+    >>> demo_data().name
+    'pneumoniamnist.npz'
+    """
+    return Path(__file__).parent / "demo" / "pneumoniamnist.npz"
+
 
 __all__ = [
     "Table",
     "assign_splits",
     "create_table",
+    "demo_data",
     "list_readers",
     "load_split",
     "read_table",
