@@ -29,3 +29,15 @@ def test_the_front_door_matches_the_functions_it_opens():
     for front, inner in [(medtune.evaluate, evaluate), (medtune.predict, predict), (medtune.explain, explain),
                          (medtune.embed, embed), (medtune.probe, probe)]:  # fmt: skip
         assert list(inspect.signature(front).parameters) == list(inspect.signature(inner).parameters), front.__name__
+
+
+def test_windows_is_refused_with_the_way_round_it():
+    """medtune's cache locks are POSIX ``flock``: on Windows the import says so and names WSL 2, instead of failing
+    later on ``import fcntl``."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.platform = 'win32'; import medtune"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "ImportError: medtune runs on Linux and macOS" in result.stderr
+    assert "WSL 2" in result.stderr

@@ -1,7 +1,8 @@
 """medtune: labelled images to a trained, evaluated and explained transfer-learning classifier.
 
 >>> import medtune
->>> result = medtune.train(data="../shared/data/pneumoniamnist/pneumoniamnist.npz", epochs=3)  # doctest: +SKIP
+>>> from medtune.data import demo_data
+>>> result = medtune.train(data=str(demo_data()), epochs=3)  # doctest: +SKIP
 >>> medtune.predict(result.run.path, ["new_xrays/"]).head()  # doctest: +SKIP
 
 The house, top floor first (a package imports only from the floors below it; ``make lint`` checks that):
@@ -17,10 +18,16 @@ writes), `_locks`, `_paths`, `_progress`, `_registry` and `_version`.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from medtune._version import __version__
+
+if sys.platform == "win32":  # its cache locks are POSIX flock (medtune._locks) and its CPU accounting getrusage
+    raise ImportError(
+        "medtune runs on Linux and macOS; on Windows run it inside WSL 2 (https://learn.microsoft.com/windows/wsl/install)"
+    )
 
 if TYPE_CHECKING:
     import numpy as np

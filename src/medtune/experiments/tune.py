@@ -85,12 +85,19 @@ def parse_budget(text: str | float) -> float:
     return seconds
 
 
+def installed_backbones() -> tuple[str, ...]:
+    """The packaged backbones whose weights are installed (Lite1 and Lite2 come with ``medtune[weights]``)."""
+    from medtune.models.weights import PACKAGED_WEIGHTS
+
+    return tuple(name for name in BACKBONES if PACKAGED_WEIGHTS.get(name).installed())
+
+
 def tune_space(fixed: Mapping[str, Any], classes: tuple[str, ...], source_size: int | None) -> list[Dimension]:
     """The searched dimensions, minus the keys the user fixed; ``task`` only when `classes` are grades (three or
     more consecutive whole numbers)."""
     sizes = sorted({*SIZES, *([source_size] if source_size and SIZES[0] < source_size < SIZES[-1] else [])})
     dims = [
-        Dimension("backbone", BACKBONES),
+        Dimension("backbone", installed_backbones()),
         Dimension("image_size", tuple(sizes)),
         Dimension("lr", None, 1e-4, 1e-2, log=True),
         Dimension("weight_decay", None, 1e-6, 1e-1, log=True),

