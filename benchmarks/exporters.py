@@ -1,11 +1,11 @@
 """``medtune export`` with each of PyTorch's ONNX exporters, side by side in one run: wall time of the whole export
 (graph, checker, parity on the test images, the guard's graph and its parity), and how close each graph is.
 
-    python benchmarks/exporters.py [--run RUN] [--size 64] [--quantize]
+    python benchmarks/exporters.py [--run RUN] [--size 64] [--quantize] [--rounds 2] [--no-guard] [--quick]
 
 Without ``--run`` it trains a small PneumoniaMNIST run first (EfficientNet-Lite0, 96 images per split at
 ``--size`` px, two epochs, with its guard) in a temporary folder. Each exporter writes its own file; the TorchScript
-one is timed first and second alternately over two rounds, and the faster round of each is shown.
+one is timed first and second alternately over ``--rounds`` rounds, and the fastest round of each is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -24,10 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 
 
-def small_run(folder: Path, size: int) -> Path:
+def small_run(folder: Path, size: int, limit: int = 96, epochs: int = 2, guard: bool = True) -> Path:
     """A PneumoniaMNIST run trained through the CLI, scaled down."""
     out = folder / "run"
-    keys = ["limit=96", f"image_size={size}", "epochs=2", "batch_size=16", "workers=0", "report=false"]
+    keys = [f"limit={limit}", f"image_size={size}", f"epochs={epochs}", "batch_size=16", "workers=0", "report=false",
+            f"guard={str(guard).lower()}"]  # fmt: skip
     subprocess.run([sys.executable, "-m", "medtune", "train", str(DATA), *keys, "--out", str(out)], check=True,
                    capture_output=True)  # fmt: skip
     return out
@@ -46,16 +48,21 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="a run directory (default: train a small one)")
     parser.add_argument("--size", type=int, default=64, help="working size of the small run")
     parser.add_argument("--quantize", action="store_true", help="also write and judge the int8 model")
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of both exporters, their order alternating")
+    parser.add_argument("--limit", type=int, default=96, help="images per split of the small run")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the small run")
+    parser.add_argument("--guard", action=argparse.BooleanOptionalAction, default=True,
+                        help="the small run fits its guard (exported too: the slowest graph)")  # fmt: skip
+    args = parse_args(parser, size=32, rounds=1, limit=32, epochs=1, guard=False)
     with tempfile.TemporaryDirectory(prefix="medtune-exporters-") as tmp:
-        run = args.run or small_run(Path(tmp), args.size)
+        run = args.run or small_run(Path(tmp), args.size, args.limit, args.epochs, args.guard)
         best: dict[str, tuple[float, dict]] = {}
-        for order in (("torchscript", "dynamo"), ("dynamo", "torchscript")):
-            for exporter in order:
+        for round_ in range(args.rounds):
+            for exporter in ("torchscript", "dynamo")[:: 1 if round_ % 2 == 0 else -1]:
                 seconds, parity = timed_export(run, Path(tmp) / exporter / "model.onnx", exporter, args.quantize)
                 if exporter not in best or seconds < best[exporter][0]:
                     best[exporter] = (seconds, parity)
-    table = RichTable(title=f"medtune export of {run.name}, best of two rounds", title_justify="left")
+    table = RichTable(title=f"medtune export of {run.name}, best of {args.rounds} round(s)", title_justify="left")
     for column in ("exporter", "seconds", "x dynamo's time", "max prob diff", "guard score diff", "int8 test AUC"):
         table.add_column(column, justify="left" if column == "exporter" else "right")
     for exporter, (seconds, parity) in best.items():

@@ -1,7 +1,7 @@
 """Start-up of a one-image ``medtune predict``: the bare inference network against the same call with Lightning
 imported, as every prediction paid before the inference path lost its Lightning import.
 
-    python benchmarks/startup.py [--run RUN] [--image IMAGE] [--rounds 5]
+    python benchmarks/startup.py [--run RUN] [--image IMAGE] [--rounds 5] [--quick]
 
 Both rows run the real command line in a fresh Python process on the same run and image, alternating, and report
 the median wall time of `--rounds` rounds; the second row imports ``lightning`` first and then runs the very same
@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a run directory (default: train a tiny one)")
     parser.add_argument("--image", type=Path, default=SHARED / "cxr3" / "normal")
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    args = parse_args(parser, rounds=1)
     image = args.image if args.image.is_file() else sorted(args.image.glob("*.png"))[0]
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or _tiny_run(Path(tmp))
