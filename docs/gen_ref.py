@@ -308,10 +308,9 @@ def keys_markdown(with_components: bool = True) -> str:
         "argument in Python (`medtune.train(data=..., epochs=8)`). An unknown key is refused with the closest names.",
         "",
         "The keys are grouped by the section of the configuration they belong to. The last column says what the",
-        "code records about tasks: which registered names a key accepts for each task (`task=classify` also covers",
-        "multi-label and ordinal runs' components unless listed apart), keys only some tasks use, and the defaults",
-        "that `task=segment` changes. Where a key serves one task only and the code keeps no record of it, its",
-        "meaning says so (multi-label, gradual, DICOM...).",
+        "code records about tasks: the registered names a key accepts (for each task where they differ), the keys",
+        "only some tasks use, and the defaults that `task=segment` changes. Where a key serves one kind of run only",
+        "and the code keeps no record of it, its meaning says so (multi-label, gradual, DICOM...).",
         "",
     ]
     for section, keys in SECTION_KEYS.items():
