@@ -3,6 +3,7 @@ for ``strategy=freeze augment=none``) against the frozen backbone run over every
 (``cache_features=false``, what a Keras or fastai loop with a frozen base does).
 
     python benchmarks/freeze.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--epochs 5] [--sizes 64,128]
+        [--limit N] [--quick]
 
 Both runs share one configuration, seed and split, in fresh run directories with a fresh cache folder (so the
 image store and the features are built here, and their one-off costs are printed). Prints seconds per epoch
@@ -20,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -45,12 +48,12 @@ def _train(data: Path, out: Path, keys: dict) -> dict:
     }
 
 
-def _feature_pass(data: Path, size: int) -> float:
+def _feature_pass(data: Path, keys: dict) -> float:
     """Time the one feature pass over every image (the cache the fast path then reads)."""
     from medtune import embed
 
     started = time.perf_counter()
-    embed("tf_efficientnet_lite0", data, {"image_size": size})
+    embed("tf_efficientnet_lite0", data, keys)
     return time.perf_counter() - started
 
 
@@ -58,12 +61,22 @@ def _compare(data: Path, size: int, epochs: int, tmp: Path) -> tuple[dict, dict,
     """Both paths at one working size: (backbone every epoch, cached features, one-off feature pass seconds)."""
     keys = {"strategy": "freeze", "augment": "none", "epochs": epochs, "image_size": size}
     slow = _train(data, tmp / f"every-epoch-{size}", {**keys, "cache_features": False})
-    features = _feature_pass(data, size)
+    features = _feature_pass(data, {"image_size": size})
     cached = len(list((tmp / "cache" / "features").iterdir()))
     fast = _train(data, tmp / f"cached-{size}", keys)
     if len(list((tmp / "cache" / "features").iterdir())) != cached:
         raise SystemExit("the fast path computed its own features instead of reusing the cache: a key mismatch")
     return slow, fast, features
+
+
+def subset_npz(data: Path, count: int, folder: Path) -> Path:
+    """The first `count` images of each split of a MedMNIST file, as a file of its own (`embed` reads every image
+    of its data, so a smaller run needs smaller data rather than ``limit=``)."""
+    with np.load(data) as arrays:
+        kept = {key: arrays[key][:count] for key in arrays.files}
+    out = folder / f"{data.stem}-{count}.npz"
+    np.savez(out, **kept)
+    return out
 
 
 def _fmt(value: tuple[float, float, float]) -> str:
@@ -75,7 +88,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--sizes", default="64,128")
-    args = parser.parse_args()
+    parser.add_argument("--limit", type=int, default=0, help="the first N images of each split only (0: all)")
+    args = parse_args(parser, epochs=1, sizes="32", limit=32)
     if not args.data.exists():
         raise SystemExit(f"{args.data} is missing: the benchmark needs ../shared/data beside the repository")
     table = RichTable(title=f"{args.data.name}, tf_efficientnet_lite0 frozen, {args.epochs} epochs, "
@@ -85,8 +99,9 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "path" else "right")
     with tempfile.TemporaryDirectory(prefix="medtune-freeze-") as tmp:
         os.environ["MEDTUNE_CACHE"] = str(Path(tmp) / "cache")
+        data = subset_npz(args.data, args.limit, Path(tmp)) if args.limit else args.data
         for size in (int(s) for s in args.sizes.split(",")):
-            slow, fast, features = _compare(args.data, size, args.epochs, Path(tmp))
+            slow, fast, features = _compare(data, size, args.epochs, Path(tmp))
             table.add_row(f"{size} px", "backbone every epoch", f"{slow['epoch']:.2f}", "1x", "-",
                           f"{slow['wall']:.1f}", _fmt(slow["auc"]), _fmt(slow["accuracy"]))  # fmt: skip
             table.add_row("", "cached features (medtune)", f"{fast['epoch']:.2f}",
