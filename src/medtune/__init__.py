@@ -164,7 +164,7 @@ def read_image(path: str | os.PathLike, window: str = "auto", frame: int | str |
         ``(H, W)`` gray or ``(H, W, 3)`` colour; DICOM gray is float32 (rescaled values, or 0..1 when windowed,
         MONOCHROME1 inverted).
 
-    >>> medtune.read_image("../shared/data/dicom/siim_cr_jpeg_baseline.dcm").shape  # doctest: +SKIP
+    >>> medtune.read_image("scans/chest.dcm").shape  # doctest: +SKIP
     (1024, 1024)
     """
     from medtune.data.images import read_image as decode

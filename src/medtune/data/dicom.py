@@ -90,7 +90,7 @@ def read_dicom(path: str | Path, window: str = "auto", frame: int | str | None =
             plugin missing, corrupt compressed data, a multi-frame file without a frame, a frame out of range.
         MissingDependencyError: pydicom is not installed.
 
-    >>> read_dicom("../shared/data/dicom/siim_cr_jpeg_baseline.dcm").shape  # doctest: +SKIP
+    >>> read_dicom("scans/chest.dcm").shape  # doctest: +SKIP
     (1024, 1024)
     """
     path = Path(path)
@@ -333,7 +333,7 @@ def dicom_info(path: str | Path) -> dict:
     Raises:
         ImageReadError: not a DICOM file, or a header that cannot be read.
 
-    >>> dicom_info("../shared/data/dicom/siim_cr_monochrome1_retagged.dcm")["photometric"]  # doctest: +SKIP
+    >>> dicom_info("scans/monochrome1.dcm")["photometric"]  # doctest: +SKIP
     'MONOCHROME1'
     """
     path = Path(path)

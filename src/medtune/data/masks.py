@@ -42,7 +42,7 @@ _LISTED = 5
 def find_mask(mask_dir: Path, image: str | os.PathLike) -> Path | None:
     """The mask of `image` in `mask_dir`: the same file name, else the same stem with any image suffix.
 
-    >>> find_mask(Path("../shared/data/lungseg/masks"), "images/Viral Pneumonia-10.png").name  # doctest: +SKIP
+    >>> find_mask(Path("lungs/masks"), "images/Viral Pneumonia-10.png").name  # doctest: +SKIP
     'Viral Pneumonia-10.png'
     """
     image = Path(image)

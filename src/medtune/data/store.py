@@ -133,7 +133,7 @@ def open_store(
         DataError: some images cannot be read (all are listed, nothing is kept), or the table is empty.
 
     >>> from medtune.data.readers import read_table
-    >>> store = open_store(read_table("../shared/data/cxr3"), StoreSpec(size=64))  # doctest: +SKIP
+    >>> store = open_store(read_table("xrays/"), StoreSpec(size=64))  # doctest: +SKIP
     >>> store.images.shape  # doctest: +SKIP
     (1124, 64, 64, 1)
     """

@@ -186,7 +186,7 @@ def summarize(
     Returns:
         The `Summary`; its ``ok`` is False when the data cannot be used as it is.
 
-    >>> dataset = prepare_dataset(load_config(data="../shared/data/cxr3"), store=False)  # doctest: +SKIP
+    >>> dataset = prepare_dataset(load_config(data="xrays/"), store=False)  # doctest: +SKIP
     >>> summarize(dataset.table, dataset.config.sections.data, dataset.resolved.preprocessing).ok  # doctest: +SKIP
     True
     """

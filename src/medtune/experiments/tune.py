@@ -20,7 +20,7 @@ the best trial, or the mean of the best trials where that lowers the validation 
 (``runs/<study>/result``: ``medtune ensemble`` for a mean), evaluated once on the test split, with its guard,
 report and ``tune.json`` (every trial, the choice and why).
 
->>> result = tune("../shared/data/pneumoniamnist/pneumoniamnist.npz", budget="30m")  # doctest: +SKIP
+>>> result = tune("pneumoniamnist.npz", budget="30m")  # doctest: +SKIP
 >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
 """
 

@@ -105,7 +105,7 @@ def embed(
         ConfigError: `source` is neither a run nor a known backbone.
         DataError: the data cannot be read.
 
-    >>> embedding = embed("tf_efficientnet_lite0", "../shared/data/cxr3")  # doctest: +SKIP
+    >>> embedding = embed("tf_efficientnet_lite0", "xrays/")  # doctest: +SKIP
     >>> embedding.features.shape  # doctest: +SKIP
     (1124, 1280)
     """

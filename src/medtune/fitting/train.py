@@ -99,7 +99,7 @@ def train(
         DataError: the data cannot be used (each problem is named with its fix).
 
     >>> from medtune.config import load_config
-    >>> result = train(load_config(data="../shared/data/pneumoniamnist/pneumoniamnist.npz"))  # doctest: +SKIP
+    >>> result = train(load_config(data="pneumoniamnist.npz"))  # doctest: +SKIP
     >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
     """
     task = task_for(config)

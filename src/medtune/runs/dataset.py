@@ -99,7 +99,7 @@ def load_table(config: Config, labelled: bool | None = True) -> Table:
     """`read_dataset_table`, then a split for every labelled row: from ``split_file=``, the source, or a fresh
     seeded split.
 
-    >>> load_table(load_config(data="../shared/data/cxr3")).class_counts()  # doctest: +SKIP
+    >>> load_table(load_config(data="xrays/")).class_counts()  # doctest: +SKIP
     """
     return default_split(read_dataset_table(config, labelled), config)
 
@@ -144,7 +144,7 @@ def prepare_dataset(
     Raises:
         DataError: the run has no ``split.csv``, a split is empty, or the data is unusable (named with its fix).
 
-    >>> dataset = prepare_dataset(load_config(data="../shared/data/cxr3"), split="test")  # doctest: +SKIP
+    >>> dataset = prepare_dataset(load_config(data="xrays/"), split="test")  # doctest: +SKIP
     >>> dataset.store.images.shape  # doctest: +SKIP
     """
     if split is not None and split not in SPLIT_CHOICES:

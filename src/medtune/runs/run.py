@@ -218,7 +218,7 @@ def default_run_name(config: Config) -> str:
     folder for generic names such as labels.csv).
 
     >>> from medtune.config import load_config
-    >>> default_run_name(load_config(data="../shared/data/cxr3/labels.csv", backbone="resnet18"))
+    >>> default_run_name(load_config(data="cxr3/labels.csv", backbone="resnet18"))
     'cxr3-resnet18'
     """
     if config.name:

@@ -42,7 +42,7 @@ def read_table(source: str | Path, config: DataSettings | Config | None = None, 
     Raises:
         DataError: the source is missing, of an unknown kind, or unusable; the message names the fix.
 
-    >>> read_table("../shared/data/cxr3").classes  # doctest: +SKIP
+    >>> read_table("xrays/").classes  # doctest: +SKIP
     ('covid', 'normal', 'pneumonia')
     """
     config = (config or load_config()).sections.data if isinstance(config, Config | None) else config
