@@ -32,3 +32,10 @@ def test_demo_trains_evaluates_and_reports_on_the_embedded_file(tmp_path):
 def test_demo_takes_settings_not_data(tmp_path):
     result = medtune("demo", str(tmp_path / "mine.npz"), cwd=tmp_path)
     assert result.returncode == 2 and "medtune train" in result.stderr and "mine.npz" in result.stderr
+
+
+def test_error_messages_keep_their_brackets(tmp_path):
+    """An error is printed as its text, not as console markup: `pip install 'medtune[serve]'` keeps its
+    ``[serve]`` (rich would read it as a style tag and drop it)."""
+    result = medtune("demo", "medtune[serve]", cwd=tmp_path)
+    assert result.returncode == 2 and "got 'medtune[serve]'" in result.stderr
