@@ -4,6 +4,7 @@ guard medtune ships) for each run's own test split against far and near shifts, 
 accepts, its cost per image beside the classifier's, and the coverage of conformal sets at 90%.
 
     python benchmarks/guard.py [--workdir DIR] [--pneumonia-run RUN] [--cxr3-run RUN] [--cxr3-size 64]
+        [--keys "KEY=VALUE ..."] [--images N] [--quick]
 
 Runs: the default PneumoniaMNIST run (`medtune train pneumoniamnist.npz`) and a cxr3 run (covid / normal /
 pneumonia, patient-grouped split); each is trained into --workdir unless given, and training fits its guard. Sets:
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _quick import TINY_KEYS, parse_args
 from crepes import ConformalClassifier
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -67,10 +69,15 @@ def files(spec: object, paths: list[Path]) -> torch.Tensor:
     return torch.from_numpy(np.stack(prepared)).permute(0, 3, 1, 2)
 
 
-def arrays(spec: object, npz: Path, key: str = "test_images") -> torch.Tensor:
-    """A MedMNIST split prepared as the run's store prepares its images."""
+def spread(items: list, count: int) -> list:
+    """At most `count` of `items`, evenly spaced (all of them when `count` is 0)."""
+    return items if not 0 < count < len(items) else [items[i * len(items) // count] for i in range(count)]
+
+
+def arrays(spec: object, npz: Path, key: str = "test_images", count: int = 0) -> torch.Tensor:
+    """A MedMNIST split (at most `count` images of it) prepared as the run's store prepares its images."""
     with np.load(npz) as found:
-        images = found[key]
+        images = spread(list(found[key]), count)
     return torch.from_numpy(np.stack([prepare_masked(im, None, spec) for im in images])).permute(0, 3, 1, 2)
 
 
@@ -81,19 +88,22 @@ def scores(guard: Guard, images: torch.Tensor) -> dict[str, np.ndarray]:
     return {"fine-tuned": tuned, "generic": generic, "both": np.maximum(tuned, generic)}
 
 
-def far_sets(spec: object) -> dict[str, Callable[[], torch.Tensor]]:
+def far_sets(spec: object, count: int = 0) -> dict[str, Callable[[], torch.Tensor]]:
+    """The far sets, at most `count` images of each (0: all)."""
     lc25000 = sorted((DATA / "lc25000-lung").glob("*/*.jpeg")) + sorted((DATA / "lc25000-lung").glob("*/*.jpg"))
+    tiles = sorted((DATA / "pathology-tiles").glob("*.tif"))
+    ham = sorted((DATA / "ham10000-subset" / "images").glob("*.jpg"))
     return {
-        "lc25000-lung (far)": lambda: files(spec, lc25000),
-        "pathology-tiles (far)": lambda: files(spec, sorted((DATA / "pathology-tiles").glob("*.tif"))),
-        "retinamnist test (far)": lambda: arrays(spec, DATA / "retinamnist" / "retinamnist.npz"),
-        "ham10000-subset (far)": lambda: files(spec, sorted((DATA / "ham10000-subset" / "images").glob("*.jpg"))),
+        "lc25000-lung (far)": lambda: files(spec, spread(lc25000, count)),
+        "pathology-tiles (far)": lambda: files(spec, spread(tiles, count)),
+        "retinamnist test (far)": lambda: arrays(spec, DATA / "retinamnist" / "retinamnist.npz", count=count),
+        "ham10000-subset (far)": lambda: files(spec, spread(ham, count)),
     }
 
 
-def nih_films() -> list[Path]:
+def nih_films(count: int = 0) -> list[Path]:
     frame = pd.read_csv(DATA / "cxr3" / "labels.csv")
-    return [DATA / "cxr3" / p for p in frame.loc[frame["label"] != "covid", "path"]]
+    return spread([DATA / "cxr3" / p for p in frame.loc[frame["label"] != "covid", "path"]], count)
 
 
 def measure(run: Path, own: str, sets: dict[str, Callable[[], torch.Tensor]]) -> tuple[list[dict], dict]:
@@ -165,22 +175,26 @@ def main() -> None:
     parser.add_argument("--pneumonia-run", type=Path, default=None, help="a PneumoniaMNIST run with its guard")
     parser.add_argument("--cxr3-run", type=Path, default=None, help="a cxr3 run (covid / normal / pneumonia)")
     parser.add_argument("--cxr3-size", type=int, default=64, help="working size of the cxr3 run it trains")
-    args = parser.parse_args()
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings added to both trainings")
+    parser.add_argument("--images", type=int, default=0, help="at most this many images of each other set (0: all)")
+    args = parse_args(parser, keys=f"{TINY_KEYS} limit=96 report=false", cxr3_size=32, images=24)
+    keys = args.keys.split()
     if not (DATA / "pneumoniamnist" / "pneumoniamnist.npz").is_file():
         raise SystemExit(f"{DATA} is absent: put ../shared/data beside the repository")
     with tempfile.TemporaryDirectory(prefix="medtune-guard-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        pneumonia = trained(args.pneumonia_run, work, "pneumoniamnist", DATA / "pneumoniamnist" / "pneumoniamnist.npz")
+        npz = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
+        pneumonia = trained(args.pneumonia_run, work, "pneumoniamnist", npz, *keys)
         cxr3 = trained(args.cxr3_run, work, "cxr3", DATA / "cxr3" / "labels.csv", "label=label", "group=patient_id",
-                       f"image_size={args.cxr3_size}")  # fmt: skip
+                       *keys, f"image_size={args.cxr3_size}")  # fmt: skip
         spec = load_model(pneumonia).resolved.spec
-        sets = {**far_sets(spec), "cxr3 NIH films (another hospital)": lambda: files(spec, nih_films())}
+        films = nih_films(args.images)
+        sets = {**far_sets(spec, args.images), "cxr3 NIH films (another hospital)": lambda: files(spec, films)}
         rows, first = measure(pneumonia, "PneumoniaMNIST test", sets)
         spec = load_model(cxr3).resolved.spec
-        lc25000 = far_sets(spec)["lc25000-lung (far)"]
-        npz = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
-        children = {"PneumoniaMNIST test (children's hospital)": lambda: arrays(spec, npz)}
+        lc25000 = far_sets(spec, args.images)["lc25000-lung (far)"]
+        children = {"PneumoniaMNIST test (children's hospital)": lambda: arrays(spec, npz, count=args.images)}
         children["lc25000-lung (far)"] = lc25000
         more, second = measure(cxr3, "cxr3 test", children)
         show(rows + more, {pneumonia.name: first, cxr3.name: second})
