@@ -40,7 +40,7 @@ bench-quick: setup
 
 # The documentation site (MkDocs Material); --strict fails on a broken link or a page missing from the navigation.
 docs: setup
-	$(VENV)/bin/mkdocs build --strict -d site
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict -d site
 
 # The built wheel installed into a fresh virtualenv, as `pip install medtune` would (tools/wheel_check.sh).
 wheel-check: setup
@@ -51,8 +51,8 @@ fuzz: setup
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest tests/fuzz -p no:randomly -W ignore::UserWarning $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check src tests benchmarks tools examples
-	$(VENV)/bin/ruff format --check src tests benchmarks tools examples
+	$(VENV)/bin/ruff check src tests benchmarks tools examples docs
+	$(VENV)/bin/ruff format --check src tests benchmarks tools examples docs
 	$(VENV)/bin/lint-imports
 	$(PY) tools/check_size.py src
 	$(PY) tools/check_layout.py src
