@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 
 import pandas as pd
 import pytest
@@ -16,6 +17,12 @@ from medtune.runs import load_table
 from tests.conftest import medtune, shared_path
 
 pytest.importorskip("cleanlab", reason="the audit needs cleanlab (pip install 'medtune[audit]')")
+
+
+@pytest.fixture
+def without_datalab(monkeypatch):
+    """Importing ``datasets`` (what cleanlab's Datalab needs) fails: the audit needs plain cleanlab only."""
+    monkeypatch.setitem(sys.modules, "datasets", None)
 
 
 def test_the_eight_pneumoniamnist_copies_across_splits_are_found_and_fixed(tmp_path):
@@ -45,7 +52,7 @@ def _small_cxr3(tmp_path, per_class=25):
     return folder
 
 
-def test_a_label_flipped_on_purpose_is_found(tmp_path):
+def test_a_label_flipped_on_purpose_is_found(tmp_path, without_datalab):
     folder = _small_cxr3(tmp_path)
     flipped = sorted((folder / "normal").iterdir())[3]
     shutil.move(flipped, folder / "covid" / flipped.name)  # an NIH normal film filed as covid
@@ -74,7 +81,7 @@ def test_tiles_grown_from_one_original_are_matched_by_keypoints(tmp_path):
     assert set(found.duplicates["kind"]) == {"near"}
 
 
-def test_the_command_writes_its_files_and_names_a_bad_check(tmp_path):
+def test_the_command_writes_its_files_and_names_a_bad_check(tmp_path, without_datalab):
     folder = _small_cxr3(tmp_path, per_class=12)
     out = tmp_path / "audit"
     result = medtune("data", "audit", folder, "image_size=32", "--checks", "duplicates,outliers", "--out", out)

@@ -5,11 +5,14 @@ likely label errors and outliers, ranked and thresholded, written as CSV files a
   rule: a pair closer than ``near`` x the median nearest-neighbour distance, cosine) and by keypoints (each image's
   nearest neighbours checked with ORB and RANSAC: copies rotated, flipped, cropped or zoomed, `audit_match`).
   Pairs join into groups; a group that spans splits is leakage and is listed first.
-- **Label errors**: cleanlab (`Datalab`, confident learning) on out-of-sample probabilities: a logistic-regression
+- **Label errors**: cleanlab (confident learning) on out-of-sample probabilities: a logistic-regression
   probe on the features, its regularisation chosen by a grid search, predicting each image from folds it was not
   fitted on (grouped by patient when there are groups).
 - **Outliers**: cleanlab's kNN outlier score against the whole set, and against the image's own class (an image
   unlike the rest of its class: a lateral view among frontals).
+
+Each is computed as cleanlab's ``Datalab`` computes its ``near_duplicate``, ``outlier`` and ``label`` issues, with
+plain cleanlab's functions over one kNN graph (`_knn_graph`), so the audit needs neither ``datasets`` nor ``pyarrow``.
 
 Features come from `medtune.features.embed` (a backbone's ImageNet features, or a run's fine-tuned backbone), so an
 audit after `medtune embed` or `medtune probe` on the same data computes no features again. ``fix_split`` writes a
@@ -40,6 +43,8 @@ NEAR_THRESHOLD = 0.13
 FOLDS = 5
 #: Nearest neighbours of cleanlab's kNN graph (its default).
 NEIGHBOURS = 10
+#: cleanlab's default outlier threshold on features: flagged above Q3 + (1 / it - 1) x IQR of the mean kNN distance.
+OUTLIER_THRESHOLD = 0.37037
 DUPLICATE_COLUMNS = ["group", "kind", "across", "id", "path", "split", "label", "evidence", "distance"]
 #: What an audit can look for (``checks=``).
 CHECKS = ("duplicates", "labels", "outliers")
@@ -74,10 +79,8 @@ class Audit:
 def import_cleanlab() -> Any:
     import importlib.util
 
-    if importlib.util.find_spec("cleanlab") is None or importlib.util.find_spec("datasets") is None:
-        raise MissingDependencyError(
-            "medtune data audit needs cleanlab's Datalab: pip install 'medtune[audit]' (or 'cleanlab[datalab]')"
-        )
+    if importlib.util.find_spec("cleanlab") is None:
+        raise MissingDependencyError("medtune data audit needs cleanlab: pip install 'medtune[audit]' (or 'cleanlab')")
     import cleanlab
 
     return cleanlab
@@ -120,7 +123,7 @@ def audit(
         DataError: the data cannot be read, or `fix_split` without labels or duplicate checks.
         MissingDependencyError: cleanlab is not installed.
 
-    >>> found = audit("../shared/data/pneumoniamnist/pneumoniamnist.npz")  # doctest: +SKIP
+    >>> found = audit("pneumoniamnist.npz")  # doctest: +SKIP
     >>> found.counts["exact_across"]  # doctest: +SKIP
     8
     """
@@ -142,16 +145,16 @@ def audit(
     features = normalise(np.asarray(embedding.features, dtype=np.float32))
     labelled = table.labelled and not table.multilabel and len(table.classes) > 1
     pred_probs = _out_of_sample_probs(features, table, config.seed) if labelled and "labels" in checks else None
-    lab = _datalab(features, table, pred_probs, near)
+    distances, neighbours = _knn_graph(features) if {"duplicates", "outliers"} & set(checks) else (None, None)
     duplicates = _empty(DUPLICATE_COLUMNS)
     if "duplicates" in checks:
-        duplicates = _find_duplicates(table, features, config, lab.get_info("near_duplicate"))
+        duplicates = _find_duplicates(table, features, config, _near_duplicates(distances, neighbours, near))
     label_issues = _empty(["id", "path", "split", "given", "suggested", "quality"])
     if pred_probs is not None:
-        label_issues = _label_issues(table, lab.get_issues("label"))
+        label_issues = _label_issues(table, pred_probs)
     outliers = _empty(["id", "path", "split", "label", "scope", "score"])
     if "outliers" in checks:
-        outliers = _outliers(features, table, lab.get_issues("outlier"), labelled)
+        outliers = _outliers(features, table, distances, labelled)
     folder = Path(out) if out else Path("runs") / f"{_stem(data)}-audit"
     found = Audit(duplicates, label_issues, outliers, _counts(duplicates, label_issues, outliers), folder, table)
     found.facts = {"data": str(Path(data).resolve()), "source": str(source), "near_threshold": near,
@@ -206,21 +209,43 @@ def _out_of_sample_probs(features: np.ndarray, table: Table, seed: int) -> np.nd
         return cross_val_predict(model, features, targets, groups=groups, cv=splitter, method="predict_proba")
 
 
-def _datalab(features: np.ndarray, table: Table, pred_probs: np.ndarray | None, near: float) -> Any:
-    """cleanlab's near-duplicate, outlier and (with probabilities) label issues over one kNN graph."""
-    from cleanlab import Datalab
+def _knn_graph(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's kNN graph, as Datalab builds it: each image's `NEIGHBOURS` nearest others by cosine distance,
+    nearest first, exact copies among them at distance 0 (``distances``, ``neighbours``: N x `NEIGHBOURS`)."""
+    from cleanlab.internal.neighbor.knn_graph import create_knn_graph_and_index
 
-    types: dict[str, dict] = {"near_duplicate": {"threshold": near, "k": NEIGHBOURS}, "outlier": {"k": NEIGHBOURS}}
-    if pred_probs is not None:
-        types["label"] = {}
-        data = {"label": table.targets()}
-        lab = Datalab(data, label_name="label", verbosity=0)
-    else:
-        lab = Datalab({"image": np.arange(len(table))}, verbosity=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab.find_issues(features=features, pred_probs=pred_probs, issue_types=types)
-    return lab
+    graph, _ = create_knn_graph_and_index(features, n_neighbors=NEIGHBOURS, metric="cosine")
+    n = graph.shape[0]
+    return graph.data.reshape(n, -1), graph.indices.reshape(n, -1)
+
+
+def _near_duplicates(distances: np.ndarray, neighbours: np.ndarray, threshold: float) -> dict[str, Any]:
+    """cleanlab's near-duplicate issue (Datalab's ``near_duplicate`` info): each image's neighbours closer than
+    `threshold` x the median nearest-neighbour distance, made mutual, and its nearest-neighbour distance."""
+    from cleanlab.internal.constants import EPSILON
+
+    nearest = distances[:, 0]
+    median = max(np.median(nearest), EPSILON)  # as cleanlab: no zero threshold when most images have a copy
+    close = distances < threshold * median
+    sets = [[int(j) for j in neighbours[i][close[i]]] for i in range(len(neighbours))]
+    for i in range(len(sets)):
+        for j in list(sets[i]):
+            if i not in sets[j]:
+                sets[j].append(i)
+    return {"near_duplicate_sets": sets, "distance_to_nearest_neighbor": nearest.astype(float)}
+
+
+def _outlier_issues(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's kNN outlier issue (Datalab's ``outlier`` on features): the mean distance to the neighbours,
+    flagged above Q3 + (1 / `OUTLIER_THRESHOLD` - 1) x IQR, scored exp(-mean / median mean) (``flagged``, ``score``)."""
+    from cleanlab.internal.outlier import correct_precision_errors, transform_distances_to_scores
+    from scipy.stats import iqr
+
+    mean = distances.mean(axis=1)
+    limit = float(np.percentile(mean, 75) + (1 / OUTLIER_THRESHOLD - 1) * iqr(mean))
+    scale = float(max(np.median(mean), 100 * np.finfo(np.float64).eps))
+    scores = transform_distances_to_scores(mean, t=1, scaling_factor=scale)
+    return mean > limit, correct_precision_errors(scores, mean, "cosine")
 
 
 def _rows(table: Table, positions: np.ndarray) -> pd.DataFrame:
@@ -280,34 +305,36 @@ def _duplicate_groups(
     return frame[DUPLICATE_COLUMNS].reset_index(drop=True)
 
 
-def _label_issues(table: Table, issues: pd.DataFrame) -> pd.DataFrame:
-    flagged = np.flatnonzero(issues["is_label_issue"].to_numpy())
+def _label_issues(table: Table, pred_probs: np.ndarray) -> pd.DataFrame:
+    """cleanlab's label issues (Datalab's ``label`` with probabilities, as `CleanLearning` finds them): confident
+    learning's pruning by noise rate flags, self-confidence scores, the most probable class suggested."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    targets = table.targets()
+    flagged = np.flatnonzero(find_label_issues(targets, pred_probs, n_jobs=1))  # n_jobs: the same flags, no pool
     frame = _rows(table, flagged).rename(columns={"label": "given"})
-    frame["suggested"] = [table.classes[int(c)] for c in issues["predicted_label"].to_numpy()[flagged]]
-    frame["quality"] = issues["label_score"].to_numpy()[flagged]
+    frame["suggested"] = [table.classes[int(c)] for c in pred_probs.argmax(axis=1)[flagged]]
+    frame["quality"] = get_label_quality_scores(targets, pred_probs)[flagged]
     return frame.sort_values("quality").reset_index(drop=True)
 
 
-def _outliers(features: np.ndarray, table: Table, issues: pd.DataFrame, labelled: bool) -> pd.DataFrame:
-    """Outliers of the whole set (cleanlab's outlier issue), then of each class on its own images."""
+def _outliers(features: np.ndarray, table: Table, distances: np.ndarray, labelled: bool) -> pd.DataFrame:
+    """Outliers of the whole set (cleanlab's outlier issue on the whole kNN graph), then of each class on a graph
+    of its own images."""
     parts = []
-    flagged = np.flatnonzero(issues["is_outlier_issue"].to_numpy())
-    parts.append(_rows(table, flagged).assign(scope="set", score=issues["outlier_score"].to_numpy()[flagged]))
+    flagged, scores = _outlier_issues(distances)
+    hit = np.flatnonzero(flagged)
+    parts.append(_rows(table, hit).assign(scope="set", score=scores[hit]))
     if labelled:
-        from cleanlab import Datalab
-
         targets = table.targets()
         for c in range(len(table.classes)):
             members = np.flatnonzero(targets == c)
             if len(members) < NEIGHBOURS + 2:
                 continue
-            lab = Datalab({"image": members}, verbosity=0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                lab.find_issues(features=features[members], issue_types={"outlier": {"k": NEIGHBOURS}})
-            found = lab.get_issues("outlier")
-            hit = np.flatnonzero(found["is_outlier_issue"].to_numpy())
-            parts.append(_rows(table, members[hit]).assign(scope="class", score=found["outlier_score"].to_numpy()[hit]))
+            flagged, scores = _outlier_issues(_knn_graph(features[members])[0])
+            hit = np.flatnonzero(flagged)
+            parts.append(_rows(table, members[hit]).assign(scope="class", score=scores[hit]))
     frame = pd.concat(parts, ignore_index=True).sort_values("score")
     scopes = frame.groupby("id", sort=False)["scope"].agg(lambda s: "+".join(sorted(set(s), reverse=True)))
     frame = frame.drop_duplicates("id").assign(scope=lambda f: f["id"].map(scopes))
