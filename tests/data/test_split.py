@@ -113,3 +113,24 @@ def test_too_few_patients(cxr3_grouped):
     few = cxr3_grouped.frame[cxr3_grouped.frame["group"].isin(["3140", "1684", "1543"])]
     with pytest.raises(DataError, match=r"only 3 patient groups for a 15% split"):
         assign_splits(cxr3_grouped.with_frame(few))
+
+
+def test_the_split_is_the_same_with_and_without_pyarrow():
+    """Rows without a patient are groups of one (``"\\0<id>"``). pandas' string type without pyarrow dropped the
+    leading NUL of ``"\\0" + series``, so the same seed gave another split on an install without pyarrow (the
+    audit extra no longer brings it). Checked in a process where pyarrow cannot be imported."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import sys, json
+sys.modules["pyarrow"] = None  # as on an install without it
+import pandas as pd
+from medtune.data.split import split_groups
+frame = pd.DataFrame({"id": [f"img{i}" for i in range(6)], "group": ["p1", None, "p2", None, "p1", None]})
+print(json.dumps(split_groups(frame).tolist()))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["p1", "\0img1", "p2", "\0img3", "p1", "\0img5"]

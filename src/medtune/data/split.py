@@ -91,13 +91,28 @@ def label_strata(frame: pd.DataFrame) -> np.ndarray:
     return np.array([min(split_labels(v), key=lambda n: counts[n]) if v else "none" for v in labels])
 
 
+def split_groups(frame: pd.DataFrame) -> np.ndarray:
+    """The group of each row for a grouped split: its patient, or ``"\\0<id>"`` (a group of one) where it has none.
+
+    Built in plain Python strings: pandas' string type without pyarrow drops a leading NUL (``"\\0" + series``),
+    which changed the groups, and with them the seeded split, between installs with and without pyarrow.
+
+    >>> split_groups(pd.DataFrame({"id": ["a", "b"], "group": ["p1", None]})).tolist()
+    ['p1', '\\x00b']
+    """
+    named = frame["group"].notna().to_numpy()
+    ids = frame["id"].astype(str)
+    return np.array([str(g) if has else f"\0{i}" for g, has, i in zip(frame["group"].to_numpy(dtype=object), named, ids,
+                                                                       strict=True)], dtype=object)  # fmt: skip
+
+
 def _split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions (kept, taken) with about `fraction` of rows taken, stratified and grouped."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit  # a second to import: on use
 
     n = len(frame)
     strata = label_strata(frame)
-    groups = frame["group"].where(frame["group"].notna(), "\0" + frame["id"]).astype(str).to_numpy()
+    groups = split_groups(frame)
     # A stratum too small to spread is merged into one "rare" stratum rather than breaking the split.
     values, counts = np.unique(strata, return_counts=True)
     folds = max(2, round(1.0 / fraction))
