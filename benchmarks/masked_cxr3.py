@@ -1,7 +1,10 @@
 """The COVID write-up's "forgotten masks" question with numbers: a cxr3 classifier (covid / normal / pneumonia) with
 lung masks predicted by a segmentation run, beside the same classifier without masks.
 
-    python benchmarks/masked_cxr3.py --segmenter runs/lungseg-unet-tf_efficientnet_lite0 [--size 128] [--epochs 12]
+    python benchmarks/masked_cxr3.py [--segmenter runs/lungseg-unet-tf_efficientnet_lite0] [--size 128] [--epochs 12]
+        [--keys "KEY=VALUE ..."] [--per-class N] [--workdir DIR] [--quick]
+
+Without ``--segmenter`` it first trains one on lungseg (``medtune segment train``, same size and epochs).
 
 cxr3's X-rays come without lung masks; `masks=SEG_RUN mask=multiply` has the segmenter mask every image (cached),
 so the classifier sees the lungs alone. Both runs share the data, the patient-grouped split (seed 0), size and
@@ -13,31 +16,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+from _cli import medtune
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
 REPO = Path(__file__).resolve().parents[1]
 CXR3 = REPO.parent / "shared" / "data" / "cxr3" / "labels.csv"
+LUNGSEG = REPO.parent / "shared" / "data" / "lungseg"
 
 
-def medtune(*args: object) -> str:
-    result = subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], cwd=REPO, capture_output=True,
-                            text=True)  # fmt: skip
-    if result.returncode:
-        raise SystemExit(f"medtune {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
+def segmenter_run(work: Path, size: int, epochs: int, keys: list[str]) -> Path:
+    """A lung segmenter trained on lungseg into `work` (a finished one there is reused)."""
+    run = work / "segmenter"
+    if not (run / "metrics.json").is_file():
+        medtune("segment", "train", LUNGSEG / "images", f"masks={LUNGSEG / 'masks'}", *keys, f"image_size={size}",
+                f"epochs={epochs}", "report=false", "--out", run)  # fmt: skip
+    return run
 
 
-def train_and_measure(name: str, extra: list[str], segmenter: Path, work: Path, size: int, epochs: int) -> dict:
+def subset_csv(per_class: int, work: Path) -> Path:
+    """cxr3's labels.csv cut to a seeded sample of `per_class` images of each class (absolute paths): a smaller set
+    for a quicker run (``limit=`` would still have the segmenter mask every image of cxr3 first)."""
+    frame = pd.read_csv(CXR3)
+    frame = frame.groupby("label").sample(n=per_class, random_state=0).sort_index()
+    frame["path"] = [str(CXR3.parent / p) for p in frame["path"]]
+    out = work / f"cxr3-{per_class}-per-class.csv"
+    frame.to_csv(out, index=False)
+    return out
+
+
+def train_and_measure(name: str, data: Path, extra: list[str], segmenter: Path, work: Path, size: int,
+                      epochs: int) -> dict:  # fmt: skip
     run = work / name
     if not (run / "metrics.json").is_file():  # a finished run in --workdir is measured again, not retrained
-        medtune("train", CXR3, "label=label", "group=patient_id", f"image_size={size}", f"epochs={epochs}", *extra,
+        medtune("train", data, "label=label", "group=patient_id", *extra, f"image_size={size}", f"epochs={epochs}",
                 "--out", run)  # fmt: skip
     metrics = json.loads((run / "metrics.json").read_text())
     test = pd.read_csv(run / "predictions.csv")
@@ -59,21 +76,25 @@ def train_and_measure(name: str, extra: list[str], segmenter: Path, work: Path, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--segmenter", type=Path, required=True, help="a run of medtune segment train (lungs)")
+    parser.add_argument("--segmenter", type=Path, help="a run of medtune segment train (lungs; default: train one)")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
-    args = parser.parse_args()
-    if not CXR3.is_file():
-        raise SystemExit(f"{CXR3} is absent: put ../shared/data beside the repository")
-    segmenter = args.segmenter.resolve()
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings added to every training")
+    parser.add_argument("--per-class", type=int, default=0, help="a seeded sample of N cxr3 images per class (0: all)")
+    args = parse_args(parser, size=32, epochs=1, keys="limit=32 batch_size=16 workers=0 report=false", per_class=40)
+    if not CXR3.is_file() or not (args.segmenter or LUNGSEG.is_dir()):
+        raise SystemExit(f"{CXR3.parent.parent} is absent: put ../shared/data beside the repository")
+    keys = args.keys.split()
     with tempfile.TemporaryDirectory(prefix="medtune-masked-") as tmp:
-        work = args.workdir or Path(tmp)
+        work = (args.workdir or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
-        masked = [f"masks={segmenter}", "mask=multiply"]
+        segmenter = (args.segmenter or segmenter_run(work, args.size, args.epochs, keys)).resolve()
+        data = subset_csv(args.per_class, work) if args.per_class else CXR3
+        masked = [*keys, f"masks={segmenter}", "mask=multiply"]
         rows = [
-            train_and_measure("no-masks", [], segmenter, work, args.size, args.epochs),
-            train_and_measure("lung-masks", masked, segmenter, work, args.size, args.epochs),
+            train_and_measure("no-masks", data, keys, segmenter, work, args.size, args.epochs),
+            train_and_measure("lung-masks", data, masked, segmenter, work, args.size, args.epochs),
         ]
         table = RichTable(title=f"cxr3 (covid / normal / pneumonia), {args.size} px, {args.epochs} epochs, test split; "
                           f"lungs segmented by {segmenter.name}", title_justify="left")  # fmt: skip
