@@ -1,6 +1,7 @@
 """The course portfolio's table, as two commands: six segmentation losses (and U-Net against FPN) on lungseg.
 
-    python benchmarks/segment_losses.py [--size 96] [--epochs 6] [--workdir DIR]
+    python benchmarks/segment_losses.py [--size 96] [--epochs 6] [--keys "KEY=VALUE ..."] [--losses dice,bce,...]
+        [--workdir DIR] [--quick]
 
 Queues two sweeps through the real command line, `medtune sweep segment IMAGES masks=MASKS loss=dice,jaccard,...`
 and `... arch=unet,fpn`, runs them with one `medtune queue run` worker (one experiment after the other, so their
@@ -12,12 +13,12 @@ optimizer and schedule; only the loss (or the architecture) differs.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+from _cli import medtune
+from _quick import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -26,19 +27,13 @@ LUNGSEG = REPO.parent / "shared" / "data" / "lungseg"
 LOSSES = ("dice", "jaccard", "bce", "focal", "lovasz", "tversky")
 
 
-def medtune(*args: object, cwd: Path) -> str:
-    result = subprocess.run([sys.executable, "-m", "medtune", *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, env=None)  # fmt: skip
-    if result.returncode:
-        raise SystemExit(f"medtune {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
-
-
-def run_sweeps(work: Path, size: int, epochs: int) -> pd.DataFrame:
+def run_sweeps(
+    work: Path, size: int, epochs: int, keys: tuple[str, ...] = (), losses: str = ",".join(LOSSES)
+) -> pd.DataFrame:
     storage = f"sqlite:///{work / 'queue.db'}"
-    common = (LUNGSEG / "images", f"masks={LUNGSEG / 'masks'}", f"image_size={size}", f"epochs={epochs}",
+    common = (LUNGSEG / "images", f"masks={LUNGSEG / 'masks'}", *keys, f"image_size={size}", f"epochs={epochs}",
               "report=false", "--storage", storage)  # fmt: skip
-    medtune("sweep", "segment", *common, f"loss={','.join(LOSSES)}", "--study", "losses", cwd=work)
+    medtune("sweep", "segment", *common, f"loss={losses}", "--study", "losses", cwd=work)
     medtune("sweep", "segment", *common, "loss=dice+bce", "arch=unet,fpn", "--study", "arch", cwd=work)
     medtune("queue", "run", "--storage", storage, cwd=work)
     csv = work / "board.csv"
@@ -69,13 +64,15 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=96, help="working size in pixels (a multiple of 32)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
-    args = parser.parse_args()
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings added to every run")
+    parser.add_argument("--losses", default=",".join(LOSSES), help="the losses of the first sweep")
+    args = parse_args(parser, size=32, epochs=1, keys="limit=8 batch_size=4 workers=0")
     if not (LUNGSEG / "images").is_dir():
         raise SystemExit(f"{LUNGSEG} is absent: put ../shared/data beside the repository")
     with tempfile.TemporaryDirectory(prefix="medtune-seglosses-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        board = run_sweeps(work, args.size, args.epochs)
+        board = run_sweeps(work, args.size, args.epochs, tuple(args.keys.split()), args.losses)
         print_table(board, args.size, args.epochs)
 
 
