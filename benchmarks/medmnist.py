@@ -2,7 +2,7 @@
 numbers, in one run.
 
     python benchmarks/medmnist.py [--files A.npz,B.npz] [--limits 300,600] [--ensemble 2] [--tune 30m]
-                                  [--workdir DIR] [KEY=VALUE ...]
+                                  [--workdir DIR] [--quick] [KEY=VALUE ...]
 
 For each ``*/<name>mnist.npz`` under ../shared/data: ``medtune train FILE`` with the default configuration (plus
 any KEY=VALUE given, to try a recipe) in a fresh run directory, timed from start to finish in a subprocess, then
@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _quick import TINY_KEYS, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -113,7 +114,8 @@ def main() -> None:
     parser.add_argument("--tune", default="", help="also run medtune tune with this budget (30m) on each file")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("keys", nargs="*", help="KEY=VALUE settings added to the default recipe")
-    args = parser.parse_args()
+    quick_file = DATA / "pneumoniamnist" / "pneumoniamnist.npz"
+    args = parse_args(parser, files=str(quick_file), limits="16", keys=TINY_KEYS.split())
     files = [Path(f) for f in args.files.split(",") if f] or sorted(DATA.glob("*mnist/*mnist*.npz"))
     if not files:
         raise SystemExit(f"no MedMNIST files under {DATA}: the benchmark needs ../shared/data beside the repository")
