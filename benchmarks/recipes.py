@@ -1,7 +1,7 @@
 """Choose a recipe by validation scores only: each recipe on each MedMNIST file and subset, side by side.
 
     python benchmarks/recipes.py -r "epochs=12" -r "epochs=6" [--data pneumoniamnist,retinamnist,cxr3,...]
-        [--limits all,300] [--seeds 0] [--jsonl results.jsonl]
+        [--limits all,300] [--seeds 0] [--keys "KEY=VALUE ..."] [--jsonl results.jsonl] [--quick]
 
 For each recipe (a set of KEY=VALUE settings added to the defaults), data file and training-set size
 (``train_limit=``; validation whole), runs ``medtune train`` in a subprocess and reads the run's ``history.csv``:
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from _quick import TINY_KEYS, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -37,6 +38,20 @@ SOURCES = {
     "ham10000-subset": (DATA / "ham10000-subset" / "labels.csv", ["label=label", "group=lesion_id"]),
     "lc25000-lung": (DATA / "lc25000-lung", []),
 }
+
+
+#: The table's columns (two more with --tta).
+COLUMNS = (
+    "data",
+    "train images",
+    "recipe",
+    "epochs (kept)",
+    "wall s",
+    "val AUC",
+    "val acc",
+    "val loss",
+    "val log loss (kept; best, at epoch)",
+)
 
 
 def source(name: str) -> tuple[Path, list[str]]:
@@ -126,21 +141,11 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="also score the kept weights on val with and without TTA")
     parser.add_argument("--runs", type=Path, default=None, help="keep the run directories here (default: removed)")
     parser.add_argument("--jsonl", type=Path, default=None, help="append one JSON line per run here")
-    args = parser.parse_args()
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings added to every run (before the recipe's)")
+    args = parse_args(parser, data="pneumoniamnist", limits="16", keys=TINY_KEYS)
     recipes = args.recipe or [""]
     table = RichTable(title="Validation scores of the kept epoch (test never read)", title_justify="left")
-    columns = [
-        "data",
-        "train images",
-        "recipe",
-        "epochs (kept)",
-        "wall s",
-        "val AUC",
-        "val acc",
-        "val loss",
-        "val log loss (kept; best, at epoch)",
-    ]
-    for column in columns + (["val AUC / acc", "with TTA"] if args.tta else []):
+    for column in [*COLUMNS, *(["val AUC / acc", "with TTA"] if args.tta else [])]:
         table.add_column(column, justify="left" if column in ("data", "recipe") else "right")
     with tempfile.TemporaryDirectory(prefix="medtune-recipes-") as scratch:
         tmp = args.runs or scratch
@@ -154,6 +159,7 @@ def main() -> None:
                     for seed in args.seeds.split(","):
                         keys = [
                             *reading,
+                            *args.keys.split(),
                             *recipe.split(),
                             f"seed={seed}",
                             *([] if limit == "all" else [f"train_limit={limit}"]),
