@@ -1,6 +1,7 @@
 """Time to accuracy on the README's main job: today's default, the previous one and a notebook loop, in one run.
 
     python benchmarks/pneumoniamnist.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--seed-epochs 4]
+        [--keys "KEY=VALUE ..."] [--seed-limit N] [--quick]
 
 1. Runs ``medtune train DATA`` with the default configuration, and with the previous default (12 epochs, the
    best validation epoch kept: ``epochs=12 keep=best``), each in a fresh run directory (a subprocess, timed from
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from _quick import TINY_KEYS, parse_args
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -117,13 +119,15 @@ def _notebook_model() -> tuple[torch.nn.Module, Callable[[torch.Tensor, torch.Te
     return model, step
 
 
-def seed_loop(data: Path, size: int, batch_size: int, epochs: int) -> pd.DataFrame:
-    """The notebooks' loop over PNG files: per epoch, cumulative training seconds and validation AUC and accuracy."""
+def seed_loop(data: Path, size: int, batch_size: int, epochs: int, limit: int = 0) -> pd.DataFrame:
+    """The notebooks' loop over PNG files (the first `limit` images of each split, 0: all): per epoch, cumulative
+    training seconds and validation AUC and accuracy."""
     from sklearn.metrics import roc_auc_score
 
     from medtune.models import resolve_preprocessing
 
-    arrays = np.load(data)
+    with np.load(data) as found:
+        arrays = {key: found[key][:limit] if limit else found[key] for key in found.files}
     prep = resolve_preprocessing("tf_efficientnet_lite0", 1)
     val_transform = transforms.Compose([
         transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
@@ -182,19 +186,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed-epochs", type=int, default=4, help="epochs of the seed-style loop")
-    args = parser.parse_args()
+    parser.add_argument("--seed-limit", type=int, default=0, help="images per split of the seed-style loop (0: all)")
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings added to both recipes (theirs are overridden)")
+    args = parse_args(parser, seed_epochs=1, seed_limit=32, keys=TINY_KEYS)
     if not args.data.is_file():
         sys.exit(f"{args.data} is absent: put ../shared/data beside the repository, or pass --data FILE")
     console = Console(width=140)
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, keys) in enumerate(RECIPES.items()):
-            runs[name] = run_training(args.data, keys, Path(tmp) / f"run{i}")
+            runs[name] = run_training(args.data, [*keys, *args.keys.split()], Path(tmp) / f"run{i}")
             config = yaml.safe_load((Path(tmp) / f"run{i}" / "config.yaml").read_text())
             kept = json.loads((Path(tmp) / f"run{i}" / "kept.json").read_text())["epoch"]
             runs[name] = (*runs[name], kept, config)
     size, batch = runs["medtune default"][4]["image_size"], runs["medtune default"][4]["batch_size"]
-    seed = seed_loop(args.data, size, batch, args.seed_epochs)
+    seed = seed_loop(args.data, size, batch, args.seed_epochs, args.seed_limit)
     curves = RichTable(title="Validation AUC and accuracy against cumulative training seconds (train + validation "
                        "per epoch; * the kept epoch)", title_justify="left")  # fmt: skip
     for column in ("loop", "epoch", "seconds", "val AUC", "val acc"):
@@ -208,7 +214,10 @@ def main() -> None:
         curves.add_row("seed-style loop (PNG + PIL, NCHW)", str(row["epoch"] + 1), f"{row['seconds']:.0f}",
                        f"{row['val_auc']:.4f}", f"{row['val_acc']:.3f}")  # fmt: skip
     console.print(curves)
-    table = RichTable(title=f"PneumoniaMNIST test split (624 images), {os.cpu_count()} CPU cores", title_justify="left")
+    tested = runs["medtune default"][1]["n"]
+    table = RichTable(
+        title=f"PneumoniaMNIST test split ({tested} images), {os.cpu_count()} CPU cores", title_justify="left"
+    )
     for column in ("model", "epochs", "wall time", "time ratio", "test AUC [95% CI]", "test accuracy [95% CI]"):
         table.add_column(column, justify="left" if column == "model" else "right")
     previous = runs["previous default (epochs=12 keep=best)"][0]
