@@ -1,8 +1,9 @@
 """A PneumoniaMNIST run's decisions under prevalence shift, before and after ``medtune calibrate RUN DATA``.
 
-    python benchmarks/prevalence_shift.py RUN [--work DIR] [--labelled 40]
+    python benchmarks/prevalence_shift.py [RUN] [--work DIR] [--labelled 40] [--per-site N] [--keys "K=V ..."] [--quick]
 
-RUN is a PneumoniaMNIST run (``medtune train ../shared/data/pneumoniamnist/pneumoniamnist.npz``). Each site is a
+RUN is a PneumoniaMNIST run (``medtune train ../shared/data/pneumoniamnist/pneumoniamnist.npz``; without RUN that
+command runs first, into ``--work``, with ``--keys`` added). Each site is a
 set of labelled images written as PNGs with a CSV, cut at random (seeded) into a calibration quarter and an
 evaluation rest: the run's official test split resampled to about 10% and 90% pneumonia, its validation split
 resampled the same way (a control with nothing but the class mix changed; the scaling before EM was fitted on those
@@ -18,11 +19,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _cli import medtune
+from _quick import TINY_KEYS, parse_args
 from PIL import Image
+from rich.console import Console
+from rich.table import Table as RichTable
 
 from medtune.apply.evaluate import evaluate
 from medtune.apply.recalibrate import calibrate_shift
@@ -58,13 +64,17 @@ def resample(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.n
     return np.sort(np.r_[pos, neg])
 
 
-def sites(work: Path, seed: int) -> dict[str, tuple[Path, Path]]:
+def sites(work: Path, seed: int, count: int = 0) -> dict[str, tuple[Path, Path]]:
+    """The sites, each drawn from at most `count` images of its source (a seeded sample; 0: all of them)."""
     rng = np.random.default_rng(seed)
     npz = np.load(SHARED / "pneumoniamnist" / "pneumoniamnist.npz")
     names = np.array(["normal", "pneumonia"])
     found = {}
     for split in ("test", "val"):
         images, labels = npz[f"{split}_images"], npz[f"{split}_labels"][:, 0]
+        if 0 < count < len(labels):
+            kept = np.sort(rng.choice(len(labels), count, replace=False))
+            images, labels = images[kept], labels[kept]
         for share in (0.1, 0.9):
             keep = resample(labels, share, rng)
             found[f"PneumoniaMNIST {split}, {share:.0%} pneumonia"] = write_site(
@@ -72,6 +82,8 @@ def sites(work: Path, seed: int) -> dict[str, tuple[Path, Path]]:
             )
     cxr = pd.read_csv(SHARED / "cxr3" / "labels.csv")
     cxr = cxr[cxr["label"].isin(["normal", "pneumonia"])].reset_index(drop=True)
+    if 0 < count < len(cxr):
+        cxr = cxr.groupby("label").sample(n=count // 2, random_state=seed).reset_index(drop=True)
     truth = (cxr["label"] == "pneumonia").to_numpy().astype(int)
     for share in (None, 0.1):
         keep = np.arange(len(cxr)) if share is None else resample(truth, share, rng)
@@ -112,15 +124,37 @@ def measure(run: Path, calibrate_csv: Path, evaluate_csv: Path, labelled: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/medtune-prevalence-shift"))
+    parser.add_argument("run", type=Path, nargs="?", help="a PneumoniaMNIST run (default: train one into --work)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/medtune-prevalence-shift"), help="sites and run")
     parser.add_argument("--labelled", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    rows = {name: measure(args.run, *pair, args.labelled) for name, pair in sites(args.work, args.seed).items()}
-    table = pd.DataFrame(rows).T
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
-        print(table.T.to_string())
+    parser.add_argument("--per-site", type=int, default=0, help="draw each site from N images of its source (0: all)")
+    parser.add_argument("--keys", default="", help="KEY=VALUE settings of the run trained without RUN")
+    args = parse_args(parser, work=None, per_site=120, labelled=20, keys=f"{TINY_KEYS} report=false")
+    with tempfile.TemporaryDirectory(prefix="medtune-prevalence-") as tmp:  # --quick: a fresh folder, removed
+        work = args.work or Path(tmp)
+        run = args.run or trained_run(work / "run", args.keys.split())
+        rows = {
+            name: measure(run, *pair, args.labelled) for name, pair in sites(work, args.seed, args.per_site).items()
+        }
+    table = RichTable(title=f"{run.name} under prevalence shift: each site's evaluation rest", title_justify="left")
+    table.add_column("")
+    for name in rows:
+        table.add_column(name, justify="right")
+    for metric in next(iter(rows.values())):
+        table.add_row(metric, *(_cell(row[metric]) for row in rows.values()))
+    Console(width=250).print(table)
+
+
+def trained_run(out: Path, keys: list[str]) -> Path:
+    """``medtune train pneumoniamnist.npz KEYS --out OUT``, unless OUT holds a finished run."""
+    if not (out / "metrics.json").is_file():
+        medtune("train", SHARED / "pneumoniamnist" / "pneumoniamnist.npz", *keys, "--out", out)
+    return out
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":
