@@ -1,7 +1,8 @@
 """Training throughput against this machine's limit, side by side in one run, on the default network and working
 size (PneumoniaMNIST, Lite0, 64 px, batch 32, channels-last):
 
-    python benchmarks/throughput.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--limit 2000]
+    python benchmarks/throughput.py [--data ../shared/data/pneumoniamnist/pneumoniamnist.npz] [--limit 1500]
+        [--steps 40] [--size 64] [--batch 32] [--settings default,passive,busy,passive-busy] [--quick]
 
 (a) the bare training step: forward, backward and AdamW on one batch already in memory, in a loop (the practical
     limit of this machine with these thread settings);
@@ -29,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _quick import parse_args
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
 SIZE, BATCH = 64, 32
@@ -40,7 +43,7 @@ def _cpu() -> tuple[float, float]:
     return usage.ru_utime + children.ru_utime, usage.ru_stime + children.ru_stime
 
 
-def bare(steps: int, variant: str = "") -> dict:
+def bare(steps: int, variant: str = "", size: int = SIZE, batch: int = BATCH) -> dict:
     """Forward, backward and AdamW on a fixed in-memory batch: images/s and CPU seconds; `variant` ``bf16`` runs
     the forward pass under CPU bf16 autocast, ``compile`` through `torch.compile`."""
     import contextlib
@@ -54,8 +57,8 @@ def bare(steps: int, variant: str = "") -> dict:
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else contextlib.nullcontext
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-    images = torch.randn(BATCH, 1, SIZE, SIZE).contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, 2, (BATCH,))
+    images = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 2, (batch,))
     model.train()
     for step in range(steps + 3):
         if step == 3:  # warm-up steps left out (compilation among them)
@@ -65,7 +68,7 @@ def bare(steps: int, variant: str = "") -> dict:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return _result(steps * BATCH, started, cpu)
+    return _result(steps * batch, started, cpu)
 
 
 def _result(images: int, started: float, cpu: tuple[float, float], ended: float | None = None,
@@ -75,8 +78,9 @@ def _result(images: int, started: float, cpu: tuple[float, float], ended: float 
     return {"images_per_s": images / seconds, "user_ms": 1e3 * user / images, "system_ms": 1e3 * system / images}
 
 
-def epoch(data: Path, limit: int, threads: int = 0) -> dict:
-    """One epoch of `medtune.train` with every default but its length; (b) training and (c) validation."""
+def epoch(data: Path, limit: int, threads: int = 0, size: int = SIZE, batch: int = BATCH) -> dict:
+    """One epoch of `medtune.train` with every default but its length; (b) training and (c) validation (neither
+    the guard nor the test split, which come after, is measured: both are left out)."""
     import lightning as L
     import pandas as pd
 
@@ -96,7 +100,8 @@ def epoch(data: Path, limit: int, threads: int = 0) -> dict:
             marks["end"] = (time.perf_counter(), _cpu())
 
     with tempfile.TemporaryDirectory() as tmp:
-        config = load_config(data=str(data), limit=limit, epochs=1, report=False, image_size=SIZE, threads=threads)
+        config = load_config(data=str(data), limit=limit, epochs=1, report=False, image_size=size, batch_size=batch,
+                             threads=threads, guard=False, read_test=False)  # fmt: skip
         result = train(config, out=Path(tmp) / "run", progress=False, callbacks=[Timer()])
         split = pd.read_csv(result.run.split_file)
     train_rows = int((split["split"] == "train").sum())
@@ -105,30 +110,30 @@ def epoch(data: Path, limit: int, threads: int = 0) -> dict:
             "val": _result(n_val, *marks["val"], *marks["end"]), "n_train": n_train}  # fmt: skip
 
 
-def seed_loop(data: Path, steps: int) -> dict:
+def seed_loop(data: Path, steps: int, size: int = SIZE, batch: int = BATCH) -> dict:
     """(d): the notebooks' loop over PNG files (`benchmarks/pneumoniamnist.py`), with its CPU time."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     from pneumoniamnist import plain_loop_throughput
 
     started, cpu = time.perf_counter(), _cpu()
-    rate = plain_loop_throughput(data, SIZE, BATCH, steps)
+    rate = plain_loop_throughput(data, size, batch, steps)
     spent = _result(int(rate * (time.perf_counter() - started)), started, cpu)
     return {**spent, "images_per_s": rate}
 
 
 def _measure(args: argparse.Namespace) -> dict:
     if args.mode.startswith("bare"):
-        return bare(args.steps, args.mode[5:])
+        return bare(args.steps, args.mode[5:], args.size, args.batch)
     if args.mode.startswith("epoch"):
-        return epoch(args.data, args.limit, int(args.mode[5:] or 0))
-    return seed_loop(args.data, args.steps)
+        return epoch(args.data, args.limit, int(args.mode[5:] or 0), args.size, args.batch)
+    return seed_loop(args.data, args.steps, args.size, args.batch)
 
 
 def _child(args: argparse.Namespace, mode: str, env: dict[str, str], neighbour: bool) -> dict:
     """Run one measurement in a fresh process (OpenMP reads its settings at start), optionally beside a busy
     neighbour process running the bare step."""
     command = [sys.executable, __file__, "--mode", mode, "--data", str(args.data), "--limit", str(args.limit),
-               "--steps", str(args.steps)]  # fmt: skip
+               "--steps", str(args.steps), "--size", str(args.size), "--batch", str(args.batch)]  # fmt: skip
     busy = None
     if neighbour:  # another job using every core (the bare step, default threads)
         busy = subprocess.Popen([*command[:3], "bare", "--steps", "100000"], env={**os.environ, **env},
@@ -143,15 +148,22 @@ def _child(args: argparse.Namespace, mode: str, env: dict[str, str], neighbour: 
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+#: The settings each path runs under: OpenMP's default or PASSIVE wait policy, alone or beside a busy neighbour.
+SETTINGS = {
+    "default": ("default OpenMP", {}, False),
+    "passive": ("OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, False),
+    "busy": ("default, busy neighbour", {}, True),
+    "passive-busy": ("PASSIVE, busy neighbour", {"OMP_WAIT_POLICY": "PASSIVE"}, True),
+}
+
+
 def report(args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    settings = [("default OpenMP", {}, False), ("OMP_WAIT_POLICY=PASSIVE", {"OMP_WAIT_POLICY": "PASSIVE"}, False),
-                ("default, busy neighbour", {}, True),
-                ("PASSIVE, busy neighbour", {"OMP_WAIT_POLICY": "PASSIVE"}, True)]  # fmt: skip
+    settings = [SETTINGS[name] for name in args.settings.split(",")]
     cores = os.cpu_count() or 1
-    table = RichTable(title=f"training throughput, Lite0 at {SIZE} px, batch {BATCH}, {os.cpu_count()} CPU threads",
+    table = RichTable(title=f"training throughput, Lite0 at {args.size} px, batch {args.batch}, {cores} CPU threads",
                       title_justify="left")  # fmt: skip
     for column in ("setting", "path", "images/s", "share of bare step", "user ms / image", "system ms / image"):
         table.add_column(column, justify="left" if column in ("setting", "path") else "right")
@@ -177,8 +189,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=1500)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--size", type=int, default=SIZE, help="working size in pixels")
+    parser.add_argument("--batch", type=int, default=BATCH, help="images per training step")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="which settings to run, comma-separated")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, limit=64, steps=2, size=32, batch=16, settings="default")
     if args.mode:
         print(json.dumps(_measure(args)))
         return
