@@ -27,7 +27,7 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-from _quick import parse_args
+from _common import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -28,8 +28,6 @@ from medtune.cams import compute_cams, find_target_layer
 from medtune.data.images import prepare, read_image
 from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import Normalize
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _images(folder: Path, count: int, size: int) -> torch.Tensor:
@@ -61,7 +59,7 @@ def _timed(function, *args, **kwargs) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "cxr3" / "pneumonia")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "cxr3" / "pneumonia")
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--method", default="gradcam")

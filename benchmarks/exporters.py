@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+DATA = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 
 
 def small_run(folder: Path, size: int, limit: int = 96, epochs: int = 2, guard: bool = True) -> Path:

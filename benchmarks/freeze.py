@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+DEFAULT_DATA = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 
 
 def _train(data: Path, out: Path, keys: dict) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from _quick import TINY_KEYS, parse_args
+from _common import SHARED_DATA, TINY_KEYS, parse_args
 from crepes import ConformalClassifier
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -42,7 +42,7 @@ from medtune.metrics.selective import separation_auroc
 from medtune.runs import Run, prepare_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = SHARED_DATA
 SPACES = ("fine-tuned", "generic", "both")
 
 

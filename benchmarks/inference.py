@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 from torch.utils.flop_counter import FlopCounterMode
@@ -33,7 +33,6 @@ from medtune.models import create_classifier, resolve_preprocessing
 from medtune.models.inference import InferenceModel
 from medtune.runs.exported import INPUT_NAME, OUTPUT_NAME, create_session
 
-REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "tf_efficientnet_lite0"
 
 
@@ -48,7 +47,7 @@ def _peak_gflops() -> tuple[float, str]:
 
 
 def _images(size: int, count: int) -> np.ndarray:
-    paths = sorted((REPO.parent / "shared" / "data" / "cxr3").rglob("*.png"))[:count]
+    paths = sorted((SHARED_DATA / "cxr3").rglob("*.png"))[:count]
     if not paths:
         raise SystemExit("../shared/data/cxr3 is absent: put ../shared/data beside the repository")
     return np.stack([prepare(read_image(p), size, 1) for p in paths])

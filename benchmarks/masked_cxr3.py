@@ -20,14 +20,12 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from _cli import medtune
-from _quick import parse_args
+from _common import SHARED_DATA, medtune, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-REPO = Path(__file__).resolve().parents[1]
-CXR3 = REPO.parent / "shared" / "data" / "cxr3" / "labels.csv"
-LUNGSEG = REPO.parent / "shared" / "data" / "lungseg"
+CXR3 = SHARED_DATA / "cxr3" / "labels.csv"
+LUNGSEG = SHARED_DATA / "lungseg"
 
 
 def segmenter_run(work: Path, size: int, epochs: int, keys: list[str]) -> Path:

@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _quick import TINY_KEYS, parse_args
+from _common import SHARED_DATA, TINY_KEYS, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = SHARED_DATA
 #: MedMNIST v2 test AUC / ACC (Yang et al. 2023, Table 3).
 PUBLISHED = {
     "pneumoniamnist": {"ResNet-18 (28)": (0.944, 0.854), "ResNet-50 (224)": (0.962, 0.884),

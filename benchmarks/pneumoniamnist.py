@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from _quick import TINY_KEYS, parse_args
+from _common import SHARED_DATA, TINY_KEYS, parse_args
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+DEFAULT_DATA = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 #: MedMNIST v2 (Yang et al., Scientific Data 2023), PneumoniaMNIST test AUC / ACC.
 PUBLISHED = {
     "ResNet-18 (28)": (0.944, 0.854),

@@ -24,16 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _cli import medtune
-from _quick import TINY_KEYS, parse_args
+from _common import SHARED_DATA, TINY_KEYS, medtune, parse_args
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
 
 from medtune.apply.evaluate import evaluate
 from medtune.apply.recalibrate import calibrate_shift
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def write_site(folder: Path, images: list[np.ndarray | Path], labels: list[str], seed: int) -> tuple[Path, Path]:
@@ -67,7 +64,7 @@ def resample(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.n
 def sites(work: Path, seed: int, count: int = 0) -> dict[str, tuple[Path, Path]]:
     """The sites, each drawn from at most `count` images of its source (a seeded sample; 0: all of them)."""
     rng = np.random.default_rng(seed)
-    npz = np.load(SHARED / "pneumoniamnist" / "pneumoniamnist.npz")
+    npz = np.load(SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz")
     names = np.array(["normal", "pneumonia"])
     found = {}
     for split in ("test", "val"):
@@ -80,14 +77,14 @@ def sites(work: Path, seed: int, count: int = 0) -> dict[str, tuple[Path, Path]]
             found[f"PneumoniaMNIST {split}, {share:.0%} pneumonia"] = write_site(
                 work / f"mnist-{split}-{round(share * 100)}", list(images[keep]), list(names[labels[keep]]), seed
             )
-    cxr = pd.read_csv(SHARED / "cxr3" / "labels.csv")
+    cxr = pd.read_csv(SHARED_DATA / "cxr3" / "labels.csv")
     cxr = cxr[cxr["label"].isin(["normal", "pneumonia"])].reset_index(drop=True)
     if 0 < count < len(cxr):
         cxr = cxr.groupby("label").sample(n=count // 2, random_state=seed).reset_index(drop=True)
     truth = (cxr["label"] == "pneumonia").to_numpy().astype(int)
     for share in (None, 0.1):
         keep = np.arange(len(cxr)) if share is None else resample(truth, share, rng)
-        files = [SHARED / "cxr3" / p for p in cxr["path"].iloc[keep]]
+        files = [SHARED_DATA / "cxr3" / p for p in cxr["path"].iloc[keep]]
         label = "50%" if share is None else f"{share:.0%}"
         found[f"cxr3 NIH, {label} pneumonia"] = write_site(
             work / f"cxr3-{label.rstrip('%')}", files, list(cxr["label"].iloc[keep]), seed
@@ -149,7 +146,7 @@ def main() -> None:
 def trained_run(out: Path, keys: list[str]) -> Path:
     """``medtune train pneumoniamnist.npz KEYS --out OUT``, unless OUT holds a finished run."""
     if not (out / "metrics.json").is_file():
-        medtune("train", SHARED / "pneumoniamnist" / "pneumoniamnist.npz", *keys, "--out", out)
+        medtune("train", SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz", *keys, "--out", out)
     return out
 
 

@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from _quick import TINY_KEYS, parse_args
+from _common import SHARED_DATA, TINY_KEYS, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+DATA = SHARED_DATA
 #: Full-size sources (``--data`` takes these names beside the MedMNIST ones): the data and its reading keys.
 SOURCES = {
     "cxr3": (DATA / "cxr3" / "labels.csv", ["label=label", "group=patient_id"]),

@@ -17,13 +17,11 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from _cli import medtune
-from _quick import parse_args
+from _common import SHARED_DATA, medtune, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-REPO = Path(__file__).resolve().parents[1]
-LUNGSEG = REPO.parent / "shared" / "data" / "lungseg"
+LUNGSEG = SHARED_DATA / "lungseg"
 LOSSES = ("dice", "jaccard", "bce", "focal", "lovasz", "tversky")
 
 

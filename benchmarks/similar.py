@@ -14,7 +14,7 @@ import argparse
 import time
 
 import numpy as np
-from _quick import parse_args
+from _common import parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 

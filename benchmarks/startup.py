@@ -19,17 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from rich.console import Console
 from rich.table import Table as RichTable
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
 CHECK = "import sys; print('lightning' in sys.modules)"
 
 
 def _tiny_run(folder: Path) -> Path:
-    data = SHARED / "pneumoniamnist" / "pneumoniamnist.npz"
+    data = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
     if not data.is_file():
         raise SystemExit(f"{data} is absent: put ../shared/data beside the repository or pass --run")
     run = folder / "tiny"
@@ -48,7 +46,7 @@ def _seconds(command: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a run directory (default: train a tiny one)")
-    parser.add_argument("--image", type=Path, default=SHARED / "cxr3" / "normal")
+    parser.add_argument("--image", type=Path, default=SHARED_DATA / "cxr3" / "normal")
     parser.add_argument("--rounds", type=int, default=5)
     args = parse_args(parser, rounds=1)
     image = args.image if args.image.is_file() else sorted(args.image.glob("*.png"))[0]

@@ -20,11 +20,10 @@ import argparse
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 from PIL import Image
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -34,8 +33,6 @@ from torchvision import transforms
 from medtune.data.loader import StoreDataset, create_store_loader
 from medtune.data.readers import read_table
 from medtune.data.store import StoreSpec, open_store
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class NaiveDataset(Dataset):
@@ -104,7 +101,7 @@ def measure(table, args: argparse.Namespace, channels: int, cache: str) -> tuple
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cxr3"))
+    parser.add_argument("--data", default=str(SHARED_DATA / "cxr3"))
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(

@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _quick import parse_args
+from _common import SHARED_DATA, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumoniamnist" / "pneumoniamnist.npz"
+DEFAULT_DATA = SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz"
 SIZE, BATCH = 64, 32
 
 
