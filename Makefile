@@ -36,7 +36,7 @@ test: setup
 	OMP_NUM_THREADS=1 $(PY) -m pytest $(PYTEST_PARALLEL) -m "not bench" $(PYTEST_ARGS)
 
 bench-quick: setup
-	OMP_NUM_THREADS=1 $(PY) -m pytest tests/benchmarks -m bench -p no:randomly $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest tests/benchmarks -m bench -p no:randomly -n 2 $(PYTEST_ARGS)
 
 # The documentation site (MkDocs Material); --strict fails on a broken link or a page missing from the navigation.
 docs: setup
