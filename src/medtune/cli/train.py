@@ -50,9 +50,9 @@ def demo_command(
     data, overrides = data_and_settings(arguments or [])
     if data is not None:
         raise ConfigError(f"medtune demo trains on its own data; got {data!r}: run `medtune train {data}` instead")
-    command = " ".join(["medtune", "train", str(demo_data()), *overrides])
-    console.print(f"demo: {command}", highlight=False, soft_wrap=True)
-    train_command([str(demo_data()), *overrides], None, out or Path("runs") / "demo")
+    arguments = [str(demo_data()), *overrides]
+    console.print(f"demo: medtune train {' '.join(arguments)}", highlight=False, soft_wrap=True)
+    train_command(arguments, None, out or Path("runs") / "demo")
 
 
 def print_training_result(result: Any) -> None:

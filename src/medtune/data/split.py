@@ -100,10 +100,8 @@ def split_groups(frame: pd.DataFrame) -> np.ndarray:
     >>> split_groups(pd.DataFrame({"id": ["a", "b"], "group": ["p1", None]})).tolist()
     ['p1', '\\x00b']
     """
-    named = frame["group"].notna().to_numpy()
-    ids = frame["id"].astype(str)
-    return np.array([str(g) if has else f"\0{i}" for g, has, i in zip(frame["group"].to_numpy(dtype=object), named, ids,
-                                                                       strict=True)], dtype=object)  # fmt: skip
+    pairs = zip(frame["group"].to_numpy(dtype=object), frame["id"].astype(str), strict=True)
+    return np.array([str(g) if pd.notna(g) else f"\0{i}" for g, i in pairs], dtype=object)
 
 
 def _split_off(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
