@@ -119,36 +119,47 @@ def _epoch_line(row: dict[str, Any], max_epochs: int | None, metrics: tuple[str,
 
 class SharedCores(L.Callback):
     """Train on the cores other processes leave free (`medtune.training.threads`): measured after each step over
-    at least a second, ``torch.set_num_threads`` changed with one line saying why, and restored when training ends.
+    at least a second, ``torch.set_num_threads`` changed, and restored when training ends. A change is said in one
+    line once it has held for `settle` seconds (`medtune.training.threads.LastingChange`), so a load that flickers
+    does not fill the log.
 
     Args:
         prefix: put before the printed line.
+        settle: seconds a new thread count must hold before it is said.
     """
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", settle: float | None = None) -> None:
         self.prefix = prefix
+        self.settle = settle
         self._governor: Any = None
+        self._said: Any = None
         self._start = 0
         self._console = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import torch
 
-        from medtune.training.threads import ThreadGovernor
+        from medtune.training.threads import SETTLE, LastingChange, ThreadGovernor
 
         self._start = torch.get_num_threads()
         self._governor = ThreadGovernor(self._start)
+        self._said = LastingChange(self._start, SETTLE if self.settle is None else self.settle)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         if self._governor is None:
             return
         import torch
 
+        from medtune.training.threads import cores_message
+
         threads = self._governor.update()
         if threads is not None:
             torch.set_num_threads(threads)
-            self._console.print(f"{self.prefix}other processes are using the CPU: training on {threads} of "
-                                f"{self._governor.cores} core(s)")  # fmt: skip
+        previous = self._said.said
+        lasting = self._said.update(self._governor.current, time.monotonic())
+        if lasting is not None:
+            message = cores_message(lasting, previous, self._governor.cores, self._governor.most)
+            self._console.print(self.prefix + message)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import torch

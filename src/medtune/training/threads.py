@@ -6,10 +6,15 @@ busy process ran at 15 images/s with 2 threads and 86 with 1 (`benchmarks/throug
 avoids the collapse but costs 37% when the cores are free, and OpenMP reads it only at start. So medtune keeps the
 spinning default and uses only the cores the other processes leave: it measures, every few dozen steps, the CPU
 time the whole machine spent (``/proc/stat``) less its own (``getrusage``), and sets ``torch.set_num_threads``.
+
+The count may move back and forth while another job's load flickers; `LastingChange` says a new count only once it
+has held for `SETTLE` seconds, so a log gets one line per lasting change (`cores_message` words it), not one per
+flicker.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -18,6 +23,8 @@ import time
 HYSTERESIS = 0.5
 #: Shortest interval the other processes' use is measured over, in seconds.
 INTERVAL = 1.0
+#: Seconds a new thread count must hold before it is said (`LastingChange`).
+SETTLE = 10.0
 
 
 def machine_busy_seconds() -> float | None:
@@ -93,3 +100,48 @@ class ThreadGovernor:
             return None
         self.current = chosen
         return chosen
+
+
+class LastingChange:
+    """Says a value once it has held for `settle` seconds and differs from the value said last: a count that
+    flickers between two values is said at most once, when it settles.
+
+    Args:
+        value: the value at the start (taken as said).
+        settle: seconds a new value must hold.
+
+    >>> change = LastingChange(2, settle=10)
+    >>> [change.update(v, t) for v, t in [(1, 0), (2, 3), (1, 5), (1, 14), (1, 15.5)]]
+    [None, None, None, None, 1]
+    """
+
+    def __init__(self, value: int, settle: float = SETTLE) -> None:
+        self.said = value
+        self.settle = settle
+        self._value = value
+        self._since = -math.inf
+
+    def update(self, value: int, now: float) -> int | None:
+        """The value to say at time `now` (seconds, any clock), or None."""
+        if value != self._value:
+            self._value, self._since = value, now
+        if value != self.said and now - self._since >= self.settle:
+            self.said = value
+            return value
+        return None
+
+
+def cores_message(threads: int, previous: int, cores: int, most: int) -> str:
+    """The line that says a lasting change of the thread count from `previous` to `threads` (`most`: the count
+    training started with, on a machine of `cores` cores).
+
+    >>> cores_message(1, previous=2, cores=2, most=2)
+    'other processes are using the CPU: training on 1 of 2 cores'
+    >>> cores_message(2, previous=1, cores=2, most=2)
+    'the CPU is free again: training on 2 of 2 cores'
+    """
+    if threads < previous:
+        why = "other processes are using the CPU"
+    else:
+        why = "the CPU is free again" if threads >= most else "other processes use less of the CPU"
+    return f"{why}: training on {threads} of {cores} {'core' if cores == 1 else 'cores'}"
