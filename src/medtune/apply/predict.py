@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset
 from medtune._progress import create_progress
 from medtune.apply.guard import guard_of
 from medtune.apply.scoring import load_model
-from medtune.config import Config
 from medtune.data.images import is_image_file, read_image
 from medtune.data.masks import find_mask, prepare_masked
 from medtune.data.readers.manifest import PATH_NAMES, SUFFIXES, find_column, read_manifest_csv, resolve_paths
@@ -169,7 +169,7 @@ def predict(
         batch_size: images per forward pass.
         workers: decoding processes (default: the run's ``workers``).
         path_column: the path column of CSV inputs (auto-detected when None).
-        progress: a progress bar on a terminal.
+        progress: a progress bar on a terminal or in a notebook.
         masks: a folder of masks named like the images, for a run trained with ``mask=...``.
         engine: ``auto`` (onnxruntime when the run has an exported model, ``RUN/export/model.onnx``, from its
             current best checkpoint; else PyTorch), ``torch`` or ``onnx`` (the run's exported model).
@@ -189,30 +189,97 @@ def predict(
 
     >>> predict("runs/pneumoniamnist-tf_efficientnet_lite0", ["xrays/"]).head()  # doctest: +SKIP
     """
-    trained = load_model(choose_engine(run, engine))
-    config: Config = trained.config
+    opened = open_model(run, engine, tta)
     paths = collect_inputs(inputs, path_column, outside_paths)
-    predictor = create_predictor(trained, tta)
-    mask_files, missing = input_masks(paths, trained, masks)
-    dataset = _ImageFiles(paths, trained.resolved.spec, mask_files, missing)
-    workers = config.workers if workers is None else workers
+    return predict_files(opened, paths, batch_size, workers, masks, progress, calibration, reject)
+
+
+@dataclass(frozen=True)
+class OpenModel:
+    """A model opened once for many predictions (`open_model`).
+
+    Attributes:
+        source: the run directory or ``.onnx`` file it was opened from (where its guard and calibrations live).
+        model: the trained network or the exported model.
+        forward: uint8 ``(B, C, H, W)`` batches to probabilities ``(B, K)`` (`create_predictor`).
+        guard: the run's guard, None when it has none.
+    """
+
+    source: Path
+    model: TrainedModel | ExportedModel
+    forward: Callable[[torch.Tensor], np.ndarray]
+    guard: Any
+
+
+def open_model(run: str | os.PathLike, engine: str = "auto", tta: bool | None = None) -> OpenModel:
+    """Open a run or an exported model for prediction under `engine` (`choose_engine`), with its guard."""
+    trained = load_model(choose_engine(run, engine))
+    return OpenModel(Path(run), trained, create_predictor(trained, tta), guard_of(run, trained))
+
+
+def predict_files(
+    opened: OpenModel, paths: list[str], batch_size: int = 64, workers: int | None = None,
+    masks: str | os.PathLike | None = None, progress: bool = True, calibration: str | None = None,
+    reject: bool = False,
+) -> pd.DataFrame:  # fmt: skip
+    """`predict`'s rows for image files (already collected), decoded by `workers` loader processes."""
+    model = opened.model
+    mask_files, missing = input_masks(paths, model, masks)
+    dataset = _ImageFiles(paths, model.resolved.spec, mask_files, missing)
+    workers = model.config.workers if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(workers, len(paths)), collate_fn=_collate)
-    probs = np.full((len(paths), len(trained.classes)), np.nan, dtype=np.float32)
-    guard = guard_of(run, trained)
-    scores = np.full(len(paths), np.nan)
+    scored = score_batches(opened, loader, len(paths), progress)
+    return decide(opened, paths, scored, calibration, reject)
+
+
+def prepare_image(image: np.ndarray, model: TrainedModel | ExportedModel) -> np.ndarray:
+    """The store preprocessing of one decoded image (``(H, W)`` or ``(H, W, C)``, any precision), exactly as a file
+    of those pixels gets it in `predict`: uint8 ``(size, size, C)``.
+
+    Raises:
+        DataError: the run was trained with masks (an image in memory has none) and does not accept images without
+            one (``mask_missing=whole``).
+    """
+    spec = model.resolved.spec
+    if spec.mask != "none" and model.config.mask_missing != "whole":
+        raise DataError(
+            f"this run was trained with mask={spec.mask} and needs each image's mask, which an image in memory does "
+            "not have: predict the image files with masks=FOLDER, or train with mask_missing=whole"
+        )
+    return prepare_masked(image, None, spec)
+
+
+#: What `score_batches` gives back: probabilities ``(N, K)``, guard scores ``(N,)`` and errors by input index.
+Scored = tuple[np.ndarray, np.ndarray, dict[int, str]]
+
+
+def score_batches(
+    opened: OpenModel, batches: Iterable[tuple[list[int], torch.Tensor | None, dict[int, str]]], total: int,
+    progress: bool = True,
+) -> Scored:  # fmt: skip
+    """Probabilities and guard scores of ``(indices, uint8 (B, C, H, W) images, errors)`` batches of `total`
+    inputs (NaN rows for inputs that failed), with a progress bar."""
+    probs = np.full((total, len(opened.model.classes)), np.nan, dtype=np.float32)
+    scores = np.full(total, np.nan)
     errors: dict[int, str] = {}
     with create_progress(progress) as bar:
-        task = bar.add_task("predicting", total=len(paths))
-        for indices, images, failed in loader:
+        task = bar.add_task("predicting", total=total)
+        for indices, images, failed in batches:
             errors.update(failed)
             if images is not None:
-                probs[indices] = predictor(images)
-                scores[indices] = guard.score(images) if guard is not None else np.nan
+                probs[indices] = opened.forward(images)
+                scores[indices] = opened.guard.score(images) if opened.guard is not None else np.nan
             bar.advance(task, len(indices) + len(failed))
-    results = results_frame(paths, trained, probs, errors)
+    return probs, scores, errors
+
+
+def decide(opened: OpenModel, names: list[str], scored: Scored, calibration: str | None, reject: bool) -> pd.DataFrame:
+    """`predict`'s rows from scored inputs: the task's labels, then the named calibration and the guard's verdict."""
+    probs, scores, errors = scored
+    results = results_frame(names, opened.model, probs, errors)
     if calibration is not None:
-        results = _with_calibration(results, run, trained, calibration, probs)
-    if guard is not None:
+        results = _with_calibration(results, opened.source, opened.model, calibration, probs)
+    if opened.guard is not None:
         _with_guard(results, scores, reject)
     return results
 

@@ -70,8 +70,9 @@ def read_image(path: str | Path, window: str = "auto", frame: int | str | None =
     return DECODERS.get(suffix)(path, window=window, frame=frame)
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
-    """Convert a decoded PIL image of any mode to a gray or RGB array at its own precision."""
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """Convert a decoded PIL image of any mode to a gray or RGB array at its own precision, as `read_image` returns
+    a file of it (palette images with a gray palette stay gray, 16-bit stays 16-bit, alpha is dropped)."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         return np.asarray(image, dtype=np.uint16).copy()
@@ -110,7 +111,7 @@ def _read_with_pil(path: Path, **_: object) -> np.ndarray:
             with open_clamped(path) as file, Image.open(file) as image:  # a chunk length cannot reserve gigabytes
                 image.load()  # force the full decode so truncated files fail here, not later
                 image = ImageOps.exif_transpose(image)  # JPEG orientation as the camera meant it
-                return _pil_to_array(image)
+                return pil_to_array(image)
     except UnidentifiedImageError:
         raise ImageReadError(
             path, "not a recognised image (corrupt file, or another format with an image suffix)"
