@@ -130,7 +130,7 @@ def test_a_killed_worker_s_experiment_is_taken_back_and_resumes_from_its_checkpo
     assert state_of(trial) == "finished"
     assert trial.user_attrs["claims"] == 2 and trial.user_attrs["recovered"] == 1
     history = read_history(Path(run) / "history.csv")
-    assert list(history["epoch"]) == list(range(6))  # every epoch once, the file matching the weights
+    assert list(history["epoch"]) == list(range(1, 7))  # every epoch once, the file matching the weights
     assert "epoch 1/6" not in rescuer.stderr  # resumed from the checkpoint, not from scratch
     assert sorted(trial.intermediate_values) == list(range(6))
 

@@ -47,7 +47,7 @@ def test_network_from_a_file_trains_resumes_predicts_and_explains(tmp_path, caps
     assert (out / "network" / "small.py").read_text() == path.read_text()
 
     result = medtune.train(config, out, progress=False)
-    assert result.resumed and pd.read_csv(out / "history.csv")["epoch"].tolist() == [0, 1]
+    assert result.resumed and pd.read_csv(out / "history.csv")["epoch"].tolist() == [1, 2]
     checkpoint = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["medtune"]["network"]["sha256"] == record["sha256"]
     assert set(result.metrics["per_class"]) == {"normal", "pneumonia"}

@@ -40,13 +40,13 @@ def _set_history(run: Run, values: list[float]) -> None:
 def test_a_best_epoch_that_is_not_clearly_better_gives_way_to_the_last(tmp_path):
     run = _run(tmp_path)
     decision = json.loads(run.kept_file.read_text())
-    assert decision["rule"] == "auto" and decision["epoch"] in (0, 1)
+    assert decision["rule"] == "auto" and decision["epoch"] in (1, 2) and decision["epoch_base"] == 1
     # the first epoch "scored" a hair better, but its weights are the last epoch's: a paired comparison finds no gain
     shutil.copyfile(run.last_checkpoint, run.best_checkpoint)
     _set_history(run, [0.9, 0.8999])
     decision = _decide(run)
-    assert (decision["kept"], decision["epoch"], decision["share_better"]) == ("last", 1, 0.0)
-    assert run.kept_epoch == 1 and run.best_checkpoint.read_bytes() == run.last_checkpoint.read_bytes()
+    assert (decision["kept"], decision["epoch"], decision["share_better"]) == ("last", 2, 0.0)
+    assert run.kept_epoch == 2 and run.best_checkpoint.read_bytes() == run.last_checkpoint.read_bytes()
     assert "under 95%" in decision["reason"]
 
 
@@ -64,7 +64,7 @@ def test_a_clearly_better_best_epoch_is_kept(tmp_path):
     _set_history(run, [0.9, 0.5])
     decision = _decide(run)
     assert decision["kept"] == "best" and decision["share_better"] >= 0.95
-    assert run.best_checkpoint.read_bytes() == before and run.kept_epoch == 0
+    assert run.best_checkpoint.read_bytes() == before and run.kept_epoch == 1
 
 
 def test_early_stopping_and_explicit_rules_keep_what_they_say(tmp_path):
@@ -74,7 +74,7 @@ def test_early_stopping_and_explicit_rules_keep_what_they_say(tmp_path):
     stopped = _decide(run, epochs=5)  # two of five epochs ran: early stopping ended training
     assert stopped["kept"] == "best" and "early stopping" in stopped["reason"] and "share_better" not in stopped
     assert _decide(run, keep="best")["kept"] == "best"
-    assert _decide(run, keep="last")["epoch"] == 1
+    assert _decide(run, keep="last")["epoch"] == 2
 
 
 def test_last_checkpoint_holds_the_last_epoch_even_when_an_earlier_one_was_best(tmp_path):
@@ -85,6 +85,6 @@ def test_last_checkpoint_holds_the_last_epoch_even_when_an_earlier_one_was_best(
     history = pd.read_csv(run.history_file)
     last = torch.load(run.last_checkpoint, map_location="cpu", weights_only=True)
     best = torch.load(run.best_checkpoint, map_location="cpu", weights_only=True)
-    assert last["epoch"] == history["epoch"].iloc[-1] == 3
-    assert best["epoch"] == history.loc[history["val_auc"].idxmax(), "epoch"]
+    assert last["epoch"] + 1 == history["epoch"].iloc[-1] == 4  # Lightning counts from 0, history.csv from 1
+    assert best["epoch"] + 1 == history.loc[history["val_auc"].idxmax(), "epoch"]
     assert last["global_step"] == 4 * best["global_step"] // (best["epoch"] + 1)

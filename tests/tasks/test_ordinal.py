@@ -112,7 +112,7 @@ def test_an_interrupted_grader_resumes_from_its_last_checkpoint(tmp_path):
         medtune_api.train(config, tmp_path / "run", progress=False, callbacks=[StopAtSecondEpoch()])
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     result = medtune_api.train(config, tmp_path / "run", progress=False)
-    assert result.resumed and pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [0, 1]
+    assert result.resumed and pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [1, 2]
     assert "quadratic_kappa" in result.metrics["ordinal"]
 
 

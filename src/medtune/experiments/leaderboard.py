@@ -26,6 +26,7 @@ from medtune.config import Config, monitor_mode
 from medtune.errors import ConfigError, DataError
 from medtune.experiments.queue import elapsed_minutes, state_of
 from medtune.experiments.storage import QueueStorage
+from medtune.runs.run import EPOCH_BASE
 from medtune.tasks import get_task
 
 #: Metrics the leaderboard can rank by: the best validation epoch's, or the test split's.
@@ -146,9 +147,17 @@ def _show(key: str, value: Any) -> Any:
     return value
 
 
+def _best_epoch(result: dict[str, Any]) -> int | None:
+    """The kept epoch of a finished experiment, counted from 1: results recorded before ``epoch_base`` counted
+    from 0."""
+    if result.get("best_epoch") is None:
+        return None
+    return int(result["best_epoch"]) + (0 if result.get("epoch_base") == EPOCH_BASE else 1)
+
+
 def _scores(result: dict[str, Any], trial: Any) -> dict[str, Any]:
     val = result.get("val") or {}
-    out: dict[str, Any] = {"best_epoch": result["best_epoch"] + 1 if "best_epoch" in result else None}
+    out: dict[str, Any] = {"best_epoch": _best_epoch(result)}
     for key in VAL_METRICS:
         out[key] = val.get(key)
     monitor = result.get("monitor") or (trial.user_attrs.get("config") or {}).get("monitor", "val_auc")

@@ -413,6 +413,7 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
 
     from medtune.config import monitor_mode
     from medtune.runs import read_history
+    from medtune.runs.run import EPOCH_BASE
     from medtune.runs.trained import network_state, read_checkpoint_file
 
     history = read_history(run.history_file)
@@ -429,7 +430,8 @@ def summarize_run(run: Any, monitor: str) -> dict[str, Any]:
     return {
         "monitor": monitor,
         "best": float(best_row[monitor]),
-        "best_epoch": int(best_row["epoch"]),
+        "best_epoch": int(best_row["epoch"]),  # counted from 1, as history.csv (read by read_history) holds it
+        "epoch_base": EPOCH_BASE,
         "val": {k: float(best_row[k]) for k in history.columns if k.startswith("val_")},
         "test": test,
         "epochs": len(history),

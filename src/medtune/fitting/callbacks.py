@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,36 +16,46 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
 from medtune._io import atomic_open
-from medtune.runs.run import HISTORY_COLUMNS, read_history
+from medtune.runs.run import EPOCH_BASE, HISTORY_COLUMNS, read_history
 from medtune.runs.trained import write_checkpoint_file
 
 
 class HistoryWriter(L.Callback):
-    """Append one row per finished epoch to ``history.csv``: train and validation loss, accuracy, balanced
-    accuracy, macro F1 and ROC AUC, the learning rate and the epoch's seconds.
+    """Append one row per finished epoch to ``history.csv``: the epoch (counted from 1, as the log line says it),
+    train and validation loss, accuracy, balanced accuracy, macro F1 and ROC AUC, the learning rate and the epoch's
+    seconds.
 
     An epoch is reported (its row written, its line printed) only once its checkpoint is on disk: the row is made
     when the epoch ends and kept as this callback's state, which Lightning saves inside that epoch's checkpoint (its
     checkpoint callbacks run after every other callback's ``on_train_epoch_end``); it is written when the next
     epoch starts or training ends, or, after a kill, when the run resumes from that checkpoint. A kill or a cancel
     right after a report therefore never loses the reported epoch. On resume, rows of epochs trained again are
-    replaced, so the file always matches the weights.
+    replaced, so the file always matches the weights. A run written before epochs were counted from 1 resumes
+    too: `medtune.runs.read_history` reads its file from 1, and a pending row saved without ``epoch_base`` is
+    moved up by one.
 
     Args:
         path: the ``history.csv`` file.
         echo: also print a one-line summary of each epoch (for logs, where no progress bar is drawn).
         prefix: put before each printed line.
         columns: the file's columns (`medtune.runs.run.history_columns`: a segmentation run logs Dice and IoU).
+        on_row: called with each row once it is written (run tracking: `medtune.fitting.tracking`).
     """
 
     def __init__(
-        self, path: str | Path, echo: bool = False, prefix: str = "", columns: tuple[str, ...] = HISTORY_COLUMNS
+        self,
+        path: str | Path,
+        echo: bool = False,
+        prefix: str = "",
+        columns: tuple[str, ...] = HISTORY_COLUMNS,
+        on_row: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.columns = columns
         self.metrics = tuple(c for c in columns if c.startswith(("train_", "val_")))
         self.echo = echo
         self.prefix = prefix
+        self.on_row = on_row
         self._started = 0.0
         self._lr = math.nan
         self._pending: dict[str, Any] | None = None
@@ -60,10 +71,12 @@ class HistoryWriter(L.Callback):
         self._flush()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pending": self._pending, "max_epochs": self._max_epochs}
+        return {"pending": self._pending, "max_epochs": self._max_epochs, "epoch_base": EPOCH_BASE}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get("pending")  # an epoch whose checkpoint was written, its report not yet
+        if self._pending is not None and state_dict.get("epoch_base") != EPOCH_BASE:
+            self._pending = {**self._pending, "epoch": int(self._pending["epoch"]) + 1}  # saved when counted from 0
         self._max_epochs = state_dict.get("max_epochs")
 
     def _flush(self) -> None:
@@ -77,12 +90,14 @@ class HistoryWriter(L.Callback):
         )
         if self.echo:
             self._console.print(self.prefix + _epoch_line(row, self._max_epochs, self.metrics))
+        if self.on_row is not None:
+            self.on_row(row)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
-        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}  # Lightning counts from 0, people from 1
         row.update({column: metrics.get(column, math.nan) for column in self.metrics})
         row["lr"] = self._lr  # at the start of the epoch (warm-up and schedules move it every step)
         frozen = getattr(pl_module, "backbone_frozen", None)
@@ -112,7 +127,7 @@ def _epoch_line(row: dict[str, Any], max_epochs: int | None, metrics: tuple[str,
         return f"{split} " + " ".join(f"{_SHORT.get(n, n)} {fmt(row[f'{split}_{n}'])}" for n in names)
 
     return (
-        f"epoch {row['epoch'] + 1}/{max_epochs}: {part('train')} | {part('val')} | lr {row['lr']:.2e} | "
+        f"epoch {row['epoch']}/{max_epochs}: {part('train')} | {part('val')} | lr {row['lr']:.2e} | "
         f"{row['seconds']:.1f} s"
     )
 

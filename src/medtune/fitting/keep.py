@@ -9,9 +9,9 @@ learning rate has decayed, unless
   (`medtune.metrics.compare.share_better`).
 
 A small or saturated validation split crowns an epoch by chance: on PneumoniaMNIST the second and the fifth of six
-epochs scored validation AUC 0.99615 and 0.99608. The decision, with the numbers behind it, is written to
-``kept.json``; ``best.ckpt`` holds the kept weights, so every later command uses them. Segmenters and multi-label
-runs keep the best epoch.
+epochs scored validation AUC 0.99615 and 0.99608. The decision, with the numbers behind it and its epochs counted
+from 1 as the training log says them (``epoch_base``: 1), is written to ``kept.json``; ``best.ckpt`` holds the kept
+weights, so every later command uses them. Segmenters and multi-label runs keep the best epoch.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from medtune._io import write_json
 from medtune.apply.scoring import store_probabilities
 from medtune.config import monitor_mode
 from medtune.metrics.compare import share_better
-from medtune.runs import PreparedDataset, Run
+from medtune.runs import PreparedDataset, Run, read_history
+from medtune.runs.run import EPOCH_BASE
 from medtune.runs.trained import network_state, read_checkpoint_file
 from medtune.tasks import task_for
 
@@ -61,7 +62,7 @@ def keep_checkpoint(network: nn.Module, dataset: PreparedDataset, run: Run) -> d
         return None
     if run.kept_file.is_file():  # an earlier process decided, then stopped before the evaluation: keep its choice
         return None
-    history = pd.read_csv(run.history_file)
+    history = read_history(run.history_file)
     best, last = _best_row(history, config.monitor), history.iloc[-1]
     decision: dict[str, Any] = {"rule": config.keep, "monitor": config.monitor, "best_epoch": int(best["epoch"]),
                                 "last_epoch": int(last["epoch"]), "best": float(best[config.monitor]),
@@ -79,7 +80,7 @@ def keep_checkpoint(network: nn.Module, dataset: PreparedDataset, run: Run) -> d
         keep = "best" if won else "last"
         reason = (f"the best epoch beat the last on {decision['share_better']:.0%} of paired bootstrap resamples of "
                   f"the validation images ({'at least' if won else 'under'} {WIN_SHARE:.0%})")  # fmt: skip
-    decision.update(epoch=decision[f"{keep}_epoch"], kept=keep, reason=reason)
+    decision.update(epoch=decision[f"{keep}_epoch"], epoch_base=EPOCH_BASE, kept=keep, reason=reason)
     if keep == "last" and decision["best_epoch"] != decision["last_epoch"]:
         _replace(run.last_checkpoint, run.best_checkpoint)
     write_json(run.kept_file, decision)

@@ -61,7 +61,7 @@ def plot_history(
         title: the plot title.
         best_epoch: marks the epoch whose weights the run kept (single-run reports).
 
-    Epochs are numbered from 1, as the training log prints them (``history.csv`` counts from 0).
+    Epochs are numbered from 1, as the training log prints them and ``history.csv`` holds them.
     """
     figure, axes = _figure()
     for i, (name, history) in enumerate(histories.items()):
@@ -70,7 +70,7 @@ def plot_history(
         for split, style in (("train", _TRAIN_STYLE), ("val", {})):
             column = f"{split}_{metric}"
             if column in history and history[column].notna().any():
-                axes.plot(history["epoch"] + 1, history[column], color=colour, marker="o", markersize=3,
+                axes.plot(history["epoch"], history[column], color=colour, marker="o", markersize=3,
                           label=f"{label}{split}", **style)  # fmt: skip
     if best_epoch is not None:
         axes.axvline(best_epoch, color="grey", linewidth=1, linestyle=":", label=f"kept weights (epoch {best_epoch})")

@@ -73,13 +73,13 @@ class RunResults:
         """The epoch (from 1) whose weights the run kept (``kept.json``; older runs: the best validation score), or
         None without history."""
         if self.run.kept_epoch is not None:
-            return self.run.kept_epoch + 1
+            return self.run.kept_epoch
         monitor = self.config.get("monitor", "val_auc")
         values = self.history.get(monitor)
         if values is None or values.dropna().empty:
             return None
         best = values.idxmin() if monitor_mode(monitor) == "min" else values.idxmax()
-        return int(self.history.loc[best, "epoch"]) + 1
+        return int(self.history.loc[best, "epoch"])
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Targets (class indices; multi-label: multi-hot ``(N, C)``) and probabilities ``(N, K)`` of the evaluated

@@ -57,7 +57,7 @@ def training_section(results: RunResults) -> Section:
     best = results.best_epoch
     kept = results.run.read_kept()
     if kept:
-        section.notes.append(f"Kept the weights of epoch {kept['epoch'] + 1} ({kept['kept']}): {kept['reason']}.")
+        section.notes.append(f"Kept the weights of epoch {kept['epoch']} ({kept['kept']}): {kept['reason']}.")
     for metric, title in CURVES:
         if f"val_{metric}" in history and history[f"val_{metric}"].notna().any():
             figure = plot_history({results.name: history}, metric, title, best)

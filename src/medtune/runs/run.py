@@ -2,7 +2,7 @@
 
     runs/<name>/config.yaml        resolved configuration
     runs/<name>/split.csv          which image went to which split
-    runs/<name>/history.csv        one row per epoch
+    runs/<name>/history.csv        one row per epoch, epochs counted from 1 (as the training log says them)
     runs/<name>/checkpoints/       best.ckpt (the kept epoch) and last.ckpt, each embedding config, classes,
                                    preprocessing, version
     runs/<name>/kept.json          which epoch best.ckpt holds and why (best validation score, or the last epoch)
@@ -42,6 +42,10 @@ RUNS_DIR = "runs"
 RUNTIME_KEYS = frozenset(
     {"workers", "cache_dir", "devices", "accelerator", "report", "read_test", "guard", "shortcut_check"}
 )
+#: Epochs are counted from this in history.csv, kept.json and every log line. Runs written before held 0-based
+#: epochs: `read_history` reads such a file (its first epoch is 0) from 1, `Run.read_kept` reads a kept.json without
+#: ``epoch_base`` from 1.
+EPOCH_BASE = 1
 #: Columns of history.csv, in order.
 HISTORY_COLUMNS: tuple[str, ...] = get_task("classify").history_columns()
 _GENERIC_STEMS = frozenset({"labels", "label", "train", "data", "dataset", "metadata", "manifest", "index", "images"})
@@ -90,15 +94,20 @@ class Run:
         return self.path / "kept.json"
 
     def read_kept(self) -> dict[str, Any] | None:
-        """``kept.json`` (which epoch's weights the run kept, by which rule and why), or None when it is absent
-        (older runs, and segmenters and multi-label runs, which keep the best validation epoch)."""
+        """``kept.json`` (which epoch's weights the run kept, by which rule and why; epochs from 1, also in a file
+        written when they were counted from 0), or None when it is absent (older runs, and segmenters and
+        multi-label runs, which keep the best validation epoch)."""
         if not self.kept_file.is_file():
             return None
-        return json.loads(self.kept_file.read_text(encoding="utf-8"))
+        kept = json.loads(self.kept_file.read_text(encoding="utf-8"))
+        if kept.get("epoch_base") != EPOCH_BASE:
+            moved = {k: int(kept[k]) + 1 for k in ("epoch", "best_epoch", "last_epoch") if kept.get(k) is not None}
+            kept = {**kept, **moved, "epoch_base": EPOCH_BASE}
+        return kept
 
     @property
     def kept_epoch(self) -> int | None:
-        """The epoch (from 0) whose weights the run kept, or None without ``kept.json`` (`read_kept`)."""
+        """The epoch (from 1) whose weights the run kept, or None without ``kept.json`` (`read_kept`)."""
         kept = self.read_kept()
         return None if kept is None else int(kept["epoch"])
 
@@ -324,8 +333,12 @@ def open_run(path: str | os.PathLike) -> Run:
 
 
 def read_history(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``history.csv`` (an empty frame with the columns when it does not exist yet)."""
+    """Read a ``history.csv`` (an empty frame with the columns when it does not exist yet), its epochs counted from
+    1: a file written when they were counted from 0 (its first epoch is 0) is read with each moved up by one."""
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame(columns=list(HISTORY_COLUMNS))
-    return pd.read_csv(path)
+    history = pd.read_csv(path)
+    if "epoch" in history and len(history) and history["epoch"].min() == 0:
+        history["epoch"] = history["epoch"] + 1
+    return history
