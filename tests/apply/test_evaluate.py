@@ -22,7 +22,7 @@ def test_the_run_s_own_test_split_scores_as_training_did(tiny_run, tmp_path):
 
 
 def test_other_data_is_read_with_typed_keys_and_unmatched_labels_are_said(tiny_run, tmp_path):
-    result = medtune.evaluate(tiny_run, shared_path("cxr3", "labels.csv"), keys={"label": "label"}, split="all",
+    result = medtune.evaluate(tiny_run, shared_path("cxr3", "labels.csv"), label="label", split="all",
                               out=tmp_path / "cxr3", progress=False)  # fmt: skip
     assert result.metrics["unmatched_labels"] == {"covid": 124}
     assert any("match no class" in w for w in result.metrics["warnings"])

@@ -1,5 +1,5 @@
-"""medtune.predict through its Python API: a DataFrame of answers, unreadable files kept with their error, and the
-files `write_predictions` makes of it."""
+"""medtune.predict through its Python API: typed answers whose table holds every probability, unreadable files kept
+with their error, and the files `write_predictions` makes of it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ def test_predictions_come_back_as_a_frame_with_every_probability(tiny_run, tmp_p
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     images = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:3]
-    results = medtune.predict(tiny_run, [*images, broken], progress=False, workers=0)
+    predictions = medtune.predict(tiny_run, [*images, broken], progress=False, workers=0)
+    assert predictions[3].error and predictions[3].label is None and predictions[0].label in ("normal", "pneumonia")
+    results = predictions.to_frame()
     assert list(results.columns) == ["file", "label", "confidence", "prob_normal", "prob_pneumonia", "error",
                                      "guard_score", "in_distribution"]  # fmt: skip
     assert results["guard_score"].iloc[:3].gt(0).all() and results["in_distribution"].iloc[3] is None  # unreadable

@@ -97,7 +97,7 @@ def test_a_multilabel_run_is_calibrated_finding_by_finding(tiny_findings_run, tm
                                                                "label_sep": "|"}, progress=False)  # fmt: skip
     assert chosen.kind == "threshold" and len(chosen.thresholds) == len(chosen.classes)
     predicted = medtune.predict(run, [tmp_path / "site.csv"], progress=False, workers=0, calibration="prevalence")
-    assert "labels" in predicted and predicted.attrs["calibration"]["kind"] == "prevalence"
+    assert "labels" in predicted.to_frame() and predicted.attrs["calibration"]["kind"] == "prevalence"
 
 
 def test_what_shift_calibration_refuses(run, tmp_path):
