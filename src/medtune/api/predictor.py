@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from medtune.errors import DataError
 
@@ -22,10 +22,6 @@ if TYPE_CHECKING:
 
     from medtune.api.outcomes import Predictions
 
-    #: What a predictor takes: one path or image, or a list of them (paths, or images in memory).
-    Images: TypeAlias = (
-        str | os.PathLike | np.ndarray | Image | Sequence[str | os.PathLike] | Sequence[np.ndarray | Image]
-    )
 
 #: Model files `load` opens besides run directories.
 MODEL_SUFFIXES = (".onnx", ".ckpt")
@@ -183,8 +179,9 @@ class Predictor:
         return int(self.opened.model.config.image_size)
 
     def __call__(
-        self, images: Images, *, path: str | None = None, outside_paths: bool = False,
-        masks: str | os.PathLike | None = None, progress: bool | None = None,
+        self, images: str | os.PathLike | np.ndarray | Image | Sequence[str | os.PathLike | np.ndarray | Image], *,
+        path: str | None = None, outside_paths: bool = False, masks: str | os.PathLike | None = None,
+        progress: bool | None = None,
     ) -> Predictions:  # fmt: skip
         """Predict images given as paths or in memory.
 
