@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -61,6 +62,8 @@ def test_twelve_tiny_trials_on_one_sqlite_file_each_run_exactly_once_by_two_work
     assert sorted(t.params["seed"] for t in trials) == list(range(12))
     status = _ok(medtune("queue", "status", "--storage", sqlite_url, cwd=tmp_path))
     assert "12 finished" in status
+    printed = json.loads(_ok(medtune("queue", "status", "--storage", sqlite_url, "--json", cwd=tmp_path)))
+    assert len(printed) == 12 and {r["state"] for r in printed} == {"finished"} and printed[0]["epochs_done"] == 1
 
 
 def test_grid_of_optimizers_and_learning_rates_on_postgresql_and_its_leaderboard(tmp_path, postgres_url):
@@ -85,6 +88,8 @@ def test_grid_of_optimizers_and_learning_rates_on_postgresql_and_its_leaderboard
     table = _ok(medtune("leaderboard", "--storage", postgres_url, cwd=tmp_path))
     ids = [int(line.split()[0]) for line in table.splitlines() if re.match(r"^\s*\d+\s+finished", line)]
     assert ids == list(board["id"])
+    printed = json.loads(_ok(medtune("leaderboard", "--storage", postgres_url, "--json", cwd=tmp_path)))
+    assert [e["id"] for e in printed["experiments"]] == list(board["id"]) and printed["metric"] == "val_auc"
     md = _ok(medtune("leaderboard", "--storage", postgres_url, "-f", "md", cwd=tmp_path))
     assert md.count("| finished |") == 6 and "test AUC [95% CI]" in md
     xlsx = tmp_path / "board.xlsx"
@@ -219,3 +224,25 @@ def test_queue_commands_refuse_bad_input_before_queueing_anything(tmp_path, sqli
     assert [c.get("backbone", "tf_efficientnet_lite0") for c in configs] == ["tf_efficientnet_lite0",
                                                                               "tf_efficientnet_lite1"]  # fmt: skip
     assert all(c["epochs"] == 1 for c in configs)
+
+
+def test_each_trial_of_a_tracked_sweep_is_an_mlflow_run_in_its_study_s_experiment(tmp_path, sqlite_url):
+    from mlflow.tracking import MlflowClient
+
+    _ok(medtune("sweep", _data(), *FAST, "seed=0,1", "logger=mlflow", "--storage", sqlite_url, "--study", "seeds",
+                cwd=tmp_path))  # fmt: skip
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:  # one worker in this process (fast); the queue's process tests above run real worker processes
+        _ok(medtune("queue", "run", "--storage", sqlite_url, cwd=tmp_path))
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # the worker turns SIGTERM into KeyboardInterrupt
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'seeds' / 'mlflow.db'}")  # beside the study's runs
+    assert {e.name for e in client.search_experiments()} == {"Default", "seeds"}  # MLflow's own, and the study's
+    tracked = client.search_runs([client.get_experiment_by_name("seeds").experiment_id])
+    trials = [t for _, t in QueueStorage(sqlite_url).trials()]
+    assert sorted(Path(r.data.tags["medtune.run"]) for r in tracked) == sorted(
+        Path(t.user_attrs["run"]).resolve() for t in trials)  # fmt: skip
+    assert sorted(r.data.params["seed"] for r in tracked) == ["0", "1"] and len({r.info.run_id for r in tracked}) == 2
+    for run in tracked:
+        assert run.info.status == "FINISHED" and "test_auc" in run.data.metrics and run.data.metrics["kept_epoch"] == 1
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_auc")] == [1]

@@ -252,6 +252,22 @@ class Config(BaseModel):
         description="before training, warn about classes that come from one source (a domain column: domain=, "
         "or a column named source, site, hospital, scanner...)",
     )
+    logger: Literal["csv", "tensorboard", "mlflow"] = Field(
+        "csv",
+        description="where a run is tracked besides history.csv: csv (history.csv only), tensorboard (event files in "
+        "RUN/tensorboard) or mlflow (an MLflow run: the configuration, each epoch's metrics, the kept epoch, the "
+        "test metrics, the report and metrics.json); tensorboard and mlflow need pip install 'medtune[tracking]'",
+    )
+    tracking_uri: str | None = Field(
+        None,
+        description="logger=mlflow: the MLflow store or server (sqlite:///path.db, http://host:5000); default: "
+        "the MLFLOW_TRACKING_URI environment variable, else sqlite:///mlflow.db in the folder that holds the run",
+    )
+    tracking_experiment: str | None = Field(
+        None,
+        description="logger=mlflow: the MLflow experiment the run joins; default: the study's name for trials "
+        "of medtune sweep, queue and tune, else medtune",
+    )
 
     _split_lists = field_validator("labels", "classes", "domains", "keep_classes", mode="before")(_comma_list)
 
@@ -395,7 +411,8 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     ),
     "run": (
         "task", "name", "seed", "precision", "devices", "num_nodes", "distributed", "accelerator", "threads",
-        "channels_last", "cache_features", "tta", "report", "read_test", "guard", "shortcut_check",
+        "channels_last", "cache_features", "tta", "report", "read_test", "guard", "shortcut_check", "logger",
+        "tracking_uri", "tracking_experiment",
     ),
 }  # fmt: skip
 

@@ -265,11 +265,7 @@ class Worker:
         heartbeat.start()
         outcome = "failed"
         try:
-            values = dict(attrs["config"])
-            swept = search_space(study_attrs) if study_attrs.get("kind") in ("grid", "search") else []
-            for dim in swept:  # in order: a dimension searched only for some values of another comes after it
-                if dim.applies(values):
-                    values[dim.key] = dim.suggest(trial)
+            values, swept = _trial_values(attrs, study_name, study_attrs, trial)
             config = validate_config(values)
             run_dir = Path(attrs.get("run") or _run_dir(attrs, study_name, frozen.number, config))
             self._db(lambda: rdb.set_trial_user_attr(trial_id, "run", str(run_dir)), f"starting #{trial_id}")
@@ -358,6 +354,21 @@ class Worker:
             self.storage.rdb.set_trial_user_attr(trial_id, key, item)
         values = [float(value)] if value is not None and math.isfinite(value) else None
         return self.storage.rdb.set_trial_state_values(trial_id, _state(state), values)
+
+
+def _trial_values(
+    attrs: dict[str, Any], study_name: str, study_attrs: dict[str, Any], trial: Any
+) -> tuple[dict[str, Any], list[Any]]:
+    """The keys of a claimed trial: the experiment's, with the study's swept dimensions suggested for it; and those
+    dimensions."""
+    values = dict(attrs["config"])
+    swept = search_space(study_attrs) if study_attrs.get("kind") in ("grid", "search") else []
+    for dim in swept:  # in order: a dimension searched only for some values of another comes after it
+        if dim.applies(values):
+            values[dim.key] = dim.suggest(trial)
+    if values.get("logger") == "mlflow" and not values.get("tracking_experiment"):
+        values["tracking_experiment"] = study_name  # the trials of a study join one MLflow experiment
+    return values, swept
 
 
 def _state(name: str) -> Any:

@@ -4,7 +4,8 @@ The recipe: prepare the data (`medtune.runs.prepare_dataset`: table, masks, spli
 resolution, image store), build a timm backbone with a head, train with the chosen strategy, keep the best and the
 last checkpoints, then evaluate the best weights on the test split. The same call on an unfinished run resumes it
 from ``last.ckpt``. `train_and_report` then writes the report page (the command line, ``medtune.train`` and the
-experiment queue call it).
+experiment queue call it). With ``logger=tensorboard|mlflow`` the run is tracked as it goes
+(`medtune.fitting.tracking`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from medtune.config import Config, monitor_mode
 from medtune.data.table import Table
 from medtune.errors import DataError
 from medtune.fitting.keep import keep_checkpoint
+from medtune.fitting.tracking import Tracker, check_tracking, reopen_tracker, tracked
 from medtune.models.custom import NetworkSource
 from medtune.runs import PreparedDataset, Run, prepare_dataset, prepare_run, read_dataset_table, resolve_config
 from medtune.runs.network import read_network
@@ -72,6 +74,9 @@ def train_and_report(
     from medtune.reports import write_run_report
 
     page, problem = write_run_report(result.run.path)
+    tracker = reopen_tracker(config, result.run) if page is not None else None
+    if tracker is not None:
+        tracker.log_report(page)  # logger=mlflow: the page and its plots join the run's artifacts
     return replace(result, report=page, report_error=problem)
 
 
@@ -95,14 +100,17 @@ def train(
         The run, its final metrics, and whether it resumed (no report: see `medtune.train`).
 
     Raises:
-        ConfigError: no data, a key that does not fit the data, or an occupied ``--out``.
+        ConfigError: no data, a key that does not fit the data, an occupied ``--out``, or an MLflow store that
+            cannot be opened.
         DataError: the data cannot be used (each problem is named with its fix).
+        MissingDependencyError: ``logger=tensorboard|mlflow`` without ``pip install 'medtune[tracking]'``.
 
     >>> from medtune.config import load_config
     >>> result = train(load_config(data="pneumoniamnist.npz"))  # doctest: +SKIP
     >>> result.metrics["macro"]["auc"]  # doctest: +SKIP
     """
     task = task_for(config)
+    check_tracking(config)  # a missing tracking package is said before any work
     table = read_dataset_table(config, labelled=True if task.labelled else None)
     task = task_for(config, table)
     table = task.check_trainable(table)
@@ -114,10 +122,13 @@ def train(
         resolved.config, run, table=table, create_split=not resumed, labelled=True if task.labelled else None,
         progress=progress,
     )  # fmt: skip
-    model = fit(dataset, run, resumed, progress, callbacks, log_prefix)
-    metrics = evaluate_trained(task, model, dataset, run)
-    if config.guard and task.labelled:
-        fit_run_guard(run, progress, log_prefix)
+    with tracked(resolved.config, run, log_prefix) as tracker:  # logger=tensorboard|mlflow
+        model = fit(dataset, run, resumed, progress, callbacks, log_prefix, tracker)
+        metrics = evaluate_trained(task, model, dataset, run)
+        if config.guard and task.labelled:
+            fit_run_guard(run, progress, log_prefix)
+        if tracker is not None:
+            tracker.log_outcome(resolved.config, run, metrics)
     return TrainResult(run, metrics, resumed)
 
 
@@ -174,9 +185,10 @@ def fit(
     progress: bool = True,
     extra_callbacks: Sequence[Any] = (),
     log_prefix: str = "",
+    tracker: Tracker | None = None,
 ) -> torch.nn.Module:
     """Train the network of `dataset`'s configuration on its train split, checking on its val split; return the
-    best (else last) weights in eval mode."""
+    best (else last) weights in eval mode. `tracker` logs each epoch (`medtune.fitting.tracking`)."""
     import lightning as L
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU banner, tips or loader notes
@@ -187,7 +199,7 @@ def fit(
     module = create_module(dataset, read_network(run.network_dir))
     loaders = feature_loaders(dataset, module, progress, log_prefix)
     train_loader, val_loader = loaders or create_loaders(dataset)
-    trainer = create_trainer(config, run, progress, extra_callbacks, log_prefix, len(train_loader))
+    trainer = create_trainer(config, run, progress, extra_callbacks, log_prefix, len(train_loader), tracker)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*No positive samples in targets.*")
@@ -290,10 +302,16 @@ def create_module(dataset: PreparedDataset, network: NetworkSource | None = None
 
 
 def create_trainer(
-    config: Config, run: Run, progress: bool, extra_callbacks: Sequence[Any], log_prefix: str, steps_per_epoch: int
+    config: Config,
+    run: Run,
+    progress: bool,
+    extra_callbacks: Sequence[Any],
+    log_prefix: str,
+    steps_per_epoch: int,
+    tracker: Tracker | None = None,
 ) -> Any:
-    """A Lightning Trainer with the run's checkpoints (best by ``monitor=`` and last), its history, early stopping
-    and a progress bar on a terminal."""
+    """A Lightning Trainer with the run's checkpoints (best by ``monitor=`` and last), its history (each row also
+    to `tracker`), early stopping and a progress bar on a terminal."""
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
@@ -309,7 +327,8 @@ def create_trainer(
     last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
                            enable_version_counter=False, auto_insert_metric_name=False)  # fmt: skip
     interactive = progress and sys.stderr.isatty()
-    history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config))
+    history = HistoryWriter(run.history_file, echo=not interactive, prefix=log_prefix, columns=history_columns(config),
+                            on_row=tracker.log_epoch if tracker is not None else None)  # fmt: skip
     callbacks: list[Any] = [checkpoint, last, history]
     if config.threads == 0 and not _on_gpu(config):
         callbacks.append(SharedCores(prefix=log_prefix))

@@ -12,6 +12,8 @@
     runs/<name>/report.html        the report page, its plots in report/
     runs/<name>/evaluations/       evaluations on other data, one folder each
     runs/<name>/network/           your own network's code (backbone=file.py:NAME): a copy and network.json
+    runs/<name>/tracking.json      logger=mlflow: the MLflow store and run this run logs to (a resumed run goes on)
+    runs/<name>/tensorboard/       logger=tensorboard: the event files
 
 A run is never overwritten: the same configuration in an unfinished run resumes it, anything else gets a new
 directory (default names) or an error (a named ``--out``).
@@ -40,8 +42,9 @@ from medtune.tasks import get_task, task_for
 RUNS_DIR = "runs"
 #: Keys that do not change what a run computes; a resumed run may differ in them.
 RUNTIME_KEYS = frozenset(
-    {"workers", "cache_dir", "devices", "accelerator", "report", "read_test", "guard", "shortcut_check"}
-)
+    {"workers", "cache_dir", "devices", "accelerator", "report", "read_test", "guard", "shortcut_check", "logger",
+     "tracking_uri", "tracking_experiment"}
+)  # fmt: skip
 #: Epochs are counted from this in history.csv, kept.json and every log line. Runs written before held 0-based
 #: epochs: `read_history` reads such a file (its first epoch is 0) from 1, `Run.read_kept` reads a kept.json without
 #: ``epoch_base`` from 1.
@@ -110,6 +113,16 @@ class Run:
         """The epoch (from 1) whose weights the run kept, or None without ``kept.json`` (`read_kept`)."""
         kept = self.read_kept()
         return None if kept is None else int(kept["epoch"])
+
+    @property
+    def tracking_file(self) -> Path:
+        """Where ``logger=mlflow`` logs this run: the store and the MLflow run's id (`medtune.fitting.tracking`)."""
+        return self.path / "tracking.json"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """``logger=tensorboard``'s event files."""
+        return self.path / "tensorboard"
 
     @property
     def metrics_file(self) -> Path:
