@@ -69,7 +69,7 @@ def test_network_from_a_file_trains_resumes_predicts_and_explains(tmp_path, caps
     capsys.readouterr()
     after = medtune.predict(out, images)
     assert "changed (sha256" in capsys.readouterr().err
-    pd.testing.assert_frame_equal(before, after)
+    pd.testing.assert_frame_equal(before.to_frame(), after.to_frame())
     with pytest.raises(ConfigError, match="is not the code the run started with"):
         medtune.train(config, out, progress=False)  # the same --out, other code: refused, nothing overwritten
     path.write_text(SMALL)
