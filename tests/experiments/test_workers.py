@@ -179,7 +179,7 @@ def _checkpointed(trial) -> bool:
 def test_a_search_samples_new_values_and_prunes_clearly_worse_trials(tmp_path, sqlite_url):
     import optuna
 
-    _ok(medtune("sweep", _data(), *FAST, "epochs=4", "lr=1e-4..1e-2:log", "optimizer=adamw,sgd",
+    _ok(medtune("sweep", _data(), *FAST, "epochs=4", "lr=1e-4..1e-2:log", "optimizer=adamw,sgd", "logger=mlflow",
                 "--search", "2", "--study", "search", "--storage", sqlite_url, cwd=tmp_path))  # fmt: skip
     # five earlier trials that reached a perfect validation AUC at every epoch: anything below is clearly worse
     study = optuna.load_study(study_name="search", storage=sqlite_url)
@@ -200,6 +200,12 @@ def test_a_search_samples_new_values_and_prunes_clearly_worse_trials(tmp_path, s
         assert sorted(trial.intermediate_values) == [0, 1, 2]  # stopped at the first epoch after the warm-up
         assert len(read_history(Path(trial.user_attrs["run"]) / "history.csv")) == 3
     assert searched[0].params["lr"] != searched[1].params["lr"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'search' / 'mlflow.db'}")
+    tracked = client.search_runs([client.get_experiment_by_name("search").experiment_id])
+    assert len(tracked) == 2  # pruned on purpose: KILLED with why, not FAILED
+    assert all(r.info.status == "KILLED" and "is clearly worse" in r.data.tags["stopped"] for r in tracked)
 
 
 def test_queue_commands_refuse_bad_input_before_queueing_anything(tmp_path, sqlite_url):

@@ -407,13 +407,21 @@ def _run_dir(attrs: dict[str, Any], study: str, number: int, config: Config) -> 
 
 def _train(config: Config, run_dir: Path, callback: _TrialCallback, prefix: str) -> dict[str, Any]:
     """Train (or resume) in `run_dir`; a run that already finished (its worker died before recording it) is
-    only read back, never trained twice."""
+    only read back, never trained twice. A trial stopped on purpose (pruned, cancelled, out of budget, taken back)
+    is marked KILLED with why in its tracked MLflow run, not FAILED as an error would be."""
+    import optuna
+
+    from medtune.fitting.tracking import mark_stopped
     from medtune.fitting.train import train_and_report as train
     from medtune.runs import Run
 
     run = Run(run_dir)
     if not (run.finished and run.config_file.is_file()):
-        train(config, out=run_dir, progress=False, callbacks=[callback], log_prefix=prefix)
+        try:
+            train(config, out=run_dir, progress=False, callbacks=[callback], log_prefix=prefix)
+        except (optuna.TrialPruned, TrialStopped) as exc:
+            mark_stopped(config, run, str(exc) or type(exc).__name__)
+            raise
     return summarize_run(run, config.monitor)
 
 

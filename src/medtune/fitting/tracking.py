@@ -225,6 +225,16 @@ def reopen_tracker(config: Config, run: Run) -> Tracker | None:
     return _open_mlflow(config, run)
 
 
+def mark_stopped(config: Config, run: Run, why: str) -> None:
+    """Mark a run's MLflow run KILLED with tag ``stopped`` saying why (a trial pruned or cancelled on purpose: not
+    the FAILED of an error); nothing for other loggers."""
+    tracker = reopen_tracker(config, run)
+    if tracker is not None:
+        client, run_id = tracker.logger.experiment, tracker.logger.run_id
+        client.set_tag(run_id, "stopped", why[:5000])
+        client.set_terminated(run_id, "KILLED")
+
+
 def _open_mlflow(config: Config, run: Run) -> Tracker:
     """An ``MLFlowLogger`` on the run's store: the run ``tracking.json`` names when it is in the same store, else a
     new one (named after the run's folder) in the experiment, created when missing."""
