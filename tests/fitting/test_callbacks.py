@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import lightning as L
 import pandas as pd
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch
 import medtune
 from medtune.data import demo_data
 from medtune.experiments.leaderboard import _best_epoch
-from medtune.fitting.callbacks import HistoryWriter
+from medtune.fitting.callbacks import EpochBar, HistoryWriter
 from medtune.reports.results import read_results
 from medtune.runs import Run, read_history
 from tests.interrupt import Killed, StopAtSecondEpoch
@@ -70,3 +71,10 @@ def test_a_finished_run_from_before_reads_its_kept_epoch_from_1(tmp_path):
     assert results.history["epoch"].tolist() == [1, 2, 3] and results.best_epoch == 2  # the report's epoch
     assert _best_epoch({"best_epoch": 1}) == 2  # a leaderboard result recorded from 0
     assert _best_epoch({"best_epoch": 2, "epoch_base": 1}) == 2
+
+
+def test_the_progress_bar_counts_epochs_from_1_of_the_total():
+    bar = EpochBar()
+    trainer = L.Trainer(max_epochs=5, accelerator="cpu", callbacks=[bar], logger=False, enable_checkpointing=False)
+    bar.setup(trainer, None, "fit")  # as Lightning attaches its progress bar when fitting starts
+    assert [bar._get_train_description(epoch).strip() for epoch in (0, 4)] == ["Epoch 1/5", "Epoch 5/5"]

@@ -1,6 +1,6 @@
 """Lightning callbacks of a run: ``history.csv`` (one row per epoch, rewritten atomically) with a plain per-epoch
-line for logs when no progress bar is shown, the thread count that follows the cores other processes leave, and
-checkpoints written atomically."""
+line for logs when no progress bar is shown, the progress bar's epochs counted from 1, the thread count that follows
+the cores other processes leave, and checkpoints written atomically."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from rich.console import Console
 
@@ -181,6 +182,16 @@ class SharedCores(L.Callback):
 
         if self._governor is not None and torch.get_num_threads() != self._start:
             torch.set_num_threads(self._start)
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's rich progress bar, its epochs counted from 1 of the total (``Epoch 1/5``) as ``history.csv``
+    and the log line count them; Lightning's own says ``Epoch 0/4`` for the first of five."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs
+        text = f"Epoch {current_epoch + 1}" + (f"/{total}" if total is not None and total > 0 else "")
+        return f"{text:{len(self.validation_description)}}"  # padded as Lightning pads it, so the bar does not jump
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -313,9 +313,9 @@ def create_trainer(
     """A Lightning Trainer with the run's checkpoints (best by ``monitor=`` and last), its history (each row also
     to `tracker`), early stopping and a progress bar on a terminal."""
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from medtune.fitting.callbacks import AtomicCheckpointIO, HistoryWriter, SharedCores
+    from medtune.fitting.callbacks import AtomicCheckpointIO, EpochBar, HistoryWriter, SharedCores
 
     mode = monitor_mode(config.monitor)
     checkpoint = ModelCheckpoint(
@@ -335,7 +335,7 @@ def create_trainer(
     if config.patience > 0:
         callbacks.append(EarlyStopping(config.monitor, mode=mode, patience=config.patience, check_finite=False))
     if interactive:
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(EpochBar(leave=True))
     callbacks.extend(extra_callbacks)
     return L.Trainer(
         max_epochs=config.epochs,
