@@ -91,6 +91,7 @@ def test_a_missing_tracking_package_or_a_refused_store_is_said_before_any_work(t
     with pytest.raises(ConfigError, match=r"tracking_uri='file:\./mlruns': MLflow cannot log there .*maintenance"):
         medtune.train(data=str(demo_data()), out=tmp_path / "b", progress=False, logger="mlflow",
                       tracking_uri="file:./mlruns", **KEYS)  # fmt: skip
-    with pytest.raises(ConfigError, match=r"tracking_uri='sqlite:///x.db' .* read by logger=mlflow only"):
+    stray = r"tracking_uri='sqlite:///x.db': read by logger=mlflow only, and logger=csv; add logger=mlflow, or leave it"
+    with pytest.raises(ConfigError, match=stray):
         medtune.train(data=str(demo_data()), out=tmp_path / "c", progress=False, tracking_uri="sqlite:///x.db", **KEYS)
     assert not any(tmp_path.iterdir())  # refused before a run folder was made

@@ -61,8 +61,9 @@ def check_tracking(config: Config) -> None:
         given = [f"{key}={getattr(config, key)!r}" for key in ("tracking_uri", "tracking_experiment")
                  if getattr(config, key)]  # fmt: skip
         if given:
-            raise ConfigError(f"{' and '.join(given)} are read by logger=mlflow only, and logger={config.logger}; "
-                              "add logger=mlflow, or leave them out")  # fmt: skip
+            them = "them" if len(given) > 1 else "it"
+            raise ConfigError(f"{' and '.join(given)}: read by logger=mlflow only, and logger={config.logger}; add "
+                              f"logger=mlflow, or leave {them} out")  # fmt: skip
     if config.logger == "csv":
         return
     module = _NEEDS[config.logger]
