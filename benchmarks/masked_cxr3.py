@@ -57,9 +57,9 @@ def train_and_measure(name: str, data: Path, extra: list[str], segmenter: Path, 
     metrics = json.loads((run / "metrics.json").read_text())
     test = pd.read_csv(run / "predictions.csv")
     explained = work / f"{name}-cams"
-    medtune("explain", run, *test["path"], "--masks", segmenter, "--out", explained)
+    medtune("explain", run, *test["path"], f"masks={segmenter}", "--out", explained)
     cams = pd.read_csv(explained / "explanations.csv")
-    medtune("report", run, "--masks", segmenter)
+    medtune("report", run, f"masks={segmenter}")
     history = pd.read_csv(run / "history.csv")
     return {
         "run": name,

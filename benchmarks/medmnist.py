@@ -89,7 +89,7 @@ def run(data: Path, keys: list[str], out: Path) -> dict:
 def run_ensemble(members: list[Path], out: Path) -> dict:
     """``medtune ensemble MEMBERS --out OUT``: wall seconds (the ensemble step alone) and the test metrics."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "medtune", "ensemble", *map(str, members), "--no-report", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "medtune", "ensemble", *map(str, members), "report=false", "--out", str(out)],
                    check=True, cwd=REPO, capture_output=True)  # fmt: skip
     return scores(out, started)
 

@@ -67,7 +67,7 @@ def kept_epoch(history: pd.DataFrame, monitor: str = "val_auc") -> pd.Series:
 
 
 def val_scores(out: Path, tta: bool) -> tuple[float, float]:
-    """``medtune evaluate OUT --split val [--tta]``: validation AUC and accuracy of the kept weights."""
+    """``medtune evaluate OUT --split val [tta=true]``: validation AUC and accuracy of the kept weights."""
     folder = out / ("val-tta" if tta else "val")
     subprocess.run(
         [
@@ -78,7 +78,7 @@ def val_scores(out: Path, tta: bool) -> tuple[float, float]:
             str(out),
             "--split",
             "val",
-            "--tta" if tta else "--no-tta",
+            "tta=true" if tta else "tta=false",
             "--out",
             str(folder),
         ],

@@ -17,6 +17,8 @@ import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from medtune.cli._help import EPILOG, is_flag
+
 CLI_PAGE = "reference/cli.md"
 KEYS_PAGE = "reference/keys.md"
 
@@ -47,11 +49,9 @@ def code(value: str) -> str:
 
 def command_tree() -> Iterator[tuple[tuple[str, ...], Any, Any]]:
     """Every visible command below ``medtune`` as ``(path, command, context)``, groups before their commands."""
-    import typer
+    from medtune.cli.main import command as root_command
 
-    from medtune.cli.main import app
-
-    root = typer.main.get_command(app)
+    root = root_command()  # what --help shows: placeholders and exit codes (medtune.cli._help.polish)
     root_ctx = root.context_class(root, info_name="medtune")
 
     def walk(group: Any, ctx: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any, Any]]:
@@ -129,14 +129,13 @@ def params_tables(command: Any, ctx: Any) -> list[str]:
     if arguments:
         lines += ["**Arguments**", "", "| argument | type | description |", "|---|---|---|"]
         for param in arguments:
-            name = (param.metavar or param.name).upper()
-            many = " ..." if param.nargs == -1 else ""
-            lines.append(f"| {code(name + many)} | {code(type_name(param, ctx))} | {param_help(param)} |")
+            name = param.metavar or param.name.upper() + (" ..." if param.nargs == -1 else "")
+            lines.append(f"| {code(name)} | {code(type_name(param, ctx))} | {param_help(param)} |")
         lines.append("")
     if options:
         lines += ["**Options**", "", "| option | type | default | description |", "|---|---|---|---|"]
         for param in options:
-            kind = "flag" if getattr(param, "is_flag", False) else type_name(param, ctx)
+            kind = "flag" if is_flag(param) else type_name(param, ctx)
             lines.append(f"| {option_names(param)} | {code(kind)} | {default_text(param)} | {param_help(param)} |")
         lines.append("")
     return lines
@@ -150,8 +149,8 @@ def usage(path: tuple[str, ...], command: Any) -> str:
     for param in command.params:
         if param.param_type_name != "argument" or getattr(param, "hidden", False):
             continue
-        name = (param.metavar or param.name).upper() + ("..." if param.nargs == -1 else "")
-        pieces.append(name if param.required else f"[{name}]")
+        name = param.metavar or param.name.upper() + ("..." if param.nargs == -1 else "")
+        pieces.append(name if param.required or name.startswith("[") else f"[{name}]")
     return " ".join(pieces)
 
 
@@ -174,6 +173,26 @@ def overview(tree: list[tuple[tuple[str, ...], Any, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def conventions() -> list[str]:
+    """The rule that decides key or option, and each shared concept with its one spelling (`CONCEPTS`, which
+    ``tests/cli/test_conventions.py`` checks every command against)."""
+    from medtune.cli._spelling import CONCEPTS, REMOVED_IN
+
+    lines = ["## One spelling per concept {#conventions}", "",
+             "A setting of the configuration schema (how data is read, how the network is built, trained and applied)",
+             "is written `KEY=VALUE` in every command that reads it; an option (`--name`) is about the command alone:",
+             "where its output goes, in which form, and choices only it makes. Arguments come in one order: the data",
+             "first, then the run that gives the features (`DATA [RUN] [KEY=VALUE]...`); commands on a trained run",
+             "take the RUN first. The old spellings still work, with a line naming the new one, until medtune",
+             f"{REMOVED_IN}.",
+             "", "| concept | spelling | commands | old spelling |", "|---|---|---|---|"]  # fmt: skip
+    for concept in CONCEPTS:
+        old = ", ".join(code(o) for o in concept.old)
+        where = text(", ".join(concept.commands))
+        lines.append(f"| {text(concept.name)} | {code(concept.spelling)} | {where} | {old} |")
+    return [*lines, ""]
+
+
 def cli_markdown() -> str:
     """The whole command-line reference page."""
     tree = list(command_tree())
@@ -181,11 +200,12 @@ def cli_markdown() -> str:
         "# Command line",
         "",
         "Generated from the command definitions each time the site is built: what `medtune COMMAND --help` prints.",
-        "Settings of a run (`key=value` arguments, or the same keys in a YAML file given with `--config`) are listed",
-        "in the [keys reference](keys.md). Exit codes: 0 success, 1 unusable data or a failed step, 2 a",
-        "configuration or usage error. Global option: `medtune --version`.",
+        "Settings (`key=value` arguments, or the same keys in a YAML file given with `--config`) are listed in the",
+        f"[keys reference](keys.md) and by `medtune keys`. {EPILOG} Global options: `medtune --version`,",
+        "`medtune --install-completion` (bash, zsh, fish or PowerShell: commands, options and choices complete).",
         "",
         *overview(tree),
+        *conventions(),
     ]
     for path, command, ctx in tree:
         lines += command_section(path, command, ctx)

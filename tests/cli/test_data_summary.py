@@ -11,7 +11,7 @@ from tests.conftest import medtune, medtune_subprocess, shared_path
 
 
 def test_cxr3_folder(tmp_path):
-    out = medtune_subprocess("data", "summary", shared_path("cxr3"), "--json", tmp_path / "s.json")
+    out = medtune_subprocess("data", "summary", shared_path("cxr3"), "--out", tmp_path / "s.json")
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert {c: sum(v[c] for v in summary["counts"].values()) for c in summary["classes"]} == {
@@ -22,7 +22,7 @@ def test_cxr3_folder(tmp_path):
 
 def test_cxr3_csv_with_patient_groups(tmp_path):
     out = medtune("data", "summary", shared_path("cxr3", "labels.csv"), "label=label", "group=patient_id",
-                  "--json", tmp_path / "s.json")  # fmt: skip
+                  "--out", tmp_path / "s.json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     totals = {c: sum(v[c] for v in summary["counts"].values()) for c in summary["classes"]}
@@ -34,7 +34,7 @@ def test_cxr3_csv_with_patient_groups(tmp_path):
 
 def test_pneumoniamnist(tmp_path):
     out = medtune("data", "summary", shared_path("pneumoniamnist", "pneumoniamnist.npz"), "image_size=64",
-                  "--json", tmp_path / "s.json")  # fmt: skip
+                  "--out", tmp_path / "s.json")  # fmt: skip
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["counts"] == {"train": {"normal": 1214, "pneumonia": 3494}, "val": {"normal": 135, "pneumonia": 389},
@@ -44,7 +44,7 @@ def test_pneumoniamnist(tmp_path):
 
 
 def test_dicom_folder_without_labels(tmp_path):
-    out = medtune("data", "summary", shared_path("dicom"), "--json", tmp_path / "s.json")
+    out = medtune("data", "summary", shared_path("dicom"), "--out", tmp_path / "s.json")
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["images"] == 4 and summary["classes"] == [] and summary["modes"] == {"gray float": 4}
@@ -72,7 +72,7 @@ def test_multi_frame_dicom_needs_a_frame(tmp_path):
     text = " ".join(out.stdout.split())  # rich wraps long lines
     assert "unreadable images: 1 image(s) cannot be decoded" in text
     assert "dose.dcm (holds 15 frames and no frame was chosen: set frame=K (0..14) or frame=middle" in text
-    out = medtune("data", "summary", tmp_path / "data", "frame=middle", "--json", tmp_path / "s.json")
+    out = medtune("data", "summary", tmp_path / "data", "frame=middle", "--out", tmp_path / "s.json")
     assert out.returncode == 0 and "unreadable images" not in out.stdout
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["height"] == {"min": 10, "median": 69.0, "max": 128}

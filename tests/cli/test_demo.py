@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from medtune.data import demo_data
 from tests.conftest import medtune
@@ -21,12 +22,19 @@ def test_the_embedded_file_is_the_official_pneumoniamnist_split():
 
 def test_demo_trains_evaluates_and_reports_on_the_embedded_file(tmp_path):
     run = tmp_path / "demo"
-    result = medtune("demo", "limit=64", "image_size=32", "epochs=1", "batch_size=16", "workers=0", "--out", run)
+    result = medtune("demo", "limit=64", "image_size=32", "epochs=1", "batch_size=16", "workers=0", "--out", run,
+                     "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert f"medtune train {demo_data()}" in result.stdout  # says what it runs, to be repeated on one's own data
+    assert f"medtune train {demo_data()}" in result.stderr  # says what it runs, to be repeated on one's own data
+    printed = json.loads(result.stdout)  # --json: the result alone on standard output, the talk on standard error
+    assert printed["run"] == str(run) and printed["resumed"] is False and printed["report"] == str(run / "report.html")
     metrics = json.loads((run / "metrics.json").read_text())
+    assert printed["metrics"]["macro"]["auc"] == metrics["macro"]["auc"] and printed["kept"]["reason"]
+    # one epoch, numbered 1 in the console, kept.json and history.csv alike
+    assert printed["kept"]["epoch"] == 1 and "kept the weights of epoch 1:" in result.stderr
+    assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1]
     assert metrics["split"] == ["test"] and 0 <= metrics["macro"]["auc"] <= 1
-    assert (run / "report.html").is_file() and "report: " in result.stdout
+    assert (run / "report.html").is_file() and "report: " in result.stderr
 
 
 def test_demo_takes_settings_not_data(tmp_path):

@@ -22,9 +22,10 @@ def test_evaluate_own_test_split_rewrites_the_same_metrics(tiny_run):
 
 
 def test_evaluate_with_flip_tta_on_the_validation_split(tiny_run, tmp_path):
-    result = medtune("evaluate", tiny_run, "--split", "val", "--tta", "--out", tmp_path)
+    result = medtune("evaluate", tiny_run, "--split", "val", "tta=true", "--out", tmp_path, "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert json.loads(result.stdout)["metrics"]["accuracy"] == metrics["accuracy"]  # --json: on standard output
     assert metrics["split"] == ["val"] and metrics["tta"] is True and metrics["n"] == 96
 
 

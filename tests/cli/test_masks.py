@@ -48,7 +48,7 @@ def test_multiply_run_trains_evaluates_and_predicts(multiply_run, tmp_path):
     images = shared_path("lungseg", "images")
     inputs = [str(p) for p in sorted(images.glob("*.png"))[300:306]]
     out = tmp_path / "pred.csv"
-    result = medtune("predict", multiply_run, *inputs, "--masks", shared_path("lungseg", "masks"), "--out", out)
+    result = medtune("predict", multiply_run, *inputs, f"masks={shared_path('lungseg', 'masks')}", "--out", out)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out)
     assert len(frame) == 6 and frame["error"].isna().all() and set(frame["label"]) <= {"large", "small"}
@@ -68,8 +68,8 @@ def test_an_input_without_its_mask_gets_an_error_row(multiply_run, tmp_path):
     for image in images[:2]:
         shutil.copy(shared_path("lungseg", "masks", image.name), masks / image.name)
     out = tmp_path / "pred.csv"
-    result = medtune("predict", multiply_run, *images, "--masks", masks, "--out", out)
-    assert result.returncode == 0, result.stderr
+    result = medtune("predict", multiply_run, *images, f"masks={masks}", "--out", out)
+    assert result.returncode == 3, result.stderr  # one input failed, the others are written
     frame = pd.read_csv(out)
     assert frame["error"].isna().sum() == 2
     assert frame["error"].iloc[2] == "no mask for this image in the masks folder"
@@ -86,7 +86,7 @@ def test_channel_run_gives_the_network_the_mask_as_an_input(lung_manifest, tmp_p
     state = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
     assert state["medtune"]["in_chans"] == 2  # one gray channel and the mask
     image = sorted(shared_path("lungseg", "images").glob("*.png"))[400]
-    result = medtune("predict", out, image, "--masks", masks, "--out", tmp_path / "p.json")
+    result = medtune("predict", out, image, f"masks={masks}", "--out", tmp_path / "p.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "p.json").read_text())[str(image)] in ("large", "small")
     # exported, the mask channel is an input of the graph and predict prepares it from --masks as the run does
@@ -95,7 +95,7 @@ def test_channel_run_gives_the_network_the_mask_as_an_input(lung_manifest, tmp_p
     from medtune.runs.exported import load_exported
 
     assert load_exported(tmp_path / "channel.onnx").session.get_inputs()[0].shape[1:] == [32, 32, 2]
-    result = medtune("predict", tmp_path / "channel.onnx", image, "--masks", masks, "--out", tmp_path / "o.json")
+    result = medtune("predict", tmp_path / "channel.onnx", image, f"masks={masks}", "--out", tmp_path / "o.json")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "o.json").read_text()) == json.loads((tmp_path / "p.json").read_text())
 

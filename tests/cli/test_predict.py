@@ -28,7 +28,7 @@ def test_unreadable_inputs_are_reported_and_the_rest_predicted(tiny_run, tmp_pat
     good = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:3]
     out = tmp_path / "results.json"
     result = medtune("predict", tiny_run, broken, truncated, tmp_path / "missing.png", *good, "--out", out, "--probs")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # some inputs failed: the others are written
     records = {r["file"]: r for r in json.loads(out.read_text())}
     assert len(records) == 6
     assert records[str(tmp_path / "missing.png")]["error"] == "file not found"
@@ -41,13 +41,22 @@ def test_unreadable_inputs_are_reported_and_the_rest_predicted(tiny_run, tmp_pat
     assert "unreadable" in result.stdout and "missing.png" in result.stdout
 
 
+def test_predictions_on_standard_output_and_an_old_spelling(tiny_run, tmp_path):
+    good = sorted(shared_path("cxr3", "pneumonia").glob("*.png"))[:2]
+    result = medtune("predict", tiny_run, *good, "--tta", "--out", "-")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {str(p) for p in good}  # nothing but the predictions on stdout
+    assert "2 image(s) predicted" in result.stderr and "written to standard output" in result.stderr
+    assert "deprecated: `predict --tta` is now written `tta=true`" in " ".join(result.stderr.split())
+
+
 def test_glob_and_csv_inputs_to_csv_output(tiny_run, tmp_path):
     pattern = str(shared_path("cxr3", "covid")) + "/*.png"
     manifest = tmp_path / "list.csv"
     names = sorted(p.name for p in shared_path("cxr3", "normal").glob("*.png"))[:5]
     manifest.write_text("image,note\n" + "".join(f"{shared_path('cxr3', 'normal', n)},x\n" for n in names))
     out = tmp_path / "results.csv"
-    result = medtune("predict", tiny_run, pattern, manifest, "--out", out, "--tta")
+    result = medtune("predict", tiny_run, pattern, manifest, "--out", out, "tta=true")
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out)
     assert len(frame) == 124 + 5

@@ -39,7 +39,7 @@ def test_evaluate_on_other_data_with_its_masks(tiny_segment_run, tmp_path):
     images.mkdir()
     for path in sorted(shared_path("lungseg", "images").glob("*.png"))[-6:]:
         shutil.copy(path, images / path.name)
-    result = medtune("segment", "evaluate", tiny_segment_run, images, "--masks", masks, "--out", tmp_path / "eval")
+    result = medtune("segment", "evaluate", tiny_segment_run, images, f"masks={masks}", "--out", tmp_path / "eval")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n"] == 6 and metrics["data"] == str(images) and "Dice" in result.stdout
@@ -53,8 +53,8 @@ def test_predict_writes_masks_at_the_input_resolution(tiny_segment_run, tmp_path
     broken.write_bytes(inputs[1].read_bytes()[:400])  # truncated
     out = tmp_path / "masks"
     result = medtune_subprocess("segment", "predict", tiny_segment_run, *inputs, wide, broken, "--out", out,
-                                "--postprocess", "lungs")  # fmt: skip
-    assert result.returncode == 0, result.stderr
+                                "postprocess=lungs")  # fmt: skip
+    assert result.returncode == 3, result.stderr  # the broken file failed, the others were written
     assert "4 mask(s) written" in result.stdout and "broken.png" in result.stdout
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted([*(p.name for p in inputs), "wide.png"])

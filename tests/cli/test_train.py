@@ -27,7 +27,7 @@ def test_run_directory_holds_every_file(tiny_run):
     assert config["image_size"] == 32 and config["channels"] == 1 and os.path.isabs(config["data"])
 
     history = pd.read_csv(tiny_run / "history.csv")
-    assert history["epoch"].tolist() == [0, 1]
+    assert history["epoch"].tolist() == [1, 2]  # counted from 1, as the console counts
     for column in ("train_loss", "val_loss", "train_acc", "val_acc", "val_balanced_acc", "val_f1", "val_auc", "lr"):
         assert history[column].notna().all(), column
     assert (history["seconds"] > 0).all()
@@ -136,7 +136,7 @@ def test_killed_mid_epoch_resumes_from_last_checkpoint(tmp_path):
     assert straight.returncode == 0, straight.stderr
     columns = [c for c in pd.read_csv(history).columns if c != "seconds"]
     got, want = (pd.read_csv(p / "history.csv")[columns] for p in (run, tmp_path / "straight"))
-    assert got["epoch"].tolist() == [0, 1, 2]
+    assert got["epoch"].tolist() == [1, 2, 3]
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 

@@ -53,7 +53,7 @@ def test_one_table_by_its_domain_column_with_the_shortcut_check(tmp_path):
 
 def test_shortcuts_warn_about_a_class_that_comes_from_one_source(tmp_path):
     result = medtune_subprocess("data", "shortcuts", shared_path("cxr3", "labels.csv"), "label=label",
-                                "domain=source", "image_size=32", "--json", tmp_path / "s.json")  # fmt: skip
+                                "domain=source", "image_size=32", "--out", tmp_path / "s.json")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "class covid comes only from domain ieee8023" in result.stdout and "borders only" in result.stdout
     facts = json.loads((tmp_path / "s.json").read_text())
@@ -65,4 +65,4 @@ def test_datasets_without_two_shared_classes_are_refused(tmp_path):
     result = medtune("crossdomain", shared_path("cxr3", "labels.csv"), "label=label", "domain=source", *SMALL,
                      "--out", tmp_path / "x")  # fmt: skip
     assert result.returncode == 1 and "share 0 class(es) after harmonisation" in result.stderr
-    assert "--label-map" in result.stderr
+    assert "label_map=" in result.stderr

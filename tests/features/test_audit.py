@@ -84,9 +84,12 @@ def test_tiles_grown_from_one_original_are_matched_by_keypoints(tmp_path):
 def test_the_command_writes_its_files_and_names_a_bad_check(tmp_path, without_datalab):
     folder = _small_cxr3(tmp_path, per_class=12)
     out = tmp_path / "audit"
-    result = medtune("data", "audit", folder, "image_size=32", "--checks", "duplicates,outliers", "--out", out)
+    result = medtune("data", "audit", folder, "image_size=32", "--checks", "duplicates,outliers", "--out", out,
+                     "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "images in duplicate groups" in result.stdout and "outliers of their class" in result.stdout
+    printed = json.loads(result.stdout)
+    assert printed["facts"]["images"] == 36 and printed["counts"]["images_in_groups"] >= 0
+    assert "images in duplicate groups" in result.stderr and "outliers of their class" in result.stderr
     facts = json.loads((out / "audit.json").read_text())
     assert facts["images"] == 36 and facts["checks"] == ["duplicates", "outliers"]
     outliers = pd.read_csv(out / "outliers.csv")

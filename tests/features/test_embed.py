@@ -35,7 +35,7 @@ def test_cached_features_equal_a_fresh_forward_pass_and_are_read_back(tmp_path):
 
 def test_a_run_embeds_with_its_own_backbone_and_size(tiny_run, tmp_path):
     out = tmp_path / "f.npz"
-    result = medtune_subprocess("embed", tiny_run, shared_path("cxr3", "normal"), "--out", out)
+    result = medtune_subprocess("embed", shared_path("cxr3", "normal"), tiny_run, "--out", out)
     assert result.returncode == 0, result.stderr
     saved = np.load(out)
     assert saved["features"].shape == (500, 1280) and len(saved["ids"]) == 500

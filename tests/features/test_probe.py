@@ -13,8 +13,11 @@ def test_three_probes_are_scored_on_the_test_split_and_reported(tmp_path):
     out = tmp_path / "probes"
     storage = f"sqlite:///{tmp_path / 'queue.db'}"
     result = medtune("probe", shared_path("cxr3", "labels.csv"), "label=label", "group=patient_id", "image_size=32",
-                     "method=all", "--out", out, "--study", "baselines", "--storage", storage)  # fmt: skip
+                     "--method", "all", "--out", out, "--study", "baselines", "--storage", storage,
+                     "--json")  # fmt: skip
     assert result.returncode == 0, result.stderr
+    printed = {row["method"]: row for row in json.loads(result.stdout)}
+    assert sorted(printed) == ["knn", "logreg", "svm"] and 0 <= printed["svm"]["metrics"]["macro"]["auc"] <= 1
     runs = sorted(p.name for p in out.iterdir())
     assert runs == [f"cxr3-tf_efficientnet_lite0-{m}" for m in ("knn", "logreg", "svm")]
     for run in out.iterdir():
@@ -40,5 +43,5 @@ def test_three_probes_are_scored_on_the_test_split_and_reported(tmp_path):
 
 
 def test_an_unknown_method_is_refused_before_any_work(tmp_path):
-    result = medtune("probe", shared_path("cxr3", "labels.csv"), "method=forest", "--out", tmp_path)
-    assert result.returncode == 2 and "method=forest is unknown" in result.stderr and "logreg" in result.stderr
+    result = medtune("probe", shared_path("cxr3", "labels.csv"), "--method", "forest", "--out", tmp_path)
+    assert result.returncode == 2 and "'forest'" in result.stderr and "logreg" in result.stderr

@@ -15,7 +15,7 @@ from tests.conftest import medtune, medtune_subprocess, shared_path
 def test_an_indexed_image_finds_itself_first(tmp_path):
     folder = shared_path("cxr3", "covid")
     index = tmp_path / "index"
-    built = medtune("index", "tf_efficientnet_lite0", folder, "image_size=32", "--out", index)
+    built = medtune("index", folder, "backbone=tf_efficientnet_lite0", "image_size=32", "--out", index)
     assert built.returncode == 0, built.stderr
     assert "indexed 124 image(s)" in built.stdout and "flat (exact)" in built.stdout
     queries = sorted(folder.glob("*.png"))[:2]
@@ -31,6 +31,8 @@ def test_an_indexed_image_finds_itself_first(tmp_path):
         assert [r["rank"] for r in mine] == [1, 2, 3, 4] and mine[0]["path"] == str(query)
         assert mine[0]["similarity"] > 0.999 and mine[1]["similarity"] <= mine[0]["similarity"]
     assert next(r["error"] for r in rows if r["query"] == str(broken))
+    printed = json.loads(medtune("similar", index, queries[0], "-k", "2", "--json").stdout)
+    assert [r["rank"] for r in printed] == [1, 2] and printed[0]["path"] == str(queries[0])
     html = page.read_text()
     assert queries[0].name in html and "unreadable" in html and (tmp_path / "similar" / "query_1.png").is_file()
 

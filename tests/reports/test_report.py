@@ -169,7 +169,7 @@ def lung_run(tmp_path_factory):
 
 def test_mask_energy_section(lung_run, tmp_path):
     masks = shared_path("lungseg", "masks")
-    result = medtune("report", lung_run, "--masks", masks, "--mistakes", "0", "--out", tmp_path / "page.html")
+    result = medtune("report", lung_run, f"masks={masks}", "--mistakes", "0", "--out", tmp_path / "page.html")
     assert result.returncode == 0, result.stderr
     html = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert '<section id="attention"' in html
@@ -185,7 +185,7 @@ def test_mask_energy_section(lung_run, tmp_path):
 def test_mask_folder_without_matches_and_missing(tiny_run, tmp_path):
     page = create_report(tiny_run, tmp_path / "page.html", mistakes=0, masks=shared_path("lungseg", "masks"))
     assert "No evaluated image has a mask of the same file name" in page.read_text(encoding="utf-8")
-    result = medtune("report", tiny_run, "--masks", tmp_path / "nowhere")
+    result = medtune("report", tiny_run, f"masks={tmp_path / 'nowhere'}")
     assert result.returncode == 1 and "mask folder" in result.stderr and "does not exist" in result.stderr
 
 

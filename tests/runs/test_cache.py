@@ -4,6 +4,7 @@ stores of real images)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,8 @@ def test_cache_commands_list_and_clean(tmp_path, monkeypatch):
     open_store(table.with_frame(table.frame.iloc[:20]), StoreSpec(size=32), None, 0, False).release()
     listed = medtune("cache", "list")
     assert listed.returncode == 0 and "stores" in listed.stdout and "1 entries" in listed.stdout
+    printed = json.loads(medtune("cache", "list", "--json").stdout)
+    assert [e["kind"] for e in printed["entries"]] == ["stores"] and printed["entries"][0]["bytes"] > 0
     cleaned = medtune("cache", "clean", "--all")
     assert cleaned.returncode == 0 and "removed 1 entries" in cleaned.stdout
     refused = medtune("cache", "clean", "--older-than", "soon")

@@ -40,7 +40,7 @@ def test_data_summary_and_train_resolve_the_same(parts, keys, size, channels):
 @pytest.mark.parametrize("parts", [("pneumoniamnist", "pneumoniamnist.npz"), ("pathology-tiles",), ("dicom",)])
 def test_data_summary_command_prints_the_resolved_size(parts, tmp_path):
     data = shared_path(*parts)
-    result = medtune("data", "summary", data, "--json", tmp_path / "s.json")
+    result = medtune("data", "summary", data, "--out", tmp_path / "s.json")
     assert result.returncode in (0, 1), result.stderr  # 1: the data has problems to fix (it still summarises)
     written = json.loads((tmp_path / "s.json").read_text())
     resolved = resolve_config(load_config(data=str(data)), read_dataset_table(load_config(data=str(data)), None))

@@ -8,7 +8,6 @@ from typing import Any
 from rich.table import Table as RichTable
 
 from medtune.cli._common import console
-from medtune.tasks import task_of_meta
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -34,6 +33,8 @@ def render_metrics(metrics: dict[str, Any], title: str) -> None:
     if metrics.get("multilabel"):
         render_findings(metrics, title)
         return
+    from medtune.tasks import task_of_meta  # imports torch: not when the command line starts
+
     if not task_of_meta(metrics).labelled:  # a segmenter: Dice, IoU and HD95
         render_segmentation(metrics, title)
         return

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table as RichTable
 
-from medtune.cli._common import console, data_and_source
-from medtune.config import parse_overrides
+from medtune.cli._common import (
+    ConfigOption,
+    JsonOption,
+    PrintConfigOption,
+    comma_choices,
+    command_keys,
+    console,
+    data_and_source,
+    json_mode,
+    print_config,
+)
+from medtune.cli.embed import FEATURE_KEYS
 
 
 def audit_command(
     arguments: Annotated[
-        list[str], typer.Argument(help="DATA [RUN], then key=value: backbone=, label=, group=, seed=, image_size=...")
+        list[str],
+        typer.Argument(
+            metavar="DATA [RUN] [KEY=VALUE]...",
+            help="The data; the RUN whose network gives the features (else backbone=NAME); then reading keys "
+            "(label=, group=, seed=, image_size=...).",
+        ),
     ],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Audit folder (default runs/<data>-audit).")] = None,
     fix_split: Annotated[
@@ -24,16 +39,38 @@ def audit_command(
         float, typer.Option("--near", min=0.0, max=1.0, help="Near-duplicate threshold (x median neighbour distance).")
     ] = 0.13,
     checks: Annotated[
-        str, typer.Option("--checks", help="What to look for: duplicates,labels,outliers (label checks are slowest).")
+        str,
+        typer.Option(
+            "--checks",
+            help="What to look for, comma-separated (label checks are slowest).",
+            **comma_choices("duplicates", "labels", "outliers"),
+        ),
     ] = "duplicates,labels,outliers",
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Find exact and near duplicates (across splits first: leakage), likely label errors (cleanlab on
-    cross-validated probe probabilities) and outliers, from frozen features; write CSV files and a page."""
+    """Audit data: duplicates and leakage across splits, likely label errors, outliers.
+
+    Finds exact and near duplicates (across splits first: leakage), likely label errors (cleanlab on
+    cross-validated probe probabilities) and outliers, from frozen features; writes CSV files and a page.
+    """
     from medtune.features.audit import audit_with_page as audit
 
     data, source, settings = data_and_source(arguments, "medtune data audit")
-    wanted = [c.strip() for c in checks.split(",") if c.strip()]
-    found = audit(data, source, parse_overrides(settings), out, fix_split, near, wanted)
+    keys = command_keys(config_file, settings, (*FEATURE_KEYS, "seed"), "medtune data audit")
+    wanted = checks.split(",")
+    if show_config:
+        print_config({"data": data, "source": source, "checks": wanted, "near": near, **keys})
+    with json_mode(as_json) as emit:
+        found = audit(data, source, keys, out, fix_split, near, wanted)
+        _tell(found, source)
+        emit({"folder": str(found.folder), "counts": found.counts, "facts": found.facts,
+              "split_file": str(found.split_file) if found.split_file else None})  # fmt: skip
+
+
+def _tell(found: Any, source: str) -> None:
+    """Print the audit's counts, its worst likely label errors and the files written."""
     counts = found.counts
     table = RichTable(title=f"audit of {found.facts['images']} images ({source} features)", title_justify="left")
     table.add_column("finding")

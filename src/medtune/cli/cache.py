@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from medtune.cli._common import console
+from medtune.cli._common import JsonOption, console, json_mode
 
 cache_app = typer.Typer(help="Show or clean medtune's cache: image stores, features, masks, weights.",
                         no_args_is_help=True)  # fmt: skip
@@ -31,12 +31,18 @@ def _age(seconds: float) -> str:
 
 
 @cache_app.command("list")
-def list_command() -> None:
-    """List the cache's entries, most recently used first, with their size and whether a process uses them."""
+def list_command(as_json: JsonOption = False) -> None:
+    """List the cache's entries, most recently used first, with size and whether in use."""
     from medtune._paths import cache_dir
     from medtune.runs.cache import list_cache
 
     entries = list_cache()
+    if as_json:
+        with json_mode(True) as emit:
+            emit({"cache": str(cache_dir()), "entries": [
+                {"kind": e.kind, "entry": e.path.name, "path": str(e.path), "bytes": e.size, "last_used": e.last_used,
+                 "in_use": e.in_use, "leftover": e.leftover} for e in entries]})  # fmt: skip
+        return
     table = Table(title=f"medtune cache: {cache_dir()}")
     for column in ("kind", "entry", "size", "last used", "state"):
         table.add_column(column)
@@ -55,7 +61,7 @@ def clean_command(
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Remove every entry that is not in use.")] = False,
 ) -> None:
-    """Remove cache entries that no process uses (and leftovers of killed builds); they are rebuilt when needed."""
+    """Remove cache entries no process uses (rebuilt when needed) and leftovers of killed builds."""
     from medtune.runs.cache import clean_cache, parse_age
 
     removed, busy = clean_cache(parse_age(older_than) if older_than else None, everything)

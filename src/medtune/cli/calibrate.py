@@ -7,8 +7,16 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import RunArgument, console, data_and_settings
-from medtune.config import parse_overrides
+from medtune.cli._common import (
+    ConfigOption,
+    PrintConfigOption,
+    RunArgument,
+    command_keys,
+    console,
+    data_and_settings,
+    print_config,
+)
+from medtune.cli.evaluate import READING_KEYS, Split
 from medtune.errors import ConfigError
 
 
@@ -16,7 +24,10 @@ def calibrate_command(
     run: RunArgument,
     arguments: Annotated[
         list[str] | None,
-        typer.Argument(help="Other DATA to fit prevalence or thresholds on, and key=value reading keys (label=...)."),
+        typer.Argument(
+            metavar="[DATA] [KEY=VALUE]...",
+            help="Other DATA to fit prevalence or thresholds on, and its reading keys (label=, path=...).",
+        ),
     ] = None,
     coverage: Annotated[
         float, typer.Option("--coverage", help="Share of images whose set should hold their true class.")
@@ -31,20 +42,25 @@ def calibrate_command(
     labelled: Annotated[
         int | None, typer.Option("--labelled", help="Use a seeded sample of N labelled images of DATA.")
     ] = None,
-    split: Annotated[
-        str | None, typer.Option("--split", help="train, val, test or all of DATA (default: test, else all).")
-    ] = None,
+    split: Annotated[Split | None, typer.Option("--split", help="Of DATA (default: test, else all).")] = None,
     per_class: Annotated[
         bool, typer.Option("--per-class", help="Class-conditional (Mondrian) sets: every class covered, not the mean.")
     ] = False,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """Without DATA: fit split conformal prediction (APS scores, crepes) on the run's validation split; `predict
+    """Calibrate a run: conformal prediction sets, or prevalence / thresholds for other data.
+
+    Without DATA: fit split conformal prediction (APS scores, crepes) on the run's validation split; `predict
     --sets` then gives each image the set of classes that holds its true class with at least the chosen coverage.
     With DATA --unlabelled: estimate its class prevalence by EM on the run's probabilities (re-calibrated on
     validation first); with labelled DATA (or --labelled N of its images): re-choose the threshold (binary,
     per finding) or take the labels' prevalence (three or more classes). Use one with `predict --calibration NAME`;
     `evaluate --calibration NAME` shows the decisions before and after."""
     data, overrides = data_and_settings(arguments or [])
+    keys = command_keys(config_file, overrides, READING_KEYS, "medtune calibrate")
+    if show_config:
+        print_config({"run": str(run), "data": data, **keys})
     if data is None:
         if unlabelled or labelled is not None:
             raise ConfigError("--unlabelled and --labelled re-fit the run to other data: give DATA after RUN")
@@ -56,7 +72,7 @@ def calibrate_command(
     from medtune.apply.recalibrate import calibrate_shift, summary_line
 
     shift = calibrate_shift(run, data, unlabelled=unlabelled, labelled=labelled, name=name,
-                            keys=parse_overrides(overrides or []), split=split)  # fmt: skip
+                            keys=keys, split=split)  # fmt: skip
     console.print(f"{shift.kind} calibration {shift.name!r}: {summary_line(shift)}", highlight=False)
     for note in shift.notes:
         console.print(f"note: {note}", highlight=False)

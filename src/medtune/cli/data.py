@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table as RichTable
 
 from medtune._io import write_json
-from medtune.cli._common import build_config, console, progress_bar
+from medtune.cli._common import (
+    ConfigOption,
+    JsonOption,
+    PrintConfigOption,
+    build_config,
+    console,
+    json_mode,
+    print_config,
+    progress_bar,
+)
 from medtune.cli._render import interval
 
 if TYPE_CHECKING:
@@ -24,29 +33,36 @@ def summary_command(
         str, typer.Argument(help="A folder of class folders (or of unlabelled images), a CSV/TSV manifest or an .npz.")
     ],
     overrides: Annotated[
-        list[str] | None, typer.Argument(help="key=value settings, e.g. label=diagnosis group=patient_id")
+        list[str] | None, typer.Argument(metavar="[KEY=VALUE]...", help="Reading keys, e.g. label=diagnosis group=id")
     ] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON here.")] = None,
+    config_file: ConfigOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the summary as JSON here.")] = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Counts per class and split, image sizes, DICOM headers, problems, and one sample walked through preprocessing.
+    """Summarise data: counts per class and split, sizes, problems, one sample walked through.
 
+    Counts per class and split, image sizes, DICOM headers, problems, and one sample walked through preprocessing.
     A folder of images without class folders is summarised as unlabelled images.
 
     Exits 1 when the data cannot be used as it is (each problem is named with its fix).
     """
     config = build_config(config_file, overrides, data=data)
+    if show_config:
+        print_config(config)
     from medtune.data.summary import summarize
     from medtune.runs import prepare_dataset
 
-    dataset = prepare_dataset(config, labelled=None, store=False)
-    with progress_bar("scanning images", total=len(dataset.table)) as advance:
-        summary = summarize(
-            dataset.table, dataset.config.sections.data, dataset.resolved.preprocessing, on_progress=advance
-        )
-    render_summary(summary)
-    if json_out:
-        write_json(json_out, summary.to_dict())
+    with json_mode(as_json) as emit:
+        dataset = prepare_dataset(config, labelled=None, store=False)
+        with progress_bar("scanning images", total=len(dataset.table)) as advance:
+            summary = summarize(
+                dataset.table, dataset.config.sections.data, dataset.resolved.preprocessing, on_progress=advance
+            )
+        render_summary(summary)
+        if out:
+            write_json(out, summary.to_dict())
+        emit(summary.to_dict())
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -121,18 +137,38 @@ def _render_images(summary: Summary) -> None:
 def shortcuts_command(
     data: Annotated[str, typer.Argument(help="A CSV/TSV manifest (or folder) with a domain column.")],
     overrides: Annotated[
-        list[str] | None, typer.Argument(help="key=value settings: domain=COLUMN (required), label=, group=...")
+        list[str] | None,
+        typer.Argument(metavar="[KEY=VALUE]...", help="domain=COLUMN (required), then label=, group=..."),
     ] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the findings as JSON here.")] = None,
+    config_file: ConfigOption = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the findings as JSON here.")] = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Could a classifier score by recognising the source? A probe (frozen backbone features, logistic regression,
-    out of fold) tells the domains apart on whole images and on their borders alone, with its AUC and interval,
-    and every class that one domain holds almost alone is flagged."""
+    """Check for shortcuts: whether a classifier could score by recognising the source.
+
+    A probe (frozen backbone features, logistic regression, out of fold) tells the domains apart on whole images
+    and on their borders alone, with its AUC and interval, and every class that one domain holds almost alone is
+    flagged.
+    """
     from medtune.features.shortcuts import probe_shortcuts
 
     config = build_config(config_file, overrides, data=data)
-    report = probe_shortcuts(config)
+    if show_config:
+        print_config(config)
+    with json_mode(as_json) as emit:
+        report = probe_shortcuts(config)
+        _render_shortcuts(report)
+        findings = {
+            "domains": report.domains, "whole": report.whole, "border": report.border, "warnings": report.warnings,
+            "counts": {str(k): {str(d): int(v) for d, v in row.items()} for k, row in report.counts.iterrows()},
+        }  # fmt: skip
+        if out:
+            write_json(out, findings)
+        emit(findings)
+
+
+def _render_shortcuts(report: Any) -> None:
     table = RichTable(title=f"telling {len(report.domains)} domains apart ({', '.join(report.domains)}): out-of-fold "
                       "probe, 95% bootstrap intervals", title_justify="left")  # fmt: skip
     for column in ("images seen", "domain AUC", "accuracy"):
@@ -150,8 +186,3 @@ def shortcuts_command(
     console.print(counts)
     for warning in report.warnings:
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)
-    if json_out:
-        write_json(json_out, {
-            "domains": report.domains, "whole": report.whole, "border": report.border, "warnings": report.warnings,
-            "counts": {str(k): {str(d): int(v) for d, v in row.items()} for k, row in report.counts.iterrows()},
-        })  # fmt: skip

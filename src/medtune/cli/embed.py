@@ -7,27 +7,46 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import console
-from medtune.config import parse_overrides
+from medtune.cli._common import (
+    ConfigOption,
+    PrintConfigOption,
+    command_keys,
+    console,
+    data_and_source,
+    print_config,
+)
+from medtune.cli.evaluate import READING_KEYS
+
+#: The keys the commands on frozen features read: how the data is read, and the backbone when no RUN is given.
+FEATURE_KEYS = (*READING_KEYS, "backbone")
 
 
 def embed_command(
-    source: Annotated[str, typer.Argument(help="A run directory, or a backbone name (tf_efficientnet_lite0...).")],
-    data: Annotated[str, typer.Argument(help="A folder, CSV/TSV manifest or .npz.")],
-    overrides: Annotated[
-        list[str] | None, typer.Argument(help="key=value reading keys (label=, image_size=...).")
-    ] = None,
+    arguments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="DATA [RUN] [KEY=VALUE]...",
+            help="A folder, CSV/TSV manifest or .npz; the RUN whose network gives the features (else backbone=NAME, "
+            "default tf_efficientnet_lite0); then reading keys (label=, image_size=...).",
+        ),
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write ids and features (float32) to this .npz file.")
     ] = None,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """Compute (or read back from the cache) the pooled backbone features of every image of DATA."""
+    """Compute (or read back from the cache) the pooled features of every image of DATA."""
     import numpy as np
 
     from medtune._io import atomic_open
     from medtune.features.embed import embed
 
-    result = embed(source, data, parse_overrides(overrides or []))
+    data, source, settings = data_and_source(arguments, "medtune embed", old_order=True)
+    keys = command_keys(config_file, settings, FEATURE_KEYS, "medtune embed")
+    if show_config:
+        print_config({"data": data, "source": source, **keys})
+    result = embed(source, data, keys)
     rows, dims = result.features.shape
     console.print(f"{rows} image(s) x {dims} features from {source}; cached in {result.path}", highlight=False)
     if out is not None:

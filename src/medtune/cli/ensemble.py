@@ -7,16 +7,21 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import console
+from medtune.cli._common import command_keys, console, split_arguments
 from medtune.cli._render import render_metrics
 
 
 def ensemble_command(
-    runs: Annotated[list[Path], typer.Argument(help="Two or more finished classifier runs (same classes and split).")],
+    arguments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN... [KEY=VALUE]...",
+            help="Two or more finished classifier runs (same classes and split); report=false skips report.html.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ensemble run (new or empty).")],
-    report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
 ) -> None:
-    """Average the class probabilities of trained runs and evaluate the average on their test split.
+    """Average the class probabilities of trained runs and score the average on their test split.
 
     The folder is a run: evaluate, predict, explain (the first member's maps), report, export and serve take it.
     Members must share classes, data, working size and split (train them with split_file=FIRST_RUN/split.csv
@@ -25,7 +30,9 @@ def ensemble_command(
     from medtune.experiments.ensemble import create_ensemble
     from medtune.reports import write_run_report
 
-    result = create_ensemble(runs, out)
+    _, runs, settings = split_arguments(arguments)
+    report = command_keys(None, settings, ("report",), "medtune ensemble").get("report", True)
+    result = create_ensemble([Path(r) for r in runs], out)
     console.print(f"[bold]ensemble of {len(result.members)} runs:[/] {result.run.path}", highlight=False)
     split = ", ".join(result.metrics.get("split", [])) or "test"
     render_metrics(result.metrics, f"Averaged probabilities on the {split} split")

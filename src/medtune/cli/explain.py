@@ -7,36 +7,55 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import InputsArgument, RunArgument, console
+from medtune.cli._common import (
+    CamMethod,
+    ConfigOption,
+    PrintConfigOption,
+    RunArgument,
+    command_keys,
+    console,
+    print_config,
+    split_arguments,
+)
+
+#: The keys `medtune explain` reads.
+EXPLAIN_KEYS = ("masks", "batch_size")
 
 
 def explain_command(
     run: RunArgument,
-    inputs: InputsArgument,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT... [KEY=VALUE]...",
+            help="Image files, folders (recursive), glob patterns or CSV files; then keys: masks=DIR|SEG_RUN (share "
+            "of each map inside the mask), batch_size=N (default: 4 on the CPU, 16 on a GPU).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the maps and explanations.csv.")],
-    method: Annotated[
-        str, typer.Option("--method", "-m", help="gradcam, gradcam++, scorecam, eigencam, hirescam or layercam.")
-    ] = "gradcam",
+    method: Annotated[CamMethod, typer.Option("--method", help="The class activation map.")] = "gradcam",
     target: Annotated[
         str, typer.Option("--target", "-t", help="predicted (each image's top class) or a class name of the run.")
     ] = "predicted",
     layer: Annotated[
         str | None, typer.Option("--layer", help="Backbone module to explain (layer3, blocks.10.norm1); default: last.")
     ] = None,
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Masks named like the images, or a segmentation run: energy inside.")
-    ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size", min=1, help="Images per forward/backward pass (default: 4 on the CPU, 16 on a GPU)."
-        ),
-    ] = None,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """Explain every input image with a class activation map; unreadable files are listed with their error."""
+    """Explain every input image with a class activation map (exit 3: some unreadable).
+
+    Unreadable files are listed with their error; the others get a map (PNG and .npy) and a row in
+    explanations.csv.
+    """
     from medtune.apply.explain import INDEX_FILE, explain
 
-    results = explain(run, inputs, out, method, target, layer, masks, batch_size)
+    _, paths, settings = split_arguments(inputs)
+    keys = command_keys(config_file, settings, EXPLAIN_KEYS, "medtune explain")
+    if show_config:
+        print_config(keys)
+    masks = keys.get("masks")
+    results = explain(run, paths, out, method, target, layer, masks, keys.get("batch_size"))
     failed = results[results["error"].notna()]
     explained = results[results["error"].isna()]
     layer_name = results["layer"].iloc[0]
@@ -53,5 +72,5 @@ def explain_command(
         console.print(f"[yellow]warning[/]: {row.file}: {row.warning}", highlight=False)
     for row in failed.itertuples(index=False):
         console.print(f"[yellow]unreadable[/]: {row.file}: {row.error}", highlight=False)
-    if len(failed) == len(results):
-        raise typer.Exit(1)
+    if len(failed):
+        raise typer.Exit(1 if len(failed) == len(results) else 3)

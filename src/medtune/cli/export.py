@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -18,19 +18,23 @@ def export_command(
     metric: Annotated[str, typer.Option("--metric", "-m", help="--best: rank by this (val_auc...).")] = "val_auc",
     study: StudyOption = None,
     storage: StorageOption = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="onnx.")] = "onnx",
+    fmt: Annotated[Literal["onnx"], typer.Option("--format", "-f", help="onnx.")] = "onnx",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="The model file (default RUN/export/model.onnx).")
     ] = None,
     quantize: Annotated[
-        str | None, typer.Option("--quantize", help="int8: also write MODEL.int8.onnx (static, QDQ, per channel).")
+        Literal["int8"] | None,
+        typer.Option("--quantize", help="int8: also write MODEL.int8.onnx (static, QDQ, per channel)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Keep an int8 model that loses more than 0.01 AUC.")] = False,
     exporter: Annotated[
-        str, typer.Option("--exporter", help="torchscript (PyTorch's tracing exporter) or dynamo (torch.export).")
+        Literal["torchscript", "dynamo"],
+        typer.Option("--exporter", help="torchscript (PyTorch's tracing exporter) or dynamo (torch.export)."),
     ] = "torchscript",
 ) -> None:
-    """Export the run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
+    """Export a run as one ONNX file with its preprocessing inside, checked against PyTorch.
+
+    The run's best network: uint8 images (NHWC, at the working size) in, class probabilities out, with
     normalisation and softmax inside the graph and the classes, size and thresholds in its metadata. The export
     is checked against PyTorch on the run's test images and refused when they differ by more than 1e-4."""
     from medtune.deploy.export import export

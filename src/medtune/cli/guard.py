@@ -18,7 +18,9 @@ def guard_command(
         int, typer.Option("--k", min=1, help="The score is the distance to the k-th neighbour.")
     ] = 10,
 ) -> None:
-    """Fit the guard: the distance of an image to the run's training images, in the run's own features and in a
+    """Fit the guard that flags images unlike the run's training images.
+
+    The guard: the distance of an image to the run's training images, in the run's own features and in a
     frozen ImageNet encoder's, calibrated so that --share of the validation images pass. `predict` then marks
     each image in_distribution (or not) with its guard_score, and `--reject` withholds the flagged answers."""
     from medtune.apply.guard import fit_guard, guard_folder

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from functools import cache
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from medtune._version import __version__
+from medtune.cli._help import polish
+from medtune.cli._spelling import respell
 from medtune.cli.audit import audit_command
 from medtune.cli.cache import cache_app
 from medtune.cli.calibrate import calibrate_command
@@ -20,6 +24,7 @@ from medtune.cli.evaluate import evaluate_command
 from medtune.cli.explain import explain_command
 from medtune.cli.export import export_command
 from medtune.cli.guard import guard_command
+from medtune.cli.keys import keys_command
 from medtune.cli.predict import predict_command
 from medtune.cli.probe import probe_command
 from medtune.cli.queue import leaderboard_command, queue_app, sweep_command
@@ -35,13 +40,14 @@ app = typer.Typer(
     name="medtune",
     help="Labelled medical images to a trained, evaluated and explained classifier.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
 data_app.command("audit")(audit_command)
 app.command("train")(train_command)
 app.command("demo")(demo_command)
+app.command("keys")(keys_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
 app.command("calibrate")(calibrate_command)
@@ -77,14 +83,27 @@ def _root(
     """medtune: transfer learning for medical images, from the command line."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; a `MedtuneError` prints its message (no traceback) and sets the exit code.
+@cache
+def command() -> Any:
+    """The click command behind `app`, built once, with its help polished (`medtune.cli._help.polish`)."""
+    return polish(typer.main.get_command(app))
 
-    Exit codes: 0 success, 1 unusable data or a failed step, 2 a configuration or usage error.
+
+def _groups() -> dict[str, set[str]]:
+    return {name: set(sub.commands) for name, sub in command().commands.items() if hasattr(sub, "commands")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a `MedtuneError` prints its message (no traceback) and sets the exit code
+    (`medtune.cli._help.EXIT_CODES`): 0 all well, 1 refused, 2 usage or configuration, 3 some inputs failed,
+    130 interrupted. A deprecated spelling is rewritten to the current one with a line on standard error.
     """
     err = Console(stderr=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, standalone_mode=False)  # returns the exit code of typer.Exit
+        argv = respell(argv, _groups(), lambda line: err.print(f"[yellow]deprecated:[/] {escape(line)}",
+                                                                   highlight=False, soft_wrap=True))  # fmt: skip
+        code = command().main(args=argv, prog_name="medtune", standalone_mode=False)
     except ConfigError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
@@ -94,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
+        err.print("interrupted")
         return 130
     except Exception as exc:  # usage errors carry their own exit code and message
         import click

@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
+import sys
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal, TextIO
 
 import typer
 
-from medtune.cli._common import InputsArgument, ModelArgument, console
+from medtune.cli._common import (
+    ConfigOption,
+    ModelArgument,
+    PrintConfigOption,
+    command_keys,
+    console,
+    print_config,
+    split_arguments,
+)
+from medtune.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
+#: The keys `medtune predict` reads (how its inputs are read and the network applied).
+PREDICT_KEYS = ("tta", "batch_size", "path", "masks", "outside_paths")
+
+
 def predict_command(
     run: ModelArgument,
-    inputs: InputsArgument,
-    out: Annotated[Path, typer.Option("--out", "-o", help="results.json or results.csv.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT... [KEY=VALUE]...",
+            help="Image files, folders (recursive), glob patterns or CSV files; then keys: tta=true, batch_size=64, "
+            "path=COLUMN (of CSV inputs), masks=DIR (runs trained with masks), outside_paths=true.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="results.json or results.csv; - for standard output.")],
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="auto (from the suffix), json, csv, or submission (id,label).")
+        Literal["auto", "json", "csv", "submission"],
+        typer.Option("--format", "-f", help="auto (from the suffix; json for -), json, csv, or submission (id,label)."),
     ] = "auto",
     probs: Annotated[bool, typer.Option("--probs", help="Write every class probability.")] = False,
-    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average with the mirrored image.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 64,
-    path_column: Annotated[str | None, typer.Option("--path-column", help="Path column of CSV inputs.")] = None,
-    outside_paths: Annotated[
-        bool, typer.Option("--outside-paths", help="Let CSV inputs name images outside their folder with '..'.")
-    ] = False,
     engine: Annotated[
-        str, typer.Option("--engine", help="auto (onnxruntime when the run has an export), torch or onnx.")
+        Literal["auto", "torch", "onnx"],
+        typer.Option("--engine", help="auto (onnxruntime when the run has an export), torch or onnx."),
     ] = "auto",
-    masks: Annotated[
-        Path | None, typer.Option("--masks", help="Folder of masks named like the images (runs trained with mask=).")
-    ] = None,
     sets: Annotated[
         bool, typer.Option("--sets", help="Add each image's conformal prediction set (after medtune calibrate RUN).")
     ] = False,
@@ -43,15 +58,54 @@ def predict_command(
     reject: Annotated[
         bool, typer.Option("--reject", help="Withhold the answers of images the run's guard flags (medtune guard).")
     ] = False,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """Predict every input image; unreadable files are reported in the output with their error."""
+    """Predict every input image (exit 3 when some could not be read).
+
+    Unreadable files are reported in the output with their error; the others are predicted.
+    """
     from medtune.apply.calibrate import DEFAULT_NAME
     from medtune.apply.predict import predict, write_predictions
 
+    _, paths, settings = split_arguments(inputs)
+    keys = command_keys(config_file, settings, PREDICT_KEYS, "medtune predict")
+    if show_config:
+        print_config(keys)
+    if not paths:
+        raise ConfigError("give the images to predict after RUN: files, folders, glob patterns or CSV files")
     name = calibration or (DEFAULT_NAME if sets else None)
-    results = predict(run, inputs, tta=tta, batch_size=batch_size, path_column=path_column, masks=masks, engine=engine,
-                      outside_paths=outside_paths, calibration=name, reject=reject)  # fmt: skip
-    written = write_predictions(results, out, fmt, probs)
+    to_stdout, stdout = str(out) == "-", sys.stdout
+    with redirect_stdout(sys.stderr) if to_stdout else nullcontext():  # the predictions alone on standard output
+        results = predict(run, paths, tta=keys.get("tta"), batch_size=keys.get("batch_size", 64),
+                          path_column=keys.get("path"), masks=keys.get("masks"), engine=engine,
+                          outside_paths=keys.get("outside_paths", False), calibration=name, reject=reject)  # fmt: skip
+        if to_stdout:
+            written = _write_stdout(results, fmt, probs, stdout)
+        else:
+            written = write_predictions(results, out, fmt, probs)
+        failed = _tell(results, written, name, reject)
+    if len(failed):
+        raise typer.Exit(1 if len(failed) == len(results) else 3)
+
+
+def _write_stdout(results: pd.DataFrame, fmt: str, probs: bool, stdout: TextIO) -> str:
+    """``--out -``: the predictions as JSON (or CSV with ``--format csv``) on standard output."""
+    import tempfile
+
+    from medtune.apply.predict import write_predictions
+
+    with tempfile.TemporaryDirectory(prefix="medtune-predict-") as folder:
+        suffix = ".csv" if fmt in ("csv", "submission") else ".json"
+        text = write_predictions(results, Path(folder) / f"predictions{suffix}", fmt, probs).read_text("utf-8")
+    stdout.write(text if text.endswith("\n") else text + "\n")
+    stdout.flush()
+    return "standard output"
+
+
+def _tell(results: pd.DataFrame, written: object, name: str | None, reject: bool) -> pd.DataFrame:
+    """Print what was predicted, the guard's and the calibration's words, warnings and unreadable files; returns
+    the rows that failed."""
     failed = results[results["error"].notna()]
     summary = _summary(results)
     console.print(f"{len(results) - len(failed)} image(s) predicted ({summary}); written to {written}", highlight=False)
@@ -68,8 +122,7 @@ def predict_command(
         console.print(f"[yellow]warning[/]: {warning}", highlight=False)
     for row in failed.itertuples(index=False):
         console.print(f"[yellow]unreadable[/]: {row.file}: {row.error}", highlight=False)
-    if len(failed) == len(results):
-        raise typer.Exit(1)
+    return failed
 
 
 def _summary(results: pd.DataFrame) -> str:

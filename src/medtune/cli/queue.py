@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich import box
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from medtune.cli._common import console, split_arguments
+from medtune.cli._common import JsonOption, console, json_mode, print_config, split_arguments
 from medtune.errors import ConfigError
 
 queue_app = typer.Typer(
@@ -52,12 +52,16 @@ def _split(arguments: list[str]) -> tuple[list[str], str | None, list[str]]:
 @queue_app.command("add")
 def add_command(
     arguments: Annotated[
-        list[str], typer.Argument(help="YAML files (one experiment each), or DATA, and key=value settings for all.")
+        list[str],
+        typer.Argument(
+            metavar="FILE.yaml... | DATA [KEY=VALUE]...",
+            help="YAML files (one experiment each), or DATA, and key=value settings for all.",
+        ),
     ],
     study: Annotated[str, typer.Option("--study", "-s", help="Study (group of experiments) to add to.")] = "queue",
     storage: StorageOption = None,
 ) -> None:
-    """Queue experiments: one per YAML file (or one from DATA), each with the key=value settings given."""
+    """Queue experiments: one per YAML file (or one from DATA), with the keys given."""
     from medtune.config.merge import parse_overrides
     from medtune.experiments import add_experiments, experiment_values
 
@@ -74,9 +78,12 @@ def add_command(
 
 def sweep_command(
     arguments: Annotated[
-        list[str],
-        typer.Argument(help="A YAML file or DATA, then key=value (fixed), key=a,b,c (swept) or key=LOW..HIGH[:log]."),
-    ],
+        list[str] | None,
+        typer.Argument(
+            metavar="[segment] [DATA] [KEY=VALUE]...",
+            help="DATA, then key=value (fixed), key=a,b,c (swept) or key=LOW..HIGH[:log] (searched).",
+        ),
+    ] = None,
     search: Annotated[
         int | None,
         typer.Option("--search", help="Queue N trials of a model-based search (Optuna TPE, with pruning)."),
@@ -85,8 +92,14 @@ def sweep_command(
         str | None, typer.Option("--study", "-s", help="Study name (default sweep-1, sweep-2...).")
     ] = None,
     storage: StorageOption = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", "-c", help="YAML file of keys; lists in it are swept too.")
+    ] = None,
+    show_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the fixed and swept keys (YAML) and exit.")
+    ] = False,
 ) -> None:
-    """Queue every combination of the swept values (a grid), or N trials of a search with --search N.
+    """Queue a grid of every combination of the swept values, or N trials of a search.
 
     Example: medtune sweep data.npz epochs=6 optimizer=adamw,adam,sgd lr=1e-3,1e-2. Segmenters: medtune sweep
     segment IMAGES masks=MASKS loss=dice,jaccard,bce arch=unet,fpn (or task: segment in the YAML).
@@ -94,8 +107,10 @@ def sweep_command(
     from medtune.experiments import add_sweep
     from medtune.experiments.queue import parse_sweep, read_experiment_yaml
 
+    arguments = arguments or []
     segment = bool(arguments) and arguments[0] == "segment" and not Path(arguments[0]).exists()
     files, data, settings = _split(arguments[1:] if segment else arguments)
+    files += [str(config_file)] if config_file else []
     if len(files) > 1:
         raise ConfigError(f"a sweep takes one YAML file, got {len(files)}; queue several with `medtune queue add`")
     yaml_base = read_experiment_yaml(files[0]) if files else {}
@@ -105,6 +120,8 @@ def sweep_command(
     base = {**yaml_base, **base}
     if data:
         base["data"] = data
+    if show_config:
+        print_config({"fixed": base, "swept": {d.key: d.to_dict() for d in dims}})
     db = _storage(storage)
     name, ids = add_sweep(db, base, dims, study, search)
     what = f"{len(ids)} search trials" if search else f"a grid of {len(ids)} experiments"
@@ -129,7 +146,7 @@ def run_command(
     name: Annotated[str | None, typer.Option("--name", help="This worker's name in logs.", hidden=True)] = None,
     storage: StorageOption = None,
 ) -> None:
-    """Run queued experiments until none is left: queued -> running -> finished (or failed, with its error).
+    """Run queued experiments until none is left (queued, running, finished or failed).
 
     Start the same command on other machines (with a postgresql:// --storage) to share the work; a worker that
     dies has its experiment taken back after --grace seconds, and it resumes from its last checkpoint.
@@ -171,12 +188,15 @@ def _run_many(url: str, workers: int, studies: list[str], forever: bool, heartbe
 
 
 @queue_app.command("status")
-def status_command(study: StudyOption = None, storage: StorageOption = None) -> None:
+def status_command(study: StudyOption = None, storage: StorageOption = None, as_json: JsonOption = False) -> None:
     """List experiments with their state, settings, progress, worker and error."""
-    from medtune.experiments.queue import describe, state_of
-
     db = _storage(storage)
     trials = db.trials(db.study_ids(study) if study else None)
+    rows = [_status_row(study_name, trial) for study_name, trial in trials]
+    if as_json:
+        with json_mode(True) as emit:
+            emit(rows)
+        return
     if not trials:
         console.print("the queue is empty: add experiments with `medtune queue add` or `medtune sweep`")
         return
@@ -184,30 +204,36 @@ def status_command(study: StudyOption = None, storage: StorageOption = None) -> 
     for column in ("id", "study", "state", "settings", "epoch", "best", "worker", "minutes", "error / run"):
         table.add_column(column, no_wrap=True, justify="right" if column in ("id", "epoch", "best") else "left")
     counts: dict[str, int] = {}
-    for study_name, trial in trials:
-        state = state_of(trial)
-        counts[state] = counts.get(state, 0) + 1
-        attrs = trial.user_attrs
-        swept = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
-        values = {**(attrs.get("config") or {}), **swept}
-        keys = list(swept) or [k for k in values if k != "data"]
-        epochs = values.get("epochs") or "auto"
-        steps = trial.intermediate_values
-        best = trial.value if trial.value is not None else (max(steps.values()) if steps else None)
-        note = attrs.get("error", "").strip().splitlines()[-1:] if state in ("failed", "pruned", "cancelled") else []
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
         table.add_row(
-            str(trial._trial_id),
-            study_name,
-            _coloured(state),
-            describe(values, keys) or "defaults",
-            f"{len(steps)}/{epochs}" if steps or state == "running" else "",
-            f"{best:.4f}" if best is not None else "",
-            (attrs.get("worker") or "").rsplit(":", 1)[0] if state == "running" else "",
-            _minutes(trial),
-            note[0] if note else _relative(attrs.get("run")),
-        )
+            str(row["id"]), row["study"], _coloured(row["state"]), row["settings"],
+            f"{row['epochs_done']}/{row['epochs']}" if row["epochs_done"] or row["state"] == "running" else "",
+            f"{row['best']:.4f}" if row["best"] is not None else "", row["worker"] or "",
+            "" if row["minutes"] is None else f"{row['minutes']:.1f}", row["error"] or _relative(row["run"]),
+        )  # fmt: skip
     _print_wide(table)
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+
+
+def _status_row(study_name: str, trial: Any) -> dict[str, Any]:
+    """One experiment of `medtune queue status` (a table row, or a JSON record with ``--json``)."""
+    from medtune.experiments.queue import describe, elapsed_minutes, state_of
+
+    state = state_of(trial)
+    attrs = trial.user_attrs
+    swept = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    values = {**(attrs.get("config") or {}), **swept}
+    keys = list(swept) or [k for k in values if k != "data"]
+    steps = trial.intermediate_values
+    best = trial.value if trial.value is not None else (max(steps.values()) if steps else None)
+    note = attrs.get("error", "").strip().splitlines()[-1:] if state in ("failed", "pruned", "cancelled") else []
+    return {
+        "id": trial._trial_id, "study": study_name, "state": state, "settings": describe(values, keys) or "defaults",
+        "values": values, "epochs_done": len(steps), "epochs": values.get("epochs") or "auto", "best": best,
+        "worker": (attrs.get("worker") or "").rsplit(":", 1)[0] if state == "running" else None,
+        "minutes": elapsed_minutes(trial, until_now=True), "error": note[0] if note else None, "run": attrs.get("run"),
+    }  # fmt: skip
 
 
 def _relative(path: str | None) -> str:
@@ -223,13 +249,6 @@ def _relative(path: str | None) -> str:
 def _coloured(state: str) -> str:
     colour = {"finished": "green", "running": "cyan", "failed": "red", "pruned": "yellow", "cancelled": "dim"}
     return f"[{colour[state]}]{state}[/]" if state in colour else state
-
-
-def _minutes(trial: Any) -> str:
-    from medtune.experiments.queue import elapsed_minutes
-
-    minutes = elapsed_minutes(trial, until_now=True)
-    return "" if minutes is None else f"{minutes:.1f}"
 
 
 @queue_app.command("cancel")
@@ -251,7 +270,7 @@ def retry_command(
     ids: Annotated[list[int], typer.Argument(help="Experiment ids (see `medtune queue status`).")],
     storage: StorageOption = None,
 ) -> None:
-    """Queue failed, pruned or cancelled experiments again; each resumes from its last checkpoint if it has one."""
+    """Queue failed, pruned or cancelled experiments again (each resumes from its checkpoint)."""
     from medtune.experiments import retry
 
     db = _storage(storage)
@@ -264,30 +283,37 @@ def leaderboard_command(
         str,
         typer.Option("--metric", "-m", help="Rank by: auto (val_dice for segmenters, else val_auc), test_auc..."),
     ] = "auto",
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv, md or xlsx (a sheet per study).")] = "table",
+    fmt: Annotated[
+        Literal["table", "csv", "md", "xlsx"],
+        typer.Option("--format", "-f", help="table, csv, md or xlsx (a sheet per study)."),
+    ] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of printing.")] = None,
     study: StudyOption = None,
     speed: Annotated[
         bool, typer.Option("--speed/--no-speed", help="Measure prediction speed (images/s) on this machine.")
     ] = True,
     storage: StorageOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Rank the experiments: differing keys, best validation and test metrics with intervals, epochs, time,
-    size and prediction speed."""
+    """Rank the experiments by a metric, with test metrics, time, size and speed.
+
+    The keys that differ, the best validation and the test metrics with intervals, epochs, time, size and
+    prediction speed.
+    """
     from medtune.experiments.leaderboard import (
-        FORMATS,
-        display_frame,
         leaderboard_frame,
         to_markdown,
         write_leaderboard,
     )
 
-    if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
     if fmt == "xlsx" and out is None:
         raise ConfigError("--format xlsx writes a file: add --out leaderboard.xlsx")
     db = _storage(storage)
     frame = leaderboard_frame(db, metric, study, speed)
+    if as_json:
+        with json_mode(True) as emit:
+            emit({"metric": frame.attrs.get("metric", metric), "experiments": frame.to_dict(orient="records")})
+        return
     if out is not None:
         path = write_leaderboard(frame, fmt, out)
         console.print(f"leaderboard of {len(frame)} experiment(s) written to {path}", highlight=False)
@@ -296,28 +322,32 @@ def leaderboard_command(
         sys.stdout.write(frame.to_csv(index=False))
     elif fmt == "md":
         sys.stdout.write(to_markdown(frame))
+    elif frame.empty:
+        console.print("no experiments yet: add some with `medtune queue add` or `medtune sweep`")
     else:
-        if frame.empty:
-            console.print("no experiments yet: add some with `medtune queue add` or `medtune sweep`")
-            return
-        metric = frame.attrs.get("metric", metric)
-        shown = (
-            display_frame(frame, compact=True, metric=metric)
-            .astype(str)
-            .fillna("")
-            .replace({"None": "", "nan": "", "<NA>": ""})
-        )
-        table = Table(
-            title=f"leaderboard, ranked by {metric} (test metrics with 95% bootstrap intervals)",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            pad_edge=False,
-        )
-        for column in shown.columns:
-            table.add_column(str(column).replace(" [95% CI]", ""), no_wrap=column != "error", overflow="fold")
-        for row in shown.itertuples(index=False):
-            table.add_row(*row)
-        _print_wide(table)
+        _print_leaderboard(frame, frame.attrs.get("metric", metric))
+
+
+def _print_leaderboard(frame: Any, metric: str) -> None:
+    from medtune.experiments.leaderboard import display_frame
+
+    shown = (
+        display_frame(frame, compact=True, metric=metric)
+        .astype(str)
+        .fillna("")
+        .replace({"None": "", "nan": "", "<NA>": ""})
+    )
+    table = Table(
+        title=f"leaderboard, ranked by {metric} (test metrics with 95% bootstrap intervals)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column in shown.columns:
+        table.add_column(str(column).replace(" [95% CI]", ""), no_wrap=column != "error", overflow="fold")
+    for row in shown.itertuples(index=False):
+        table.add_row(*row)
+    _print_wide(table)
 
 
 def _print_wide(table: Table) -> None:

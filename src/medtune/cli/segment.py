@@ -7,12 +7,25 @@ from typing import Annotated
 
 import typer
 
-from medtune.cli._common import InputsArgument, build_config, console, data_and_settings, progress_bar
+from medtune.cli._common import (
+    ConfigOption,
+    JsonOption,
+    PrintConfigOption,
+    build_config,
+    command_keys,
+    console,
+    data_and_settings,
+    json_mode,
+    print_config,
+    progress_bar,
+    split_arguments,
+)
 from medtune.cli._render import render_metrics
-from medtune.cli.train import print_training_result
+from medtune.cli.evaluate import Split
+from medtune.cli.train import print_training_result, training_payload
 
 segment_app = typer.Typer(
-    help="Train, evaluate and apply segmenters (smp architectures on timm encoders): a mask per image.",
+    help="Train, evaluate and apply segmenters (smp on timm encoders): a mask per image.",
     no_args_is_help=True,
 )
 SegmentRun = Annotated[Path, typer.Argument(help="Run directory written by medtune segment train.")]
@@ -22,54 +35,90 @@ SegmentRun = Annotated[Path, typer.Argument(help="Run directory written by medtu
 def segment_train_command(
     arguments: Annotated[
         list[str] | None,
-        typer.Argument(help="DATA (images) and key=value settings: masks=FOLDER (required), arch=, encoder=, loss=..."),
+        typer.Argument(
+            metavar="DATA [KEY=VALUE]...",
+            help="The images, then keys: masks=FOLDER (required), arch=, encoder=, loss=... (medtune keys --task "
+            "segment).",
+        ),
     ] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
+    config_file: ConfigOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<data>-<arch>-<encoder>).")
     ] = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Train a segmenter on images and their masks, keep its best and last checkpoints, and evaluate it on the
-    test split (Dice, IoU, HD95 with intervals). The same command again resumes an interrupted run."""
+    """Train a segmenter on images and their masks, and score it on the test split.
+
+    Keeps its best and last checkpoints and evaluates it on the test split (Dice, IoU, HD95 with intervals). The
+    same command again resumes an interrupted run.
+    """
     from medtune.fitting.train import train_and_report as train
 
     data, overrides = data_and_settings(arguments or [])
     config = build_config(config_file, overrides, data=data, task="segment")
-    print_training_result(train(config, out))
+    if show_config:
+        print_config(config)
+    with json_mode(as_json) as emit:
+        result = train(config, out)
+        print_training_result(result)
+        emit(training_payload(result))
 
 
 @segment_app.command("evaluate")
 def segment_evaluate_command(
     run: SegmentRun,
-    data: Annotated[Path | None, typer.Argument(help="Other images to evaluate on (their masks: --masks).")] = None,
-    masks: Annotated[Path | None, typer.Option("--masks", help="Masks of DATA, named like the images.")] = None,
-    split: Annotated[str | None, typer.Option("--split", help="train, val, test or all (default: test).")] = None,
+    arguments: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[DATA] [KEY=VALUE]...", help="Other images to evaluate on, and masks=DIR (theirs)."),
+    ] = None,
+    split: Annotated[Split | None, typer.Option("--split", help="Default: test.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for metrics.json, predictions.csv.")] = None,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """Per-image Dice, IoU and 95% Hausdorff distance, with the means' 95% bootstrap intervals."""
+    """Score a segmenter: per-image Dice, IoU and HD95, the means with 95% bootstrap intervals."""
     from medtune.apply.segment_eval import evaluate_segmenter
 
-    result = evaluate_segmenter(run, data, split, masks, out)
+    data, settings = data_and_settings(arguments or [])
+    keys = command_keys(config_file, settings, ("masks",), "medtune segment evaluate")
+    if show_config:
+        print_config({"run": str(run), "data": data, **keys})
+    result = evaluate_segmenter(run, Path(data) if data else None, split, keys.get("masks"), out)
     splits = ", ".join(result.metrics.get("split", [])) or split or "all"
     render_metrics(result.metrics, f"{run.name} on {Path(result.metrics['data']).name} ({splits})")
     console.print(f"written: {result.out}/metrics.json and predictions.csv (per image)", highlight=False)
 
 
+#: The keys `medtune segment predict` reads.
+SEGMENT_PREDICT_KEYS = ("postprocess", "tta", "batch_size")
+
+
 @segment_app.command("predict")
 def segment_predict_command(
     run: SegmentRun,
-    inputs: InputsArgument,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="INPUT... [KEY=VALUE]...",
+            help="Image files, folders (recursive), glob patterns or CSV files; then keys: postprocess=none|lungs "
+            "(keep the two largest regions, fill holes), tta=true, batch_size=16.",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks (NAME.png, 0 and 255).")],
-    postprocess: Annotated[
-        str | None, typer.Option("--postprocess", help="none, or lungs: keep the two largest regions, fill holes.")
-    ] = None,
-    tta: Annotated[bool | None, typer.Option("--tta/--no-tta", help="Average with the mirrored image.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")] = 16,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
 ) -> None:
-    """A mask per input image at the input's own resolution; unreadable inputs are reported, the rest written."""
+    """Write a mask per input image at its own resolution (exit 3 when some could not be read)."""
     from medtune.apply.predict import collect_inputs
     from medtune.apply.segment_predict import predict_masks
 
+    _, paths, settings = split_arguments(inputs)
+    keys = command_keys(config_file, settings, SEGMENT_PREDICT_KEYS, "medtune segment predict")
+    if show_config:
+        print_config(keys)
+    inputs = paths
+    postprocess, tta, batch_size = keys.get("postprocess"), keys.get("tta"), keys.get("batch_size", 16)
     total = len(collect_inputs(inputs))
     with progress_bar(f"segmenting {total} image(s)", total) as advance:
         results = predict_masks(run, inputs, out, postprocess, tta, batch_size, on_image=advance)
@@ -77,5 +126,5 @@ def segment_predict_command(
     console.print(f"{len(results) - len(failed)} mask(s) written to {out}", highlight=False)
     for row in failed.itertuples(index=False):
         console.print(f"[yellow]not segmented[/]: {row.file}: {row.error}", highlight=False)
-    if len(failed) == len(results):
-        raise typer.Exit(1)
+    if len(failed):
+        raise typer.Exit(1 if len(failed) == len(results) else 3)

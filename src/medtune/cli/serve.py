@@ -26,7 +26,9 @@ def serve_command(
         Path | None, typer.Option("--index", help="Index for similar cases (default RUN/index when built).")
     ] = None,
 ) -> None:
-    """Serve the model: GET / (a page to drop images on), POST /predict (files in, JSON as predict --probs
+    """Serve a run or an exported model: a web page and a JSON API.
+
+    GET / (a page to drop images on), POST /predict (files in, JSON as predict --probs
     writes it; ?similar=K adds the K most similar indexed images), GET /model, GET /health and the OpenAPI page
     at /docs."""
     from medtune.deploy.server import is_loopback, serve
@@ -36,5 +38,8 @@ def serve_command(
             f"[yellow]warning:[/] serving on {host}: anyone who can reach this machine can send images to the model",
             highlight=False,
         )
-    console.print(f"serving {Path(model)} on http://{host}:{port}/ (Ctrl+C to stop)", highlight=False)
-    serve(model, host, port, max_upload_mb=max_upload_mb, concurrency=concurrency, index=index)
+
+    def ready() -> None:
+        console.print(f"serving {Path(model)} on http://{host}:{port}/ (Ctrl+C to stop)", highlight=False)
+
+    serve(model, host, port, ready, max_upload_mb=max_upload_mb, concurrency=concurrency, index=index)

@@ -6,8 +6,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
-from medtune.cli._common import build_config, console, data_and_settings
+from medtune.cli._common import (
+    ConfigOption,
+    JsonOption,
+    PrintConfigOption,
+    build_config,
+    console,
+    data_and_settings,
+    json_mode,
+    print_config,
+)
 from medtune.cli._render import render_metrics
 from medtune.errors import ConfigError
 
@@ -15,33 +25,47 @@ from medtune.errors import ConfigError
 def train_command(
     arguments: Annotated[
         list[str] | None,
-        typer.Argument(help="DATA (folder, CSV/TSV or .npz) and key=value settings, e.g. epochs=10 lr=1e-3"),
+        typer.Argument(
+            metavar="DATA [KEY=VALUE]...",
+            help="A folder, CSV/TSV manifest or .npz, then keys, e.g. epochs=10 lr=1e-3 (every key: medtune keys).",
+        ),
     ] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", "-c", help="YAML file with the same keys.")] = None,
+    config_file: ConfigOption = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default runs/<data>-<backbone>).")
     ] = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Train a classifier, keep its checkpoints (the last epoch, or the best one when validation clearly says
-    so), and evaluate it on the test split.
+    """Train a classifier and score it on the test split.
 
-    Running the same command again resumes an interrupted run; a finished run is never overwritten.
+    Keeps its checkpoints (the last epoch, or the best one when validation clearly says so), evaluates it on the
+    test split and writes its report page. Running the same command again resumes an interrupted run; a finished
+    run is never overwritten.
     """
     from medtune.fitting.train import train_and_report as train
 
     data, overrides = data_and_settings(arguments or [])
     config = build_config(config_file, overrides, data=data)
-    print_training_result(train(config, out))
+    if show_config:
+        print_config(config)
+    with json_mode(as_json) as emit:
+        result = train(config, out)
+        print_training_result(result)
+        emit(training_payload(result))
 
 
 def demo_command(
     arguments: Annotated[
         list[str] | None,
-        typer.Argument(help="key=value settings, e.g. epochs=3 image_size=64", metavar="KEY=VALUE"),
+        typer.Argument(help="Keys, e.g. epochs=3 image_size=64 (every key: medtune keys).", metavar="[KEY=VALUE]..."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/demo).")] = None,
+    config_file: ConfigOption = None,
+    show_config: PrintConfigOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Train, evaluate and report on the data that ships with medtune (PneumoniaMNIST, 28 px chest X-rays).
+    """Train, evaluate and report on the data that ships with medtune (PneumoniaMNIST, 28 px).
 
     The same as `medtune train` on that file: no download, no network.
     """
@@ -51,8 +75,22 @@ def demo_command(
     if data is not None:
         raise ConfigError(f"medtune demo trains on its own data; got {data!r}: run `medtune train {data}` instead")
     arguments = [str(demo_data()), *overrides]
-    console.print(f"demo: medtune train {' '.join(arguments)}", highlight=False, soft_wrap=True)
-    train_command(arguments, None, out or Path("runs") / "demo")
+    if not show_config:  # with --json, standard output holds the JSON alone
+        (Console(stderr=True) if as_json else console).print(f"demo: medtune train {' '.join(arguments)}",
+                                                              highlight=False, soft_wrap=True)  # fmt: skip
+    train_command(arguments, config_file, out or Path("runs") / "demo", show_config, as_json)
+
+
+def training_payload(result: Any) -> dict[str, Any]:
+    """What ``train --json`` prints: the run, whether it resumed, the kept epoch, the metrics and the report."""
+    return {
+        "run": str(result.run.path),
+        "resumed": result.resumed,
+        "kept": result.run.read_kept(),
+        "metrics": result.metrics,
+        "report": str(result.report) if result.report else None,
+        "report_error": result.report_error,
+    }
 
 
 def print_training_result(result: Any) -> None:
@@ -64,7 +102,7 @@ def print_training_result(result: Any) -> None:
     run = result.run
     kept = run.read_kept()
     if kept:
-        console.print(f"kept the weights of epoch {kept['epoch'] + 1}: {kept['reason']}", highlight=False)
+        console.print(f"kept the weights of epoch {kept['epoch']}: {kept['reason']}", highlight=False)
     render_metrics(result.metrics, f"{'Kept' if kept else 'Best'} checkpoint on the {split} split")
     files = (run.predictions_file.name, run.history_file.name, run.best_checkpoint.relative_to(run.path).as_posix())
     console.print(f"files: {run.metrics_file}, {', '.join(files)}", highlight=False)

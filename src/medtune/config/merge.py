@@ -99,7 +99,7 @@ def validate_config(values: Mapping[str, Any]) -> Config:
     unknown = [k for k in values if k not in Config.model_fields]
     if unknown:
         hints = "; ".join(f"unknown key {k!r}.{suggest(k, known)}" for k in unknown)
-        raise ConfigError(f"{hints} Valid keys: {', '.join(known)}.")
+        raise ConfigError(f"{hints} `medtune keys` lists every key with its type, default and meaning.")
     try:
         return Config(**values)
     except ValidationError as exc:

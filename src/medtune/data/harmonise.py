@@ -4,7 +4,7 @@ a user's map, so that a classifier trained on one hospital's labels can be score
 The built-in table holds the 18 pathologies TorchXRayVision harmonises (Cohen et al. 2020) with their usual
 spellings (``Pleural_Thickening``, ``pleural thickening``, ``Pleural Thickening``...), plus ``normal`` (``No
 Finding``, ``healthy``, ``negative``...) and ``covid`` (``COVID-19``, ``covid19``, ``SARS-CoV-2``...). Names are
-compared case- and separator-blind. A user map (``--label-map map.yaml`` or ``label_map=``: ``source label: target
+compared case- and separator-blind. A user map (``label_map=map.yaml``: ``source label: target
 label``, or ``null`` to drop) comes first. A label that matches nothing is kept under its own name and listed by
 `harmonise_labels`, never guessed.
 """

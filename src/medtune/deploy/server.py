@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
-    """Serve `model` with uvicorn until interrupted."""
+def serve(
+    model: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    on_ready: Callable[[], None] | None = None,
+    **options: Any,
+) -> None:
+    """Serve `model` with uvicorn until interrupted; `on_ready` is called once the model has loaded (a run that
+    does not exist is refused before anything says it is served)."""
     import uvicorn
 
-    uvicorn.run(create_app(model, **options), host=host, port=port, log_level="warning")
+    app = create_app(model, **options)
+    if on_ready is not None:
+        on_ready()
+    uvicorn.run(app, host=host, port=port, log_level="warning")

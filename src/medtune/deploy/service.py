@@ -153,7 +153,7 @@ class Predictor:
         if cam and not isinstance(self.model, TrainedModel):
             raise CamUnavailable("Grad-CAM needs the run's network: serve the run directory, not its .onnx export")
         if similar and self.cases is None:
-            raise SimilarUnavailable("no index of images to search: build one with `medtune index RUN DATA` (saved as "
+            raise SimilarUnavailable("no index of images to search: build one with `medtune index DATA RUN` (saved as "
                                      "RUN/index) or serve with --index DIR")  # fmt: skip
         needs_masks = self.spec.mask != "none" and self.segmenter is None
         if needs_masks and self.model.config.mask_missing != "whole":

@@ -92,7 +92,7 @@ def shared_classes(domains: Sequence[Domain]) -> tuple[list[str], dict[str, list
     if len(shared) < 2:
         listed = "; ".join(f"{name}: {', '.join(c)}" for name, c in own.items())
         raise DataError(f"the datasets share {len(shared)} class(es) after harmonisation ({listed}); a matrix needs "
-                        "two: map the names with --label-map map.yaml")  # fmt: skip
+                        "two: map the names with label_map=map.yaml")  # fmt: skip
     return shared, own
 
 

@@ -23,7 +23,7 @@ from medtune.config import Config, load_config
 from medtune.errors import ConfigError, DataError
 from medtune.runs import Run, load_table
 
-#: The probes ``method=`` names, each a scikit-learn estimator and the grid searched for it.
+#: The probes ``--method`` names, each a scikit-learn estimator and the grid searched for it.
 METHODS = ("logreg", "knn", "svm")
 
 
@@ -50,7 +50,7 @@ def create_probe(method: str) -> tuple[Any, dict[str, list]]:
         model = CalibratedClassifierCV(SVC(random_state=0), ensemble=False)
         grid = {"calibratedclassifiercv__estimator__C": [0.1, 1.0, 10.0]}
     else:
-        raise ConfigError(f"method={method} is unknown; expected one of {', '.join(METHODS)} or all")
+        raise ConfigError(f"--method {method} is unknown; expected one of {', '.join(METHODS)} or all")
     return make_pipeline(StandardScaler(), model), grid
 
 

@@ -110,7 +110,7 @@ def load_index(path: str | os.PathLike) -> SearchIndex:
     if (folder / "index" / META_FILE).is_file():
         folder = folder / "index"
     if not (folder / META_FILE).is_file() or not (folder / INDEX_FILE).is_file():
-        raise DataError(f"{path} holds no index; build one with `medtune index RUN_OR_BACKBONE DATA --out {path}`")
+        raise DataError(f"{path} holds no index; build one with `medtune index DATA [RUN] --out {path}`")
     faiss = import_faiss()
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     index = faiss.deserialize_index(np.frombuffer((folder / INDEX_FILE).read_bytes(), dtype=np.uint8))

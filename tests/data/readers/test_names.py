@@ -27,9 +27,7 @@ def test_pathology_tiles_are_labelled_by_their_name_prefix():
 
 
 def test_the_summary_lists_the_nine_tile_classes_in_colour(tmp_path):
-    result = medtune(
-        "data", "summary", shared_path("pathology-tiles"), "label_from=name", "--json", tmp_path / "s.json"
-    )
+    result = medtune("data", "summary", shared_path("pathology-tiles"), "label_from=name", "--out", tmp_path / "s.json")
     assert result.returncode in (0, 1), result.stderr  # 1: one tile per class cannot fill every split (named)
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["classes"] == list(TILE_CLASSES) and summary["images"] == 9
