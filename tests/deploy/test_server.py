@@ -219,4 +219,4 @@ def test_similar_cases_come_from_the_index_beside_the_answer(server, tiny_run, t
         process.terminate()
         process.wait(timeout=30)
     refused = httpx.post(f"{server}/predict", params={"similar": 3}, files=[("files", _png(query))], timeout=60)
-    assert refused.status_code == 400 and "medtune index RUN DATA" in refused.json()["detail"]
+    assert refused.status_code == 400 and "medtune index DATA RUN" in refused.json()["detail"]

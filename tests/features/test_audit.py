@@ -27,7 +27,7 @@ def without_datalab(monkeypatch):
 
 def test_the_eight_pneumoniamnist_copies_across_splits_are_found_and_fixed(tmp_path):
     data = shared_path("pneumoniamnist", "pneumoniamnist.npz")
-    found = audit(data, keys={"image_size": 64}, out=tmp_path / "audit", fix_split=True,
+    found = audit(data, image_size=64, out=tmp_path / "audit", fix_split=True,
                   checks=["duplicates"], progress=False)  # fmt: skip
     assert found.counts["exact_across"] == 8  # pixel for pixel in two splits (train/val/test of MedMNIST)
     leaks = found.duplicates[found.duplicates["across"] & (found.duplicates["kind"] == "exact")]
@@ -56,7 +56,7 @@ def test_a_label_flipped_on_purpose_is_found(tmp_path, without_datalab):
     folder = _small_cxr3(tmp_path)
     flipped = sorted((folder / "normal").iterdir())[3]
     shutil.move(flipped, folder / "covid" / flipped.name)  # an NIH normal film filed as covid
-    found = audit(folder, keys={"image_size": 64}, out=tmp_path / "audit", checks=["labels"], progress=False)
+    found = audit(folder, image_size=64, out=tmp_path / "audit", checks=["labels"], progress=False)
     issues = found.label_issues.set_index("id")
     assert f"covid/{flipped.name}" in issues.index
     assert issues.loc[f"covid/{flipped.name}", "given"] == "covid"
@@ -74,7 +74,7 @@ def test_tiles_grown_from_one_original_are_matched_by_keypoints(tmp_path):
     others = [p for p in sorted(shared_path("lc25000-lung", "lung_n").iterdir()) if p.stem not in names][:22]
     for path in [shared_path("lc25000-lung", "lung_n", f"{n}.jpeg") for n in names] + others:
         shutil.copy(path, folder / "lung_n" / path.name)
-    found = audit(folder, keys={"image_size": 64}, out=tmp_path / "audit", checks=["duplicates"], progress=False)
+    found = audit(folder, image_size=64, out=tmp_path / "audit", checks=["duplicates"], progress=False)
     groups = found.duplicates.groupby("group")["id"].apply(lambda ids: sorted(i.split("/")[-1][:-5] for i in ids))
     assert sorted(groups) == sorted(sorted(pair) for pair in pairs)
     assert found.duplicates["evidence"].str.endswith("keypoints agree").all()
