@@ -52,7 +52,7 @@ def _feature_pass(data: Path, keys: dict) -> float:
     from medtune import embed
 
     started = time.perf_counter()
-    embed("tf_efficientnet_lite0", data, keys)
+    embed(data, backbone="tf_efficientnet_lite0", **keys)
     return time.perf_counter() - started
 
 

@@ -208,7 +208,7 @@ def main() -> None:
     for name, (_, _, history, kept, _) in runs.items():
         for row, elapsed in zip(history.to_dict("records"), history["seconds"].cumsum(), strict=True):
             mark = "*" if row["epoch"] == kept else ""
-            curves.add_row(name, f"{row['epoch'] + 1}{mark}", f"{elapsed:.0f}", f"{row['val_auc']:.4f}",
+            curves.add_row(name, f"{row['epoch']}{mark}", f"{elapsed:.0f}", f"{row['val_auc']:.4f}",
                            f"{row['val_acc']:.3f}")  # fmt: skip
     for row in seed.to_dict("records"):
         curves.add_row("seed-style loop (PNG + PIL, NCHW)", str(row["epoch"] + 1), f"{row['seconds']:.0f}",

@@ -103,7 +103,9 @@ def run_recipe(data: Path, keys: list[str], out: Path, tta: bool = False) -> dic
     wall = time.perf_counter() - started
     history = pd.read_csv(out / "history.csv")
     kept = out / "kept.json"
-    row = history.iloc[json.loads(kept.read_text())["epoch"]] if kept.is_file() else kept_epoch(history)
+    # kept.json and history.csv both count epochs from 1
+    row = history[history["epoch"] == json.loads(kept.read_text())["epoch"]].iloc[0] if kept.is_file() else (
+        kept_epoch(history))  # fmt: skip
     found = {"wall": round(wall, 1), "epochs": len(history), "kept": int(row["epoch"]),
             "val_auc": float(row["val_auc"]), "val_acc": float(row["val_acc"]), "val_loss": float(row["val_loss"]),
             "val_nll": float(row["val_nll"]), "peak_nll": int(history.loc[history["val_nll"].idxmin(), "epoch"]),

@@ -1,5 +1,8 @@
 """Start-up of a one-image ``medtune predict``: the bare inference network against the same call with Lightning
-imported, as every prediction paid before the inference path lost its Lightning import.
+imported, as every prediction paid before the inference path lost its Lightning import. And the start-up of the
+commands that need no network (``medtune keys lr``, ``--help``, shell completion): the command line without torch
+against the same command with torch imported first, as every command paid before the CLI stopped importing
+``medtune.tasks`` (and with it torch) on start.
 
     python benchmarks/startup.py [--run RUN] [--image IMAGE] [--rounds 5] [--quick]
 
@@ -73,6 +76,29 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"`medtune.predict` leaves lightning out of sys.modules: {probe.stdout.strip() == 'False'}")
+    console.print(_cli_table(args.rounds))
+
+
+def _cli_table(rounds: int) -> RichTable:
+    """``medtune keys lr`` in a fresh process, as it starts now and with torch imported first (as before)."""
+    bare = [sys.executable, "-m", "medtune", "keys", "lr"]
+    with_torch = [sys.executable, "-c", "import torch, runpy, sys; sys.argv = ['medtune', 'keys', 'lr']; "
+                  "runpy.run_module('medtune', run_name='__main__')"]  # fmt: skip
+    check = [sys.executable, "-c", "import sys, medtune.cli.main; print('torch' in sys.modules)"]
+    without = subprocess.run(check, capture_output=True, text=True).stdout.strip() == "False"
+    times: dict[str, list[float]] = {"bare": [], "torch": []}
+    _seconds(bare)
+    for _ in range(rounds):
+        times["bare"].append(_seconds(bare))
+        times["torch"].append(_seconds(with_torch))
+    bare_s, old_s = statistics.median(times["bare"]), statistics.median(times["torch"])
+    table = RichTable(title=f"medtune keys lr (no network needed), median of {rounds} fresh processes; "
+                      f"the command line starts without torch: {without}")  # fmt: skip
+    for column in ("path", "seconds", "ratio"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    table.add_row("command line without torch (now)", f"{bare_s:.2f}", "1.00")
+    table.add_row("with torch imported (before)", f"{old_s:.2f}", f"{old_s / bare_s:.2f}")
+    return table
 
 
 if __name__ == "__main__":
