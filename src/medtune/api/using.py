@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from medtune.api.outcomes import EvaluationResult, Predictions
     from medtune.deploy.export import Export
 
-#: The keys telling how data is read (the data section but ``data`` itself, which is an argument).
-DATA_ARGUMENT = "data"
-
 
 def reading_keys(keys: Mapping[str, Any], command: str, extra: Sequence[str] = ()) -> dict[str, Any]:
     """`keys` checked as the data keys (``label=``, ``path=``, ``masks=``...) plus `extra`, typed by the schema.
@@ -30,17 +27,9 @@ def reading_keys(keys: Mapping[str, Any], command: str, extra: Sequence[str] = (
     Raises:
         ConfigError: a key the command does not read (named, with the keys it reads), or a value out of range.
     """
-    from medtune.config import load_config
-    from medtune.config.schema import SECTION_KEYS
+    from medtune.config import READING_KEYS, check_keys
 
-    allowed = (*(k for k in SECTION_KEYS["data"] if k != DATA_ARGUMENT), *extra)
-    stray = [k for k in keys if k not in allowed]
-    if stray:
-        named = ", ".join(f"{k}=" for k in allowed)
-        raise ConfigError(f"{command} does not read {', '.join(f'{k}=' for k in stray)}; the keys it reads: {named} "
-                          "(`medtune keys KEY` says what each means)")  # fmt: skip
-    checked = load_config(overrides=dict(keys))
-    return {key: getattr(checked, key) for key in keys}
+    return check_keys(keys, (*READING_KEYS, *extra), command)
 
 
 def evaluate(

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from medtune._progress import create_progress
-from medtune.config import Config, load_config, parse_overrides, read_yaml
+from medtune.config import Config, check_keys, load_config, parse_overrides, read_yaml
 from medtune.errors import ConfigError
 
 #: The feature network of the commands on frozen features when neither a RUN nor ``backbone=`` is given.
@@ -165,17 +165,9 @@ def command_keys(
     {'tta': True, 'masks': 'lungs/'}
     """
     allowed = tuple(allowed)
-    given = parse_overrides(settings)
-    stray = [k for k in given if k not in allowed]
-    if stray:
-        raise ConfigError(
-            f"{command} does not read {', '.join(f'{k}=' for k in stray)}; the keys it reads: "
-            f"{', '.join(f'{k}=' for k in allowed)} (`medtune keys KEY` says what each means)"
-        )
+    given = check_keys(parse_overrides(settings), allowed, command)  # a stray key=value is refused before the file
     from_file = {k: v for k, v in (read_yaml(config_file) if config_file else {}).items() if k in allowed}
-    merged = {**from_file, **given}
-    checked = load_config(overrides=merged)
-    return {key: getattr(checked, key) for key in merged}
+    return check_keys({**from_file, **given}, allowed, command)
 
 
 def print_config(values: Config | Mapping[str, Any]) -> None:

@@ -16,7 +16,8 @@ from medtune.cli._common import (
     data_and_settings,
     print_config,
 )
-from medtune.cli.evaluate import READING_KEYS, Split
+from medtune.cli.evaluate import Split
+from medtune.config import READING_KEYS
 from medtune.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from medtune.cli._common import (
     data_and_source,
     print_config,
 )
-from medtune.cli.evaluate import READING_KEYS
+from medtune.config import READING_KEYS
 
 #: The keys the commands on frozen features read: how the data is read, and the backbone when no RUN is given.
 FEATURE_KEYS = (*READING_KEYS, "backbone")

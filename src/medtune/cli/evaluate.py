@@ -19,12 +19,10 @@ from medtune.cli._common import (
     print_config,
 )
 from medtune.cli._render import render_calibrated, render_guard, render_metrics
-from medtune.config.schema import SECTION_KEYS
+from medtune.config import READING_KEYS
 
 #: A split of the data, or all of it.
 Split = Literal["train", "val", "test", "all"]
-#: How other data is read: the data keys but ``data`` itself (the DATA argument).
-READING_KEYS = tuple(k for k in SECTION_KEYS["data"] if k != "data")
 #: The keys `medtune evaluate` reads: how other data is read, and test-time augmentation.
 EVALUATE_KEYS = (*READING_KEYS, "tta")
 

@@ -15,14 +15,13 @@ from medtune.cli._common import (
     command_keys,
     console,
     data_and_settings,
-    json_mode,
     print_config,
     progress_bar,
     split_arguments,
 )
 from medtune.cli._render import render_metrics
 from medtune.cli.evaluate import Split
-from medtune.cli.train import print_training_result, training_payload
+from medtune.cli.train import run_training
 
 segment_app = typer.Typer(
     help="Train, evaluate and apply segmenters (smp on timm encoders): a mask per image.",
@@ -53,16 +52,8 @@ def segment_train_command(
     Keeps its best and last checkpoints and evaluates it on the test split (Dice, IoU, HD95 with intervals). The
     same command again resumes an interrupted run.
     """
-    from medtune.fitting.train import train_and_report as train
-
     data, overrides = data_and_settings(arguments or [])
-    config = build_config(config_file, overrides, data=data, task="segment")
-    if show_config:
-        print_config(config)
-    with json_mode(as_json) as emit:
-        result = train(config, out)
-        print_training_result(result)
-        emit(training_payload(result))
+    run_training(build_config(config_file, overrides, data=data, task="segment"), out, show_config, as_json)
 
 
 @segment_app.command("evaluate")

@@ -43,10 +43,15 @@ def train_command(
     test split and writes its report page. Running the same command again resumes an interrupted run; a finished
     run is never overwritten.
     """
+    data, overrides = data_and_settings(arguments or [])
+    run_training(build_config(config_file, overrides, data=data), out, show_config, as_json)
+
+
+def run_training(config: Any, out: Path | None, show_config: bool, as_json: bool) -> None:
+    """What `medtune train` and `medtune segment train` do with their configuration: print it (``--print-config``),
+    or train, print the result and, with ``--json``, the result as JSON."""
     from medtune.fitting.train import train_and_report as train
 
-    data, overrides = data_and_settings(arguments or [])
-    config = build_config(config_file, overrides, data=data)
     if show_config:
         print_config(config)
     with json_mode(as_json) as emit:

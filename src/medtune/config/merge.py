@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from medtune._registry import suggest
-from medtune.config.schema import Config
+from medtune.config.schema import SECTION_KEYS, Config
 from medtune.errors import ConfigError
 
 
@@ -90,6 +90,28 @@ def load_config(
     merged.update(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))
     merged.update(values)
     return validate_config(merged)
+
+
+#: How data is read: the data section's keys but ``data`` itself (a command's DATA argument).
+READING_KEYS: tuple[str, ...] = tuple(k for k in SECTION_KEYS["data"] if k != "data")
+
+
+def check_keys(values: Mapping[str, Any], allowed: Iterable[str], command: str) -> dict[str, Any]:
+    """`values` typed and checked by the schema, refusing a key `command` does not read (`allowed`) with the list
+    of those it does: one check for ``key=value`` on the command line and keyword keys in Python.
+
+    >>> check_keys({"tta": "true"}, ("tta", "masks"), "medtune predict")
+    {'tta': True}
+    """
+    allowed = tuple(allowed)
+    stray = [k for k in values if k not in allowed]
+    if stray:
+        raise ConfigError(
+            f"{command} does not read {', '.join(f'{k}=' for k in stray)}; the keys it reads: "
+            f"{', '.join(f'{k}=' for k in allowed)} (`medtune keys KEY` says what each means)"
+        )
+    checked = load_config(overrides=dict(values))
+    return {key: getattr(checked, key) for key in values}
 
 
 def validate_config(values: Mapping[str, Any]) -> Config:
